@@ -1,0 +1,224 @@
+"""Step scores (+ outcome reward, + separator flags) packed into verl's token-level `rm_scores`.
+
+verl's v1 trainer hands an advantage estimator only `rm_scores` [B, T] (as token_level_rewards),
+the response mask and the uids, so step boundaries must travel inside rm_scores. Our reward
+manager writes `encode_rm_scores(...)`; our estimators (`rprm_rloo`, `rprm_grpo`) decode it.
+
+Encoding (one float per token; float32-safe):
+
+    code = 0                              ordinary token (no event)
+    code = 2 + f + 2 m                    event token, with
+        f in [0, 1]   the step score p = P(Yes) when the token ends a step
+        f = 1.5       no step ends here (a pure separator / outcome token)
+        m = sep + 2 k sep = 1 if the token is a step-separator token (zero-advantage option)
+                      k = 0: no outcome here; k = 1 + j: the response's outcome (verifiable)
+                      reward o = OUTCOME_MIN + j * OUTCOME_STEP sits here (j = 0..OUTCOME_LEVELS-1)
+
+    So a plain step end is 2 + p in [2, 3] (a score of exactly 0.0 is 2.0, never confused with "no
+    step"); a separator token without a step end is 3.5; the outcome sits on the last response
+    token. Decoding: m = floor((code - 2 + 0.25) / 2), f = code - 2 - 2 m.
+
+Precision: codes are at most 2 + 1.5 + 2 * (1 + 2 * OUTCOME_LEVELS) = 137.5, so in float32 a
+decoded p is exact to ~1e-5 (2.4e-7 for plain step ends in [2, 3]); 0.0 and 1.0 are exact.
+Outcome rewards must lie on the grid {-4, -3.75, ..., 4} (binary/ternary verifiable rewards do);
+`encode_rm_scores` raises otherwise.
+
+Consequences for verl (document in the recipe):
+  * `algorithm.use_kl_in_reward` must be False (use the actor KL loss): the in-reward KL penalty
+    is added to rm_scores and breaks the code; `decode_rm_scores` then raises.
+  * `rm_scores.sum(-1)` (verl's logged "reward", DAPO filter metric "reward") is not a reward
+    under this encoding: log real scalars through reward_extra_info.
+  * verl's built-in per-token estimators (`gae`, `reinforce_plus_plus`, `remax`) need plain token
+    rewards: for them the reward manager writes `assign_credit(...)` output instead.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from rl_prm.credit.modes import check_step_inputs
+
+EVENT_BASE = 2.0
+NO_STEP = 1.5
+STRIDE = 2.0
+OUTCOME_MIN = -4.0
+OUTCOME_STEP = 0.25
+OUTCOME_LEVELS = 33  # -4.0 .. 4.0
+_TOL = 1e-3  # decode tolerance on the fractional part (codes are far coarser than this)
+
+
+class DecodedScores(NamedTuple):
+    """What `decode_rm_scores` recovers (S = most steps of a row in the batch).
+
+    step_scores [B, S] float, step_mask [B, S] bool, step_ends [B, S] long (0 where masked),
+    outcome [B] float (0 where absent), outcome_mask [B] bool, separator_mask [B, T] bool.
+    """
+
+    step_scores: torch.Tensor
+    step_mask: torch.Tensor
+    step_ends: torch.Tensor
+    outcome: torch.Tensor
+    outcome_mask: torch.Tensor
+    separator_mask: torch.Tensor
+
+
+def last_token_index(response_mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last token with response_mask 1 per row ([B, T] -> [B]; 0 for empty rows)."""
+    m = response_mask.bool()
+    T = m.shape[1]
+    idx = torch.arange(T, device=m.device).expand_as(m)
+    return torch.where(m, idx, torch.full_like(idx, -1)).max(dim=1).values.clamp(min=0)
+
+
+def encode_rm_scores(
+    step_scores: torch.Tensor,
+    step_mask: torch.Tensor,
+    step_ends: torch.Tensor,
+    response_mask: torch.Tensor,
+    *,
+    outcome: torch.Tensor | None = None,
+    separator_mask: torch.Tensor | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """Pack step scores (and optionally outcome rewards and separator flags) into rm_scores.
+
+    Args:
+        step_scores: `(torch.Tensor)` shape (B, S), P(Yes) in [0, 1] for valid steps
+        step_mask: `(torch.Tensor)` shape (B, S) bool
+        step_ends: `(torch.Tensor)` shape (B, S) long, last token of each valid step
+        response_mask: `(torch.Tensor)` shape (B, T)
+        outcome: `(torch.Tensor | None)` shape (B,), verifiable reward per response on the grid
+            OUTCOME_MIN + j * OUTCOME_STEP; NaN = no outcome for that row. Placed on the last
+            response token.
+        separator_mask: `(torch.Tensor | None)` shape (B, T) bool, step-separator tokens
+    Returns:
+        rm_scores: `(torch.Tensor)` shape (B, T), 0 off events and off the response mask
+    """
+    valid, rmask = check_step_inputs(step_scores, step_mask, step_ends, response_mask)
+    B, T = rmask.shape
+    dev = step_scores.device
+    f = torch.full((B, T), NO_STEP, dtype=torch.float64, device=dev)
+    is_step = torch.zeros(B, T, dtype=torch.bool, device=dev)
+    ends = torch.where(valid, step_ends.long(), torch.zeros_like(step_ends.long()))
+    rows = torch.arange(B, device=dev).unsqueeze(1).expand_as(ends)
+    f[rows[valid], ends[valid]] = step_scores[valid].double()
+    is_step[rows[valid], ends[valid]] = True
+
+    m = torch.zeros(B, T, dtype=torch.long, device=dev)
+    event = is_step.clone()
+    if separator_mask is not None:
+        if separator_mask.shape != (B, T):
+            raise ValueError(f"separator_mask must have shape {(B, T)}, got {tuple(separator_mask.shape)}")
+        sep = separator_mask.bool() & rmask
+        m = m + sep.long()
+        event |= sep
+    if outcome is not None:
+        outcome = torch.as_tensor(outcome, device=dev).double().reshape(-1)
+        if outcome.shape[0] != B:
+            raise ValueError(f"outcome must have shape ({B},), got {tuple(outcome.shape)}")
+        has = ~torch.isnan(outcome)
+        if (has & ~rmask.any(dim=1)).any():
+            raise ValueError("outcome given for a response with an empty response_mask")
+        o = torch.where(has, outcome, torch.zeros_like(outcome))
+        j = torch.round((o - OUTCOME_MIN) / OUTCOME_STEP)
+        bad = has & (torch.isinf(o) | (j < 0) | (j >= OUTCOME_LEVELS) | ((OUTCOME_MIN + j * OUTCOME_STEP - o).abs() > 1e-6))
+        if bad.any():
+            raise ValueError(
+                f"outcome reward {outcome[bad][0].item()!r} is not on the encoding grid "
+                f"{OUTCOME_MIN} + j*{OUTCOME_STEP}, j in [0, {OUTCOME_LEVELS}) (i.e. multiples of "
+                f"{OUTCOME_STEP} in [{OUTCOME_MIN}, {-OUTCOME_MIN}])"
+            )
+        last = last_token_index(rmask)
+        k = torch.where(has, j.long() + 1, torch.zeros_like(j.long()))
+        b_idx = torch.arange(B, device=dev)
+        m[b_idx, last] += 2 * k
+        event[b_idx, last] |= has
+    code = EVENT_BASE + f + STRIDE * m.double()
+    return torch.where(event, code, torch.zeros_like(code)).to(dtype)
+
+
+def decode_rm_scores(rm_scores: torch.Tensor, response_mask: torch.Tensor) -> DecodedScores:
+    """Unpack `encode_rm_scores` output (fully vectorised).
+
+    Args:
+        rm_scores: `(torch.Tensor)` shape (B, T)
+        response_mask: `(torch.Tensor)` shape (B, T)
+    Returns:
+        DecodedScores (see its doc); steps in token order, valid steps first.
+    Raises:
+        ValueError if rm_scores is not in this encoding (e.g. nonzero values below 2, as left by
+        an in-reward KL penalty or a plain-reward reward manager), has codes off the response
+        mask, or more than one outcome per row.
+    """
+    if rm_scores.dim() != 2 or rm_scores.shape != response_mask.shape:
+        raise ValueError(
+            f"rm_scores and response_mask must have the same [B, T] shape, got "
+            f"{tuple(rm_scores.shape)} and {tuple(response_mask.shape)}"
+        )
+    c = rm_scores.double()
+    rmask = response_mask.bool()
+    B, T = c.shape
+    dev = c.device
+    if not torch.isfinite(c).all():
+        raise ValueError("rm_scores has NaN/inf values")
+    event = c != 0
+    if (event & ~rmask).any():
+        raise ValueError("rm_scores has nonzero codes off the response mask")
+    bad_low = event & (c < EVENT_BASE - _TOL)
+    if bad_low.any():
+        b, t = torch.nonzero(bad_low)[0].tolist()
+        raise ValueError(
+            f"rm_scores is not in rl_prm's step encoding: value {c[b, t].item():.6g} at [{b}, {t}] "
+            "(codes are 0 or >= 2). Is algorithm.use_kl_in_reward on, or does the reward manager "
+            "write plain rewards? rprm_* estimators need rl_prm.credit.encode_rm_scores output."
+        )
+    m = torch.floor((c - EVENT_BASE + 0.25) / STRIDE).clamp(min=0)
+    f = c - EVENT_BASE - STRIDE * m
+    is_step = event & (f <= 1.0 + _TOL)
+    no_step = event & ((f - NO_STEP).abs() <= _TOL)
+    if (event & ~is_step & ~no_step).any():
+        b, t = torch.nonzero(event & ~is_step & ~no_step)[0].tolist()
+        raise ValueError(f"rm_scores has an invalid code {c[b, t].item():.6g} at [{b}, {t}]")
+    m = torch.where(event, m, torch.zeros_like(m)).long()
+    sep = (m % 2 == 1) & event
+    k = m // 2
+    if (k > OUTCOME_LEVELS).any():
+        raise ValueError("rm_scores has an outcome code beyond the encoding grid")
+    n_out = (k > 0).sum(dim=1)
+    if (n_out > 1).any():
+        raise ValueError("rm_scores has more than one outcome code in a row")
+    outcome_mask = n_out == 1
+    j = (k.max(dim=1).values - 1).clamp(min=0)
+    outcome = torch.where(outcome_mask, OUTCOME_MIN + j.double() * OUTCOME_STEP, torch.zeros(B, dtype=torch.float64, device=dev))
+
+    counts = is_step.sum(dim=1)
+    S = int(counts.max().item()) if B else 0
+    rank = torch.cumsum(is_step.long(), dim=1) - 1
+    step_scores = torch.zeros(B, S, dtype=torch.float64, device=dev)
+    step_ends = torch.zeros(B, S, dtype=torch.long, device=dev)
+    step_mask = torch.zeros(B, S, dtype=torch.bool, device=dev)
+    if S:
+        bi, ti = torch.nonzero(is_step, as_tuple=True)
+        ki = rank[bi, ti]
+        step_scores[bi, ki] = f[bi, ti].clamp(0.0, 1.0)
+        step_ends[bi, ki] = ti
+        step_mask[bi, ki] = True
+    out_dtype = rm_scores.dtype if rm_scores.is_floating_point() else torch.float32
+    return DecodedScores(
+        step_scores.to(out_dtype), step_mask, step_ends, outcome.to(out_dtype), outcome_mask, sep
+    )
+
+
+def encode_step_scores(
+    step_scores: torch.Tensor, step_mask: torch.Tensor, step_ends: torch.Tensor, response_mask: torch.Tensor, **kw
+) -> torch.Tensor:
+    """Alias of `encode_rm_scores` (step scores only unless outcome/separator_mask are given)."""
+    return encode_rm_scores(step_scores, step_mask, step_ends, response_mask, **kw)
+
+
+def decode_step_scores(rm_scores: torch.Tensor, response_mask: torch.Tensor):
+    """`decode_rm_scores` reduced to (step_scores [B, S], step_mask [B, S], step_ends [B, S])."""
+    d = decode_rm_scores(rm_scores, response_mask)
+    return d.step_scores, d.step_mask, d.step_ends

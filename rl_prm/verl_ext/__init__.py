@@ -1,0 +1,1 @@
+"""verl-specific glue (the only place besides rl_prm.verl_plugin that imports verl)."""
