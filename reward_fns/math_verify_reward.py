@@ -152,6 +152,8 @@ def _strip_wrappers(s: str) -> str:
             s = s[len(a) : -len(b)].strip()
     s = s.replace("\\!", "").replace("{,}", ",")
     s = re.sub(r"\\(?:d|t)frac", r"\\frac", s)
+    # brace-less \frac ab / \frac \pi4 (math_verify misreads the command-name form)
+    s = re.sub(r"\\frac\s*(\\[A-Za-z]+|[A-Za-z0-9])\s*(\\[A-Za-z]+|[A-Za-z0-9])", r"\\frac{\1}{\2}", s)
     s = s.rstrip(" .")  # "5." at the end of a sentence
     # currency in front of a number: $18, \$18, \$ 1,000
     s = re.sub(r"^(?:\\\$|\$)\s*(?=[+-]?\d)", "", s)
@@ -250,6 +252,20 @@ def _verify_any(golds, preds, timeout: int | None) -> bool:
     return False
 
 
+_BASE = re.compile(r"^([0-9A-Za-z]+)_\{?(\d+)\}?$")
+
+
+def _bases_differ(golds: tuple[str, ...], pred: str) -> bool:
+    mp = _BASE.match(pred.replace(" ", ""))
+    if not mp:
+        return False
+    for g in golds:
+        mg = _BASE.match(_normalize(g).replace(" ", ""))
+        if not mg or mg.group(2) == mp.group(2):
+            return False
+    return True
+
+
 def _grade(golds: tuple[str, ...], pred: str, how: str, timeout: int | None) -> tuple[float, str]:
     """Core grading of already-extracted strings -> (score, status). Runs where signals may work."""
     try:
@@ -265,6 +281,8 @@ def _grade(golds: tuple[str, ...], pred: str, how: str, timeout: int | None) -> 
         # exact normalised string match first (cheap; covers text answers)
         if how != "anchor" and any(pred_n == _normalize(g) for g in golds):
             return 1.0, "correct"
+        if how != "anchor" and _bases_differ(golds, pred_n):
+            return 0.0, "wrong"  # 52_8 vs 52_9: math_verify drops the base subscript
         preds = _parse_pred(pred_n, how, timeout)
         if not preds:
             return 0.0, "no_answer" if how == "anchor" else "wrong"
