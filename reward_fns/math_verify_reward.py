@@ -30,6 +30,7 @@ Env: RL_PRM_REWARD_TIMEOUT (s per parse/verify, default 3), RL_PRM_REWARD_WORKER
 
 from __future__ import annotations
 
+import atexit
 import collections
 import logging
 import os
@@ -328,7 +329,15 @@ def _get_pool():
             from concurrent.futures import ProcessPoolExecutor
 
             _POOL = ProcessPoolExecutor(max_workers=N_WORKERS, mp_context=multiprocessing.get_context("spawn"))
+            atexit.register(_shutdown_pool, _POOL)
         return _POOL
+
+
+def _shutdown_pool(pool) -> None:
+    try:
+        pool.shutdown(wait=True, cancel_futures=True)
+    except Exception:
+        pass
 
 
 def _kill_pool(pool) -> None:
