@@ -49,6 +49,8 @@ TIMEOUT_S = max(1, int(os.environ.get("RL_PRM_REWARD_TIMEOUT", "3")))
 THREAD_MODE = os.environ.get("RL_PRM_REWARD_THREAD_MODE", "process")  # process | inline
 N_WORKERS = max(1, int(os.environ.get("RL_PRM_REWARD_WORKERS", "2")))
 
+STRING_SHORTCUT = True  # identical normalised strings are correct without calling math_verify
+
 STATUSES = ("correct", "wrong", "no_answer", "malformed", "too_long", "bad_gold", "timeout", "error")
 STATS: collections.Counter = collections.Counter()
 _STATS_LOCK = threading.Lock()
@@ -280,7 +282,7 @@ def _grade(golds: tuple[str, ...], pred: str, how: str, timeout: int | None) -> 
         if not parsed_golds:
             return 0.0, "bad_gold"
         # exact normalised string match first (cheap; covers text answers)
-        if how != "anchor" and any(pred_n == _normalize(g) for g in golds):
+        if STRING_SHORTCUT and how != "anchor" and any(pred_n == _normalize(g) for g in golds):
             return 1.0, "correct"
         if how != "anchor" and _bases_differ(golds, pred_n):
             return 0.0, "wrong"  # 52_8 vs 52_9: math_verify drops the base subscript

@@ -86,9 +86,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=None, help="first N items per benchmark")
     ap.add_argument("--extra", action="store_true", help="also MATH test (5000) and Minerva-Math (272)")
     ap.add_argument("--show", type=int, default=10, help="print up to N failures per group")
+    ap.add_argument("--no-shortcut", action="store_true",
+                    help="grade identical strings through math_verify too (no string-equality shortcut)")
     args = ap.parse_args(argv or [])
 
     from reward_fns import math_verify_reward as R
+
+    if args.no_shortcut:
+        R.STRING_SHORTCUT = False
 
     items = _gsm8k_items(args.limit) + _boxed_solution_items("math500", "test", args.limit)
     if args.extra:
