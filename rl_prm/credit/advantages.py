@@ -170,7 +170,7 @@ def rloo_process_advantage(
         avg = torch.where(K > 0, R / K.clamp(min=1), torch.zeros_like(R))
         per_step = torch.where(multi, (_group_sum(avg, gid, G)[gid] - avg) / (n - 1).clamp(min=1), torch.zeros_like(R))
         b = per_step.unsqueeze(1).expand(-1, valid.shape[1])
-    rewards = x - place_at_ends(b.to(x.dtype), valid, ends, T)
+    rewards = x.scatter_add_(1, ends, -torch.where(valid, b.to(x.dtype), torch.zeros_like(b, dtype=x.dtype)))
 
     if outcome is not None:
         o = outcome.to(x.dtype).reshape(-1)
@@ -179,11 +179,11 @@ def rloo_process_advantage(
         if outcome_mask is not None:
             o = torch.where(outcome_mask.bool(), o, torch.zeros_like(o))
         loo = torch.where(multi, (_group_sum(o, gid, G)[gid] - o) / (n - 1).clamp(min=1), torch.zeros_like(o))
-        bonus = torch.zeros_like(rewards)
-        bonus[torch.arange(B, device=x.device), last_token_index(response_mask)] = outcome_coef * (o - loo)
-        rewards = rewards + bonus * mask
+        nonempty = (response_mask != 0).any(dim=1)
+        rows = torch.arange(B, device=x.device)
+        rewards.index_put_((rows, last_token_index(response_mask)), outcome_coef * (o - loo) * nonempty, accumulate=True)
 
-    returns = reverse_cumsum(rewards * mask) * mask
+    returns = reverse_cumsum(rewards) * mask
     advantages = _finish(returns, response_mask, separator_mask, whiten)
     if separator_mask is not None:
         returns = returns * ~separator_mask.bool()

@@ -66,10 +66,11 @@ class DecodedScores(NamedTuple):
 
 def last_token_index(response_mask: torch.Tensor) -> torch.Tensor:
     """Index of the last token with response_mask 1 per row ([B, T] -> [B]; 0 for empty rows)."""
-    m = response_mask.bool()
-    T = m.shape[1]
-    idx = torch.arange(T, device=m.device).expand_as(m)
-    return torch.where(m, idx, torch.full_like(idx, -1)).max(dim=1).values.clamp(min=0)
+    B, T = response_mask.shape
+    if T == 0:
+        return torch.zeros(B, dtype=torch.long, device=response_mask.device)
+    rev = torch.argmax(torch.flip(response_mask != 0, [1]).to(torch.uint8), dim=1)
+    return (T - 1 - rev).long()
 
 
 def encode_rm_scores(
@@ -96,30 +97,25 @@ def encode_rm_scores(
     Returns:
         rm_scores: `(torch.Tensor)` shape (B, T), 0 off events and off the response mask
     """
-    valid, rmask = check_step_inputs(step_scores, step_mask, step_ends, response_mask)
-    B, T = rmask.shape
+    valid, _ = check_step_inputs(step_scores, step_mask, step_ends, response_mask)
+    B, T = response_mask.shape
     dev = step_scores.device
-    f = torch.full((B, T), NO_STEP, dtype=torch.float64, device=dev)
-    is_step = torch.zeros(B, T, dtype=torch.bool, device=dev)
-    ends = torch.where(valid, step_ends.long(), torch.zeros_like(step_ends.long()))
-    rows = torch.arange(B, device=dev).unsqueeze(1).expand_as(ends)
-    f[rows[valid], ends[valid]] = step_scores[valid].double()
-    is_step[rows[valid], ends[valid]] = True
-
-    m = torch.zeros(B, T, dtype=torch.long, device=dev)
-    event = is_step.clone()
+    # work on the (sparse) event tokens only: flat index b * T + t
+    sb, sk = torch.nonzero(valid, as_tuple=True)
+    flat = [sb * T + step_ends[sb, sk].long()]
+    add = [step_scores[sb, sk].double() - NO_STEP]  # f = NO_STEP + add
     if separator_mask is not None:
         if separator_mask.shape != (B, T):
             raise ValueError(f"separator_mask must have shape {(B, T)}, got {tuple(separator_mask.shape)}")
-        sep = separator_mask.bool() & rmask
-        m = m + sep.long()
-        event |= sep
+        pb, pt = torch.nonzero(separator_mask.bool() & (response_mask != 0), as_tuple=True)
+        flat.append(pb * T + pt)
+        add.append(torch.full((pb.numel(),), STRIDE * 1.0, dtype=torch.float64, device=dev))
     if outcome is not None:
         outcome = torch.as_tensor(outcome, device=dev).double().reshape(-1)
         if outcome.shape[0] != B:
             raise ValueError(f"outcome must have shape ({B},), got {tuple(outcome.shape)}")
         has = ~torch.isnan(outcome)
-        if (has & ~rmask.any(dim=1)).any():
+        if (has & ~(response_mask != 0).any(dim=1)).any():
             raise ValueError("outcome given for a response with an empty response_mask")
         o = torch.where(has, outcome, torch.zeros_like(outcome))
         j = torch.round((o - OUTCOME_MIN) / OUTCOME_STEP)
@@ -130,17 +126,19 @@ def encode_rm_scores(
                 f"{OUTCOME_MIN} + j*{OUTCOME_STEP}, j in [0, {OUTCOME_LEVELS}) (i.e. multiples of "
                 f"{OUTCOME_STEP} in [{OUTCOME_MIN}, {-OUTCOME_MIN}])"
             )
-        last = last_token_index(rmask)
-        k = torch.where(has, j.long() + 1, torch.zeros_like(j.long()))
-        b_idx = torch.arange(B, device=dev)
-        m[b_idx, last] += 2 * k
-        event[b_idx, last] |= has
-    code = EVENT_BASE + f + STRIDE * m.double()
-    return torch.where(event, code, torch.zeros_like(code)).to(dtype)
+        ob = torch.nonzero(has, as_tuple=True)[0]
+        flat.append(ob * T + last_token_index(response_mask)[ob])
+        add.append(STRIDE * 2.0 * (j[ob] + 1))  # m += 2k, k = j + 1
+    # sum the parts of each event token in float64 (sparse), write each code once
+    ev, inv = torch.unique(torch.cat(flat), return_inverse=True)
+    val = torch.zeros(ev.numel(), dtype=torch.float64, device=dev).index_add_(0, inv, torch.cat(add))
+    code = torch.zeros(B * T, dtype=dtype, device=dev)
+    code[ev] = (EVENT_BASE + NO_STEP + val).to(dtype)
+    return code.view(B, T)
 
 
 def decode_rm_scores(rm_scores: torch.Tensor, response_mask: torch.Tensor) -> DecodedScores:
-    """Unpack `encode_rm_scores` output (fully vectorised).
+    """Unpack `encode_rm_scores` output (vectorised over the nonzero codes).
 
     Args:
         rm_scores: `(torch.Tensor)` shape (B, T)
@@ -157,58 +155,59 @@ def decode_rm_scores(rm_scores: torch.Tensor, response_mask: torch.Tensor) -> De
             f"rm_scores and response_mask must have the same [B, T] shape, got "
             f"{tuple(rm_scores.shape)} and {tuple(response_mask.shape)}"
         )
-    c = rm_scores.double()
-    rmask = response_mask.bool()
-    B, T = c.shape
-    dev = c.device
+    B, T = rm_scores.shape
+    dev = rm_scores.device
+    bi, ti = torch.nonzero(rm_scores, as_tuple=True)  # row-major: sorted by row, then token
+    c = rm_scores[bi, ti].double()
     if not torch.isfinite(c).all():
         raise ValueError("rm_scores has NaN/inf values")
-    event = c != 0
-    if (event & ~rmask).any():
+    if not (response_mask[bi, ti] != 0).all():
         raise ValueError("rm_scores has nonzero codes off the response mask")
-    bad_low = event & (c < EVENT_BASE - _TOL)
+    bad_low = c < EVENT_BASE - _TOL
     if bad_low.any():
-        b, t = torch.nonzero(bad_low)[0].tolist()
+        i = int(torch.nonzero(bad_low)[0])
         raise ValueError(
-            f"rm_scores is not in rl_prm's step encoding: value {c[b, t].item():.6g} at [{b}, {t}] "
-            "(codes are 0 or >= 2). Is algorithm.use_kl_in_reward on, or does the reward manager "
-            "write plain rewards? rprm_* estimators need rl_prm.credit.encode_rm_scores output."
+            f"rm_scores is not in rl_prm's step encoding: value {c[i].item():.6g} at "
+            f"[{bi[i].item()}, {ti[i].item()}] (codes are 0 or >= 2). Is algorithm.use_kl_in_reward "
+            "on, or does the reward manager write plain rewards? rprm_* estimators need "
+            "rl_prm.credit.encode_rm_scores output."
         )
-    m = torch.floor((c - EVENT_BASE + 0.25) / STRIDE).clamp(min=0)
+    m = torch.floor((c - EVENT_BASE + 0.25) / STRIDE)
     f = c - EVENT_BASE - STRIDE * m
-    is_step = event & (f <= 1.0 + _TOL)
-    no_step = event & ((f - NO_STEP).abs() <= _TOL)
-    if (event & ~is_step & ~no_step).any():
-        b, t = torch.nonzero(event & ~is_step & ~no_step)[0].tolist()
-        raise ValueError(f"rm_scores has an invalid code {c[b, t].item():.6g} at [{b}, {t}]")
-    m = torch.where(event, m, torch.zeros_like(m)).long()
-    sep = (m % 2 == 1) & event
+    is_step = f <= 1.0 + _TOL
+    no_step = (f - NO_STEP).abs() <= _TOL
+    if (~is_step & ~no_step).any():
+        i = int(torch.nonzero(~is_step & ~no_step)[0])
+        raise ValueError(f"rm_scores has an invalid code {c[i].item():.6g} at [{bi[i].item()}, {ti[i].item()}]")
+    m = m.long()
     k = m // 2
     if (k > OUTCOME_LEVELS).any():
         raise ValueError("rm_scores has an outcome code beyond the encoding grid")
-    n_out = (k > 0).sum(dim=1)
+    separator_mask = torch.zeros(B, T, dtype=torch.bool, device=dev)
+    sep = m % 2 == 1
+    separator_mask[bi[sep], ti[sep]] = True
+
+    has_out = k > 0
+    n_out = torch.bincount(bi[has_out], minlength=B)
     if (n_out > 1).any():
         raise ValueError("rm_scores has more than one outcome code in a row")
+    outcome = torch.zeros(B, dtype=torch.float64, device=dev)
+    outcome[bi[has_out]] = OUTCOME_MIN + (k[has_out] - 1).double() * OUTCOME_STEP
     outcome_mask = n_out == 1
-    j = (k.max(dim=1).values - 1).clamp(min=0)
-    outcome = torch.where(outcome_mask, OUTCOME_MIN + j.double() * OUTCOME_STEP, torch.zeros(B, dtype=torch.float64, device=dev))
 
-    counts = is_step.sum(dim=1)
+    sb, st, sf = bi[is_step], ti[is_step], f[is_step].clamp(0.0, 1.0)
+    counts = torch.bincount(sb, minlength=B)
     S = int(counts.max().item()) if B else 0
-    rank = torch.cumsum(is_step.long(), dim=1) - 1
-    step_scores = torch.zeros(B, S, dtype=torch.float64, device=dev)
+    starts = torch.cumsum(counts, 0) - counts
+    rank = torch.arange(sb.numel(), device=dev) - starts[sb]
+    out_dtype = rm_scores.dtype if rm_scores.is_floating_point() else torch.float32
+    step_scores = torch.zeros(B, S, dtype=out_dtype, device=dev)
     step_ends = torch.zeros(B, S, dtype=torch.long, device=dev)
     step_mask = torch.zeros(B, S, dtype=torch.bool, device=dev)
-    if S:
-        bi, ti = torch.nonzero(is_step, as_tuple=True)
-        ki = rank[bi, ti]
-        step_scores[bi, ki] = f[bi, ti].clamp(0.0, 1.0)
-        step_ends[bi, ki] = ti
-        step_mask[bi, ki] = True
-    out_dtype = rm_scores.dtype if rm_scores.is_floating_point() else torch.float32
-    return DecodedScores(
-        step_scores.to(out_dtype), step_mask, step_ends, outcome.to(out_dtype), outcome_mask, sep
-    )
+    step_scores[sb, rank] = sf.to(out_dtype)
+    step_ends[sb, rank] = st
+    step_mask[sb, rank] = True
+    return DecodedScores(step_scores, step_mask, step_ends, outcome.to(out_dtype), outcome_mask, separator_mask)
 
 
 def encode_step_scores(
