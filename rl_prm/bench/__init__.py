@@ -1,0 +1,1 @@
+"""Benchmarks: `rl-prm bench NAME`. Each module has main(argv)."""

@@ -1,0 +1,60 @@
+"""`rl-prm` command line (same as `python -m rl_prm`).
+
+Each subcommand lives in its own module, imported only when that subcommand runs, so
+`rl-prm --help` is instant. A command module exposes:
+    add_arguments(parser: argparse.ArgumentParser) -> None
+    run(args: argparse.Namespace) -> int | None
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help). Add a subcommand = add a line here + a module.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "train": ("rl_prm.commands.train", "train a policy from a recipe (GRPO/PPO with R-PRM rewards)"),
+    "score": ("rl_prm.commands.score", "score solution steps with an R-PRM judge (JSONL in, JSONL out)"),
+    "eval": ("rl_prm.commands.eval", "evaluate a judge (ProcessBench, PRMBench) or a policy (math benchmarks)"),
+    "bench": ("rl_prm.commands.bench", "run a benchmark script (credit, reward, prm, train)"),
+    "data": ("rl_prm.commands.data", "list shipped benchmarks or write verl parquet files (GSM8K, MATH)"),
+    "tiny": ("rl_prm.commands.tiny", "build the tiny offline policy and judge models and print their paths"),
+    "plot": ("rl_prm.commands.plot", "render the key panels of a local run to PNG files"),
+}
+
+
+def _top_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="rl-prm",
+        description="RL for math reasoning with a frozen generative process reward model (R-PRM).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="subcommands:\n"
+        + "\n".join(f"  {name:<8} {help_}" for name, (_, help_) in COMMANDS.items())
+        + "\n\nrun `rl-prm SUBCOMMAND --help` for its options.",
+    )
+    p.add_argument("command", choices=list(COMMANDS), metavar="SUBCOMMAND", help="one of: " + ", ".join(COMMANDS))
+    p.add_argument("--version", action="version", version=f"rl-prm {__import__('rl_prm').__version__}")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    top = _top_parser()
+    if not argv or argv[0] in ("-h", "--help") or argv[0].startswith("--version"):
+        top.parse_args(argv or ["--help"])
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        top.error(f"unknown subcommand {name!r} (choose from {', '.join(COMMANDS)})")
+    module_name, help_ = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"rl-prm {name}", description=help_)
+    module.add_arguments(parser)
+    args = parser.parse_args(rest)
+    rc = module.run(args)
+    return int(rc or 0)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
