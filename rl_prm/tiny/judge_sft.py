@@ -1,0 +1,78 @@
+"""SFT of the tiny judge on critiques written by a programmatic teacher (rl_prm.tiny.arith).
+
+Loss on the assistant tokens only (the critique and the closing <|im_end|>), so the judge learns
+to write the R-PRM critique format and end it with the verdict line.
+"""
+
+from __future__ import annotations
+
+import random
+
+
+def judge_examples(tok, n: int, seed: int) -> list[tuple[list[int], int]]:
+    """(token ids, index where the assistant answer starts) for n judge samples, ~half verdict No."""
+    from rl_prm.score.prompt import judge_prompt
+    from rl_prm.tiny.arith import corrupt, critique, make_problem
+
+    rng = random.Random(seed)
+    out = []
+    while len(out) < n:
+        p = make_problem(rng)
+        if rng.random() < 0.5:
+            p = corrupt(p, rng)
+            k = p.label if rng.random() < 0.6 else rng.randrange(0, p.label + 1)
+        else:
+            k = rng.randrange(len(p.steps))
+        prompt = judge_prompt(tok, p.question, p.step_texts, k)
+        ids_p = tok.encode(prompt, add_special_tokens=False)
+        ids_a = tok.encode(critique(p, k) + "<|im_end|>", add_special_tokens=False)
+        out.append((ids_p + ids_a, len(ids_p)))
+    return out
+
+
+def _common_prefix_len(seqs: list[list[int]]) -> int:
+    first, n = seqs[0], min(len(s) for s in seqs)
+    for i in range(n):
+        if any(s[i] != first[i] for s in seqs):
+            return i
+    return n
+
+
+def train_judge(model, tok, *, samples: int, steps: int, batch_size: int, lr: float, seed: int) -> float:
+    """Teacher-forced SFT. Every judge prompt starts with the same system turn + R-PRM template
+    head (~500 tokens); each step runs that shared prefix once without grad and reuses its KV
+    cache for the whole batch, which makes a step ~5x cheaper on CPU. Returns the last loss."""
+    import torch
+
+    torch.manual_seed(seed)
+    data = judge_examples(tok, samples, seed)
+    P = min(_common_prefix_len([ids for ids, _ in data]), min(start for _, start in data)) - 1
+    prefix = torch.tensor([data[0][0][:P]])
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    gen = torch.Generator().manual_seed(seed)
+    model.train()
+    loss_val = float("nan")
+    for _ in range(steps):
+        idx = torch.randint(len(data), (batch_size,), generator=gen).tolist()
+        batch = [(data[i][0][P:], data[i][1] - P) for i in idx]
+        T = max(len(ids) for ids, _ in batch)
+        input_ids = torch.full((batch_size, T), tok.pad_token_id, dtype=torch.long)
+        labels = torch.full((batch_size, T), -100, dtype=torch.long)
+        attn = torch.zeros((batch_size, P + T), dtype=torch.long)
+        attn[:, :P] = 1
+        for b, (ids, start) in enumerate(batch):
+            input_ids[b, : len(ids)] = torch.tensor(ids)
+            labels[b, start : len(ids)] = torch.tensor(ids[start:])
+            attn[b, P : P + len(ids)] = 1
+        with torch.no_grad():
+            cache = model(input_ids=prefix, use_cache=True).past_key_values
+        cache.batch_repeat_interleave(batch_size)
+        loss = model(input_ids=input_ids, attention_mask=attn, past_key_values=cache, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        loss_val = loss.item()
+    return loss_val

