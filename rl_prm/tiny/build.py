@@ -24,7 +24,7 @@ VOCAB_SIZE = 2048
 
 POLICY_CONFIG = dict(hidden_size=128, intermediate_size=384, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2)
 JUDGE_CONFIG = dict(hidden_size=128, intermediate_size=512, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2)
-JUDGE_TRAIN = dict(samples=384, steps=100, batch_size=16, lr=3e-3, seed=0)
+JUDGE_TRAIN = dict(samples=512, steps=200, batch_size=16, lr=3e-3, seed=0)
 
 
 def tiny_cache_dir() -> Path:

@@ -1,0 +1,65 @@
+"""Shared fixtures. vLLM engines take 25-45 s to start on CPU, so each model gets ONE engine per
+test session (session-scoped fixtures below); tests must reuse them instead of making their own.
+
+Tiny models are built offline on first use and cached under $RL_PRM_CACHE (default
+~/.cache/rl_prm), so a second run starts fast.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
+os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+
+
+@pytest.fixture(scope="session")
+def tiny_policy_dir():
+    from rl_prm.tiny import policy_path
+
+    return policy_path()
+
+
+@pytest.fixture(scope="session")
+def tiny_judge_dir():
+    from rl_prm.tiny import judge_path
+
+    return judge_path()
+
+
+@pytest.fixture(scope="session")
+def judge_tokenizer(tiny_judge_dir):
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(tiny_judge_dir)
+
+
+@pytest.fixture(scope="session")
+def judge_llm(tiny_judge_dir):
+    """The session's single in-process vLLM engine for the tiny judge."""
+    from rl_prm.vllm_engine import make_llm
+
+    llm = make_llm(tiny_judge_dir, max_model_len=2048, kv_cache_gib=1)
+    yield llm
+    _shutdown(llm)
+
+
+@pytest.fixture(scope="session")
+def policy_llm(tiny_policy_dir):
+    """The session's single in-process vLLM engine for the tiny policy."""
+    from rl_prm.vllm_engine import make_llm
+
+    llm = make_llm(tiny_policy_dir, max_model_len=1024, kv_cache_gib=1)
+    yield llm
+    _shutdown(llm)
+
+
+def _shutdown(llm) -> None:
+    try:
+        llm.llm_engine.engine_core.shutdown()
+    except Exception:
+        pass
