@@ -1,0 +1,407 @@
+"""Training metrics: PRM step scores, reward-hacking monitors, spike detection, RL basics.
+
+Pure Python + numpy (no trainer, torch or verl imports), so both backends use the same
+definitions: the one-node loop logs them through `rl_prm.tracking.Tracker`, the verl reward
+manager returns them in `reward_extra_info`.
+
+Key names (W&B panels group on the part before "/"):
+    prm/...       step scores of the frozen R-PRM (P(Yes) of the verdict, mean over K critiques)
+    hack/...      reward-hacking monitors used by PURE (Cheng et al. 2025): number of steps,
+                  step length, repetition, reflection/filler words, PRM-vs-verifier agreement
+    response_length/..., reward/..., perf/...   RL basics (verl's names where verl has one)
+
+Every function returns only keys it has data for (an empty batch gives {}), never NaN, so a
+missing panel means "no data" rather than a NaN-poisoned average.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter, deque
+from typing import Iterable, Sequence
+
+import numpy as np
+
+# ---------------------------------------------------------------------------------------------
+# PRM step scores
+# ---------------------------------------------------------------------------------------------
+
+
+def _clean_scores(step_scores: Iterable[Iterable[float | None]]) -> list[list[float | None]]:
+    """Validate step scores: P(Yes) in [0, 1], or None/NaN for "not scored"."""
+    if isinstance(step_scores, (str, bytes)):
+        raise TypeError("step_scores must be a list (responses) of lists (steps) of P(Yes) or None")
+    out: list[list[float | None]] = []
+    for i, row in enumerate(step_scores):
+        if isinstance(row, (str, bytes)) or not hasattr(row, "__iter__"):
+            raise TypeError(
+                f"step_scores[{i}] must be a list of per-step scores, got {type(row).__name__}"
+            )
+        clean: list[float | None] = []
+        for k, s in enumerate(row):
+            if s is None:
+                clean.append(None)
+                continue
+            try:
+                v = float(s)
+            except (TypeError, ValueError):
+                raise TypeError(f"step_scores[{i}][{k}] = {s!r} is not a number or None") from None
+            if math.isnan(v):
+                clean.append(None)
+            elif not 0.0 <= v <= 1.0:
+                raise ValueError(
+                    f"step_scores[{i}][{k}] = {v} is outside [0, 1]: prm_metrics expects P(Yes) "
+                    "(if you have rewards r = 2*P(Yes)-1, pass (r+1)/2)"
+                )
+            else:
+                clean.append(v)
+        out.append(clean)
+    return out
+
+
+def _first_error(row: list[float | None], threshold: float) -> int | None:
+    """1-based index of the first scored step with score < threshold (None if there is none)."""
+    for k, s in enumerate(row):
+        if s is not None and s < threshold:
+            return k + 1
+    return None
+
+
+def prm_metrics(
+    step_scores: Sequence[Sequence[float | None]], threshold: float = 0.5, max_index: int = 16
+) -> dict[str, float]:
+    """Summaries of a batch of PRM step scores.
+
+    step_scores[i][k]: P(Yes) in [0, 1] of step k of response i; None (or NaN) = not scored
+    (scoring failed / skipped). A step is "wrong" when its score is < threshold.
+
+    Keys (only those with data):
+        prm/step_score_mean              mean over all scored steps
+        prm/step_score_mean@k            mean score of step k (1-based), k = 1..max_index
+        prm/step_score_last_mean         mean score of each response's last scored step
+        prm/response_min_score_mean      mean over responses of their min step score (PURE's
+                                         min-form credit follows this)
+        prm/frac_responses_with_wrong_step  among responses with >= 1 scored step
+        prm/first_error_step_mean        mean 1-based index of the first wrong step, over
+                                         responses that have one
+        prm/frac_no_wrong_step           1 - frac_responses_with_wrong_step
+        prm/steps_scored                 number of scored steps in the batch
+        prm/not_scored_frac              unscored steps / all steps
+        prm/frac_responses_unscored      responses with no scored step (incl. no steps)
+    """
+    if max_index < 1:
+        raise ValueError(f"max_index must be >= 1, got {max_index}")
+    rows = _clean_scores(step_scores)
+    if not rows:
+        return {}
+    out: dict[str, float] = {}
+    scored = [s for row in rows for s in row if s is not None]
+    n_steps = sum(len(row) for row in rows)
+    out["prm/steps_scored"] = float(len(scored))
+    if n_steps:
+        out["prm/not_scored_frac"] = (n_steps - len(scored)) / n_steps
+    rows_scored = [[s for s in row if s is not None] for row in rows]
+    out["prm/frac_responses_unscored"] = sum(not r for r in rows_scored) / len(rows)
+    if not scored:
+        return out
+    out["prm/step_score_mean"] = float(np.mean(scored))
+    for k in range(max_index):
+        at_k = [row[k] for row in rows if k < len(row) and row[k] is not None]
+        if at_k:
+            out[f"prm/step_score_mean@{k + 1}"] = float(np.mean(at_k))
+    with_scores = [r for r in rows_scored if r]
+    out["prm/step_score_last_mean"] = float(np.mean([r[-1] for r in with_scores]))
+    out["prm/response_min_score_mean"] = float(np.mean([min(r) for r in with_scores]))
+    firsts = [_first_error(row, threshold) for row, rs in zip(rows, rows_scored) if rs]
+    errs = [f for f in firsts if f is not None]
+    out["prm/frac_responses_with_wrong_step"] = len(errs) / len(firsts)
+    out["prm/frac_no_wrong_step"] = 1.0 - out["prm/frac_responses_with_wrong_step"]
+    if errs:
+        out["prm/first_error_step_mean"] = float(np.mean(errs))
+    return out
+
+
+def prm_histograms(
+    step_scores: Sequence[Sequence[float | None]], threshold: float = 0.5
+) -> dict[str, list[float]]:
+    """Raw values for histograms (Tracker.log turns list values into wandb.Histogram):
+    prm/step_scores_hist: every scored step score; prm/first_error_step_hist: 1-based index of
+    the first wrong step of each response that has one."""
+    rows = _clean_scores(step_scores)
+    scores = [s for row in rows for s in row if s is not None]
+    firsts = [f for f in (_first_error(row, threshold) for row in rows) if f is not None]
+    return {"prm/step_scores_hist": scores, "prm/first_error_step_hist": [float(f) for f in firsts]}
+
+
+# ---------------------------------------------------------------------------------------------
+# Reward-hacking monitors (PURE: filler words, few long steps, repetition, PRM/VR disagreement)
+# ---------------------------------------------------------------------------------------------
+
+# Reflection / filler phrases counted (case-insensitive, whole words). PURE saw "thank you"-style
+# filler and reflection words grow when the policy hacks a PRM.
+REFLECTION_PHRASES: tuple[str, ...] = (
+    "wait",
+    "let me",
+    "let's check",
+    "let us check",
+    "double-check",
+    "double check",
+    "re-check",
+    "recheck",
+    "hmm",
+    "thank you",
+    "thanks",
+    "hope this helps",
+)
+_REFLECTION_RE = re.compile(
+    r"\b(?:" + "|".join(re.escape(p) for p in sorted(REFLECTION_PHRASES, key=len, reverse=True)) + r")\b",
+    re.IGNORECASE,
+)
+_THANKS_RE = re.compile(r"\b(?:thank you|thanks)\b", re.IGNORECASE)
+_WORD_RE = re.compile(r"\S+")
+REPETITION_NGRAM = 4
+
+
+def reflection_count(text: str) -> int:
+    """Number of REFLECTION_PHRASES occurrences in text (non-overlapping, case-insensitive)."""
+    return len(_REFLECTION_RE.findall(text))
+
+
+def ngram_repetition(text: str, n: int = REPETITION_NGRAM) -> float | None:
+    """Fraction of the word n-grams of text that repeat an earlier n-gram: 1 - distinct/total.
+    None when the text has fewer than n words."""
+    words = _WORD_RE.findall(text.lower())
+    grams = [tuple(words[i : i + n]) for i in range(len(words) - n + 1)]
+    if not grams:
+        return None
+    return 1.0 - len(set(grams)) / len(grams)
+
+
+def _norm_step(s: str) -> str:
+    return " ".join(s.split()).lower()
+
+
+def hacking_monitors(
+    responses: Sequence[str],
+    steps: Sequence[Sequence[str]],
+    prm_ok: Sequence[bool | None],
+    vr: Sequence[float],
+) -> dict[str, float]:
+    """Reward-hacking monitors over a batch of B responses.
+
+    responses: decoded responses; steps: their steps (rl_prm.steps.split_steps / StepSpans.texts);
+    prm_ok[i]: the PRM's verdict "all steps are correct" (e.g. every step score >= 0.5), None if
+    unscored; vr[i]: verifiable reward (> 0 = correct final answer).
+
+    Keys:
+        hack/steps_per_response    mean number of steps
+        hack/mean_step_chars       mean characters per step (over all steps of the batch)
+        hack/max_step_chars        longest step
+        hack/frac_no_separator     responses with < 2 steps (no "\\n\\n" between two steps):
+                                   the "one giant step" hack
+        hack/repetition            mean over responses of the repeated word-4-gram fraction
+                                   (1 - distinct/total; responses with < 4 words skipped)
+        hack/dup_step_frac         steps that repeat an earlier step of the same response
+                                   (whitespace/case-normalised), over all steps
+        hack/reflection_words      mean count per response of REFLECTION_PHRASES
+        hack/thanks_per_response   mean count of "thank you"/"thanks"
+        hack/prm_vr_agreement      fraction (over responses with a verdict) where prm_ok ==
+                                   (vr > 0)
+        hack/prm_ok_vr_wrong       fraction where the PRM passes every step but the answer is wrong
+        hack/prm_wrong_vr_ok       fraction where the PRM flags a step but the answer is right
+    """
+    B = len(responses)
+    if not (len(steps) == len(prm_ok) == len(vr) == B):
+        raise ValueError(
+            "hacking_monitors needs one entry per response: got "
+            f"responses={B}, steps={len(steps)}, prm_ok={len(prm_ok)}, vr={len(vr)}"
+        )
+    for i, r in enumerate(responses):
+        if not isinstance(r, str):
+            raise TypeError(f"responses[{i}] must be str, got {type(r).__name__}")
+        if isinstance(steps[i], str):
+            raise TypeError(f"steps[{i}] must be a list of step strings, got a str")
+    if B == 0:
+        return {}
+    out: dict[str, float] = {}
+    n_steps = [len(s) for s in steps]
+    all_steps = [st for s in steps for st in s]
+    out["hack/steps_per_response"] = float(np.mean(n_steps))
+    if all_steps:
+        lens = [len(st) for st in all_steps]
+        out["hack/mean_step_chars"] = float(np.mean(lens))
+        out["hack/max_step_chars"] = float(max(lens))
+        dups = 0
+        for s in steps:
+            counts = Counter(_norm_step(st) for st in s)
+            dups += sum(c - 1 for c in counts.values())
+        out["hack/dup_step_frac"] = dups / len(all_steps)
+    out["hack/frac_no_separator"] = sum(n < 2 for n in n_steps) / B
+    reps = [r for r in (ngram_repetition(t) for t in responses) if r is not None]
+    if reps:
+        out["hack/repetition"] = float(np.mean(reps))
+    out["hack/reflection_words"] = float(np.mean([reflection_count(t) for t in responses]))
+    out["hack/thanks_per_response"] = float(np.mean([len(_THANKS_RE.findall(t)) for t in responses]))
+    pairs = [(bool(ok), float(v) > 0) for ok, v in zip(prm_ok, vr) if ok is not None]
+    if pairs:
+        n = len(pairs)
+        out["hack/prm_vr_agreement"] = sum(ok == good for ok, good in pairs) / n
+        out["hack/prm_ok_vr_wrong"] = sum(ok and not good for ok, good in pairs) / n
+        out["hack/prm_wrong_vr_ok"] = sum(good and not ok for ok, good in pairs) / n
+    return out
+
+
+def prm_verdicts(step_scores: Sequence[Sequence[float | None]], threshold: float = 0.5) -> list[bool | None]:
+    """prm_ok for hacking_monitors: True iff every scored step has score >= threshold; None when
+    no step of the response was scored."""
+    rows = _clean_scores(step_scores)
+    out: list[bool | None] = []
+    for row in rows:
+        sc = [s for s in row if s is not None]
+        out.append(None if not sc else all(s >= threshold for s in sc))
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Spike detection
+# ---------------------------------------------------------------------------------------------
+
+
+class SpikeDetector:
+    """Warns when a metric moves sharply against its recent history.
+
+    For each watched key, the new value x is compared with the last `window` values h:
+        med = median(h); scale = max(1.4826*MAD(h), 1.2533*mean|h - med|, rel_floor*|med|, abs_floor)
+        fire iff |x - med| > z * (1 + 6/(n-1)) * scale        (n = len(h) >= min_history)
+    The (1 + 6/(n-1)) factor widens the band when the history is short (a scale estimated from
+    3 points is unreliable); with Gaussian noise the false-alarm rate per key per step is about
+    1e-3 at n=5 and 2e-4 at n=10 (z=4). After a key fires it stays quiet for `cooldown` updates
+    (default: window), so a level shift gives one warning, not ten. rel_floor makes a jump
+    relative to the level: a flat history (MAD 0) still needs |x - med| > z*rel_floor*|med|.
+    Non-finite values (NaN/inf) always warn and are not added to the history.
+    """
+
+    DEFAULT_KEYS = ("reward/mean", "actor/kl", "actor/pg_loss", "hack/steps_per_response", "hack/mean_step_chars")
+
+    def __init__(
+        self,
+        keys: Sequence[str] = DEFAULT_KEYS,
+        window: int = 10,
+        z: float = 4.0,
+        min_history: int = 3,
+        rel_floor: float = 0.05,
+        abs_floor: float = 1e-8,
+        cooldown: int | None = None,
+    ):
+        if window < 2 or min_history < 2 or min_history > window:
+            raise ValueError(f"need 2 <= min_history <= window, got min_history={min_history}, window={window}")
+        if z <= 0:
+            raise ValueError(f"z must be > 0, got {z}")
+        self.keys = tuple(keys)
+        self.window, self.z, self.min_history = window, z, min_history
+        self.rel_floor, self.abs_floor = rel_floor, abs_floor
+        self.cooldown = window if cooldown is None else cooldown
+        self._hist: dict[str, deque[float]] = {k: deque(maxlen=window) for k in self.keys}
+        self._quiet: dict[str, int] = {k: 0 for k in self.keys}
+
+    def update(self, metrics: dict[str, float]) -> list[str]:
+        """Feed one step's metrics; returns a warning string per watched key that spiked."""
+        warnings: list[str] = []
+        for key in self.keys:
+            if key not in metrics:
+                continue
+            try:
+                x = float(metrics[key])
+            except (TypeError, ValueError):
+                continue
+            if not math.isfinite(x):
+                warnings.append(f"{key} is {x} (non-finite)")
+                continue
+            hist = self._hist[key]
+            quiet = self._quiet[key]
+            if quiet > 0:
+                self._quiet[key] = quiet - 1
+            if len(hist) >= self.min_history and quiet == 0:
+                h = np.asarray(hist, dtype=float)
+                med = float(np.median(h))
+                dev = np.abs(h - med)
+                scale = max(1.4826 * float(np.median(dev)), 1.2533 * float(dev.mean()),
+                            self.rel_floor * abs(med), self.abs_floor)
+                n = len(h)
+                robust_z = (x - med) / scale
+                if abs(robust_z) > self.z * (1.0 + 6.0 / (n - 1)):
+                    warnings.append(
+                        f"{key} spiked to {x:.4g} (median of last {n}: {med:.4g}, robust z {robust_z:+.1f})"
+                    )
+                    self._quiet[key] = self.cooldown
+            hist.append(x)
+        return warnings
+
+
+# ---------------------------------------------------------------------------------------------
+# RL basics
+# ---------------------------------------------------------------------------------------------
+
+
+def stats(values: Sequence[float], prefix: str) -> dict[str, float]:
+    """{prefix}/mean, /std, /max, /min over the finite values (empty -> {})."""
+    v = np.asarray([float(x) for x in values], dtype=float)
+    v = v[np.isfinite(v)]
+    if v.size == 0:
+        return {}
+    return {f"{prefix}/mean": float(v.mean()), f"{prefix}/std": float(v.std()),
+            f"{prefix}/max": float(v.max()), f"{prefix}/min": float(v.min())}
+
+
+def length_metrics(lengths: Sequence[int], max_length: int | None = None, prefix: str = "response_length") -> dict[str, float]:
+    """Token lengths: mean/max/min, and clip_ratio (fraction that hit max_length) when given."""
+    if not len(lengths):
+        return {}
+    v = np.asarray(lengths, dtype=float)
+    out = {f"{prefix}/mean": float(v.mean()), f"{prefix}/max": float(v.max()), f"{prefix}/min": float(v.min())}
+    if max_length is not None:
+        out[f"{prefix}/clip_ratio"] = float(np.mean(v >= max_length))
+    return out
+
+
+def group_metrics(rewards: Sequence[float], group_ids: Sequence[object], prefix: str = "reward") -> dict[str, float]:
+    """Per-prompt groups (GRPO/RLOO): fraction of groups whose rewards are all equal (they give
+    zero advantage = no learning signal) and the mean within-group std."""
+    if len(rewards) != len(group_ids):
+        raise ValueError(f"rewards ({len(rewards)}) and group_ids ({len(group_ids)}) differ in length")
+    groups: dict[object, list[float]] = {}
+    for r, g in zip(rewards, group_ids):
+        groups.setdefault(g, []).append(float(r))
+    if not groups:
+        return {}
+    stds = [float(np.std(v)) for v in groups.values()]
+    return {f"{prefix}/frac_groups_zero_std": float(np.mean([s < 1e-8 for s in stds])),
+            f"{prefix}/group_std_mean": float(np.mean(stds))}
+
+
+def throughput_metrics(num_tokens: int, seconds: float, prefix: str = "perf") -> dict[str, float]:
+    """{prefix}/throughput (tokens/s) and {prefix}/step_time (s)."""
+    if seconds <= 0:
+        return {}
+    return {f"{prefix}/throughput": num_tokens / seconds, f"{prefix}/step_time": float(seconds)}
+
+
+def rl_metrics(
+    response_lengths: Sequence[int],
+    max_response_length: int | None = None,
+    rewards: Sequence[float] | None = None,
+    group_ids: Sequence[object] | None = None,
+    num_tokens: int | None = None,
+    seconds: float | None = None,
+) -> dict[str, float]:
+    """The basic RL panel in one call: response_length/*, reward/* (stats and group stats),
+    perf/* (throughput when num_tokens and seconds are given)."""
+    out = length_metrics(response_lengths, max_response_length)
+    if rewards is not None:
+        out.update(stats(rewards, "reward"))
+        if group_ids is not None:
+            out.update(group_metrics(rewards, group_ids))
+    if num_tokens is not None and seconds is not None:
+        out.update(throughput_metrics(num_tokens, seconds))
+    return out
