@@ -54,7 +54,7 @@ def _fmt(x: Any) -> str:
 def _console():
     from rich.console import Console
 
-    return Console(record=True, width=140)
+    return Console(record=True, width=200)
 
 
 def _finish(console, out: Path, results: dict) -> None:

@@ -141,9 +141,13 @@ def _ratio(a: int, b: int) -> float:
 
 
 def _f1(p: float, r: float) -> float:
-    if math.isnan(p) or math.isnan(r):
+    """F1 of a class: NaN without cases of the class (recall undefined); 0 when recall is 0 (also when
+    nothing was predicted as the class, precision undefined -- the harness's value too)."""
+    if math.isnan(r):
         return float("nan")
-    return 2 * p * r / (p + r) if (p + r) > 0 else 0.0
+    if r == 0:
+        return 0.0
+    return 2 * p * r / (p + r)
 
 
 def prf(c: Confusion) -> dict:

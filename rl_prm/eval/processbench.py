@@ -30,12 +30,20 @@ def scored_prefix(steps: Sequence[str], label: int) -> list[str]:
 
 
 def processbench_items(splits: Iterable[str] = PROCESSBENCH_SPLITS, limit: int | None = None) -> list[dict]:
-    """Items {"id", "split", "question", "steps" (the scored prefix), "n_steps", "label"}; ``limit``
-    keeps the first N of each split."""
+    """Items {"id", "split", "question", "steps" (the scored prefix), "n_steps", "label"}.
+
+    ``limit`` N keeps, per split, the first N - N//2 erroneous and the first N//2 all-correct items
+    (the files list erroneous items first, so a plain head would leave the correct accuracy undefined);
+    file order is kept."""
     items = []
     for split in splits:
         rows = load_processbench(split)
-        for r in rows[:limit] if limit else rows:
+        if limit:
+            err_ids = [r["id"] for r in rows if r["label"] != -1][: limit - limit // 2]
+            cor_ids = [r["id"] for r in rows if r["label"] == -1][: limit // 2]
+            keep = set(err_ids) | set(cor_ids)
+            rows = [r for r in rows if r["id"] in keep]
+        for r in rows:
             items.append({"id": str(r["id"]), "split": split, "question": r["problem"],
                           "steps": scored_prefix(r["steps"], r["label"]), "n_steps": len(r["steps"]),
                           "label": int(r["label"])})
