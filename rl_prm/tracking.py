@@ -237,6 +237,8 @@ class Tracker:
         self._files: dict[str, Any] = {}
         self.dropped_lines = 0  # JSONL lines dropped on resume (duplicates of replayed steps)
 
+        # bytes of each JSONL file written before this Tracker (the only lines a resume may drop)
+        self._old_sizes = {f: (self.run_dir / f).stat().st_size for f in _JSONL_FILES if (self.run_dir / f).exists()}
         if not self.resumed:
             self._set_aside_old_files()
         elif resume_step is not None:
@@ -339,34 +341,39 @@ class Tracker:
     def _append(self, fname: str, obj: dict) -> None:
         f = self._files.get(fname)
         if f is None:
-            f = self._files[fname] = open(self.run_dir / fname, "a", encoding="utf-8")
+            path = self.run_dir / fname
+            f = self._files[fname] = open(path, "a", encoding="utf-8")
+            if path.stat().st_size and not _ends_with_newline(path):
+                f.write("\n")  # a killed run's half-written line stays a line of its own
         f.write(json.dumps(obj, default=_json_default) + "\n")
         f.flush()
 
     def _truncate(self, resume_step: int) -> None:
-        """Keep only lines with step < resume_step in every JSONL file (atomic rewrite)."""
+        """Drop the lines with step >= resume_step that earlier runs wrote to the JSONL files
+        (atomic rewrite); lines this Tracker wrote are kept."""
         self._pending_truncate = False
-        for fname in _JSONL_FILES:
+        for fname, old_size in self._old_sizes.items():
             path = self.run_dir / fname
             if not path.exists():
                 continue
             f = self._files.pop(fname, None)
             if f is not None:
                 f.close()
+            raw = path.read_bytes()
+            old, new = raw[:old_size].decode("utf-8", errors="replace"), raw[old_size:].decode("utf-8")
             kept, dropped = [], 0
-            with open(path, encoding="utf-8") as fh:
-                for line in fh:
-                    try:
-                        keep = int(json.loads(line)["step"]) < resume_step
-                    except (ValueError, KeyError, TypeError):
-                        keep = False  # a partial last line from a killed run
-                    if keep:
-                        kept.append(line if line.endswith("\n") else line + "\n")
-                    else:
-                        dropped += 1
+            for line in old.splitlines(keepends=True):
+                try:
+                    keep = int(json.loads(line)["step"]) < resume_step
+                except (ValueError, KeyError, TypeError):
+                    keep = False  # a partial last line from a killed run
+                if keep:
+                    kept.append(line if line.endswith("\n") else line + "\n")
+                elif line.strip():
+                    dropped += 1
             if dropped:
                 tmp = path.with_suffix(path.suffix + ".tmp")
-                tmp.write_text("".join(kept), encoding="utf-8")
+                tmp.write_text("".join(kept) + new, encoding="utf-8")
                 os.replace(tmp, path)
                 self.dropped_lines += dropped
                 print(f"Tracker: resume at step {resume_step}: dropped {dropped} line(s) of {fname} "
@@ -386,6 +393,12 @@ class Tracker:
     def _write_meta(self) -> None:
         meta = {"run_id": self.run_id, "project": self.project, "name": self.name}
         (self.run_dir / "tracker.json").write_text(json.dumps(meta, indent=1) + "\n")
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        fh.seek(-1, os.SEEK_END)
+        return fh.read(1) == b"\n"
 
 
 def _new_run_id() -> str:
