@@ -264,6 +264,47 @@ def prm_verdicts(step_scores: Sequence[Sequence[float | None]], threshold: float
 
 
 # ---------------------------------------------------------------------------------------------
+# Per-response values (verl: a reward manager's run_single returns one scalar per key per sample
+# in reward_extra_info; verl's validation then reports mean@N etc. per key)
+# ---------------------------------------------------------------------------------------------
+
+
+def prm_sample_metrics(scores: Sequence[float | None], threshold: float = 0.5) -> dict[str, float]:
+    """One response's PRM summary, always the same keys (finite floats):
+    prm_num_steps, prm_num_scored, prm_mean_score / prm_min_score / prm_last_score (0.0 when
+    nothing was scored; check prm_num_scored), prm_all_ok (1.0 iff every scored step >= threshold
+    and at least one was scored), prm_first_error_step (1-based; 0.0 = no wrong step)."""
+    (row,) = _clean_scores([scores])
+    sc = [s for s in row if s is not None]
+    first = _first_error(row, threshold)
+    return {
+        "prm_num_steps": float(len(row)),
+        "prm_num_scored": float(len(sc)),
+        "prm_mean_score": float(np.mean(sc)) if sc else 0.0,
+        "prm_min_score": float(min(sc)) if sc else 0.0,
+        "prm_last_score": float(sc[-1]) if sc else 0.0,
+        "prm_all_ok": float(bool(sc) and first is None),
+        "prm_first_error_step": float(first or 0),
+    }
+
+
+def hacking_sample_metrics(response: str, steps: Sequence[str]) -> dict[str, float]:
+    """One response's hacking monitors, always the same keys: hack_num_steps,
+    hack_mean_step_chars (0.0 without steps), hack_repetition (0.0 under 4 words),
+    hack_reflection_words, hack_dup_steps."""
+    if not isinstance(response, str) or isinstance(steps, str):
+        raise TypeError("hacking_sample_metrics(response: str, steps: list[str])")
+    counts = Counter(_norm_step(st) for st in steps)
+    return {
+        "hack_num_steps": float(len(steps)),
+        "hack_mean_step_chars": float(np.mean([len(s) for s in steps])) if steps else 0.0,
+        "hack_repetition": ngram_repetition(response) or 0.0,
+        "hack_reflection_words": float(reflection_count(response)),
+        "hack_dup_steps": float(sum(c - 1 for c in counts.values())),
+    }
+
+
+# ---------------------------------------------------------------------------------------------
 # Spike detection
 # ---------------------------------------------------------------------------------------------
 

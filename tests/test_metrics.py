@@ -173,3 +173,20 @@ def test_rl_basics():
     assert r["response_length/clip_ratio"] == 0.0
     with pytest.raises(ValueError, match="group_ids"):
         group_metrics([1.0], [0, 1])
+
+
+def test_per_sample_metrics_for_verl_reward_extra_info():
+    from rl_prm.metrics import hacking_sample_metrics, prm_sample_metrics
+
+    assert prm_sample_metrics([0.9, 0.3, None, 0.8]) == {
+        "prm_num_steps": 4.0, "prm_num_scored": 3.0, "prm_mean_score": pytest.approx(2.0 / 3),
+        "prm_min_score": 0.3, "prm_last_score": 0.8, "prm_all_ok": 0.0, "prm_first_error_step": 2.0}
+    ok = prm_sample_metrics([0.9, 0.7])
+    assert ok["prm_all_ok"] == 1.0 and ok["prm_first_error_step"] == 0.0
+    none = prm_sample_metrics([None])
+    assert none["prm_all_ok"] == 0.0 and none["prm_num_scored"] == 0.0
+    assert set(none) == set(ok)  # same keys for every sample (verl stacks them per key)
+    h = hacking_sample_metrics(R2, _steps(R2))
+    assert h == {"hack_num_steps": 2.0, "hack_mean_step_chars": 15.0, "hack_repetition": pytest.approx(9 / 13),
+                 "hack_reflection_words": 0.0, "hack_dup_steps": 1.0}
+    assert hacking_sample_metrics("", [])["hack_mean_step_chars"] == 0.0
