@@ -179,6 +179,11 @@ class WandbSink(_Sink):
         for r in rows:
             columns += [c for c in r if c not in columns]
         data = [[_table_cell(r.get(c)) for c in columns] for r in rows]
+        for j in range(len(columns)):  # W&B Tables need one type per column: mixed -> str
+            kinds = {type(row[j]) for row in data if row[j] is not None}
+            if len(kinds) > 1 and not kinds <= {int, float, bool}:
+                for row in data:
+                    row[j] = None if row[j] is None else str(row[j])
         self.run.log({"rollouts": self.wandb.Table(columns=["step"] + columns, data=[[step] + d for d in data])}, step=step)
 
     def warn(self, msg, step):
@@ -293,7 +298,12 @@ class Tracker:
         for r in rows:
             self._append("rollouts.jsonl", {"step": step, **r})
         for s in self._sinks:
-            s.log_rollouts(list(rows), step)
+            try:
+                s.log_rollouts(list(rows), step)
+            except Exception as e:  # sample tables are a nicety: never stop training over one
+                msg = f"{type(s).__name__}.log_rollouts failed ({type(e).__name__}: {e}); rows are in rollouts.jsonl"
+                self._append("warnings.jsonl", {"step": step, "time": time.time(), "message": msg})
+                print(f"WARNING step {step}: {msg}", file=sys.stderr, flush=True)
 
     def warn(self, msg: str, step: int) -> None:
         """A warning for a human: console (stderr), W&B ("warnings" table; an alert when online),

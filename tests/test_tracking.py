@@ -65,7 +65,9 @@ def offline_runs(tmp_path_factory):
         t1.log({"reward/mean": 0.1 * s, "actor/kl": 0.01 * s, "prm/step_scores_hist": [0.1, 0.5, 0.9, 0.95]}, step=s)
     t1.log({"eval/accuracy": 0.25}, step=4)  # a second line for step 4 (merged by readers)
     t1.log_rollouts([{"prompt": "1+1?", "response": "2\n\n\\boxed{2}", "step_scores": [0.9, 0.8],
-                      "critique": "Verification: Is the step correct (Yes/No)? Yes", "vr": 1.0}], step=4)
+                      "critique": "Verification: Is the step correct (Yes/No)? Yes", "vr": 1.0, "answer": 2},
+                     {"prompt": "1/2?", "response": "", "step_scores": [], "critique": None, "vr": 0,
+                      "answer": "\\frac12"}], step=4)  # mixed column types must not break the Table
     t1.warn("actor/kl spiked", step=4)
     t1.finish()  # (a real kill leaves the same files, minus W&B's final summary)
     first_id = t1.run_id
@@ -89,7 +91,7 @@ def test_offline_wandb_run_written_under_run_dir(offline_runs):
     assert float(hist[4]["eval/accuracy"]) == 0.25
     assert json.loads(hist[2]["prm/step_scores_hist/_type"]) == "histogram"
     assert sum(json.loads(hist[2]["prm/step_scores_hist/values"])) == 4  # 4 values binned
-    assert json.loads(hist[4]["rollouts/_type"]) == "table-file"
+    assert json.loads(hist[4]["rollouts/_type"]) == "table-file" and json.loads(hist[4]["rollouts/nrows"]) == 2
     assert json.loads(hist[4]["warnings/_type"]) == "table-file"
     (run,) = [r.run for r in read_wandb_records(runs[0] / f"run-{first_id}.wandb") if r.HasField("run")]
     assert (run.run_id, run.project, run.display_name) == (first_id, "rl-prm-test", "first")
