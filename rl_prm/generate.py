@@ -1,0 +1,187 @@
+"""Stage 1: policy rollouts on vLLM, and pushing learner weights into the running engine.
+
+    engine = RolloutEngine(policy_dir, max_model_len=1024, kv_cache_gib=1)
+    prompts = [chat_prompt_ids(tok, q, instruction) for q in questions]
+    rollouts = engine.generate(prompts, n=4, temperature=1.0, top_p=1.0, max_tokens=128, seed=7)
+    engine.load_weights(learner_model.state_dict().items())   # after a learner update
+
+Each `Rollout` carries the prompt/response token ids, the decoded text, the finish reason (a
+response cut at max_tokens is `truncated`) and the engine's per-token sampling logprobs (vLLM
+"processed" logprobs: after temperature/top-p, the distribution actually sampled from; used only
+as a rollout-vs-learner consistency metric, the learner recomputes its own old logprobs).
+
+Weight sync: `llm.collective_rpc(fn)` runs fn(worker) in every vLLM worker process; fn calls
+`worker.model_runner.reload_weights(weights_iterator=...)` (HF checkpoint names; vLLM's own
+loader packs q/k/v etc.). The callable travels pickled, which vLLM only allows with
+VLLM_ALLOW_INSECURE_SERIALIZATION=1 (set by rl_prm.vllm_engine.make_llm). The prefix cache
+is reset afterwards: cached KV blocks were computed with the old weights.
+
+`RolloutActor` is the same class as a Ray actor (used by the local backend).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Sequence
+
+import torch
+
+Prompt = Sequence[int] | str | list[dict]  # token ids | raw text | chat messages
+
+
+@dataclass
+class Rollout:
+    """One sampled response.
+
+    prompt_index: position of its prompt in the `generate` call (the GRPO/RLOO group)
+    sample_index: 0..n-1 within the group
+    logprobs:     per response token, the engine's sampling logprob (len == len(response_ids))
+    truncated:    finish_reason == "length" (cut at max_tokens; its last step may be incomplete)
+    """
+
+    prompt_index: int
+    sample_index: int
+    prompt_ids: list[int]
+    response_ids: list[int]
+    text: str
+    finish_reason: str
+    logprobs: list[float] = field(default_factory=list)
+
+    @property
+    def truncated(self) -> bool:
+        return self.finish_reason == "length"
+
+
+def chat_prompt_ids(tokenizer: Any, question: str, instruction: str = "") -> list[int]:
+    """Token ids of the chat-templated user turn `question + " " + instruction` with the
+    assistant header appended (generation prompt)."""
+    content = f"{question} {instruction}".strip() if instruction else question
+    ids = tokenizer.apply_chat_template(
+        [{"role": "user", "content": content}], add_generation_prompt=True, tokenize=True
+    )
+    if isinstance(ids, dict) or hasattr(ids, "input_ids"):  # BatchEncoding in newer transformers
+        ids = ids["input_ids"]
+    return [int(i) for i in ids]
+
+
+def _reload_fn(weights: list[tuple[str, torch.Tensor]]):
+    """A picklable fn(worker) loading `weights` (HF names) into the worker's model in place."""
+
+    def fn(worker):
+        worker.model_runner.reload_weights(weights_iterator=iter(weights))
+        return True
+
+    return fn
+
+
+def _fetch_fn(names: list[str]):
+    """fn(worker) -> {name: tensor copy} for parameters of vLLM's model (vLLM's own names)."""
+
+    def fn(worker):
+        params = dict(worker.model_runner.get_model().named_parameters())
+        return {n: params[n].detach().to("cpu", copy=True) for n in names if n in params}
+
+    return fn
+
+
+class RolloutEngine:
+    """A vLLM engine for the policy with `generate` and `load_weights`.
+
+    model: a local model dir (HF format). `llm`: reuse an existing vllm.LLM (tests share one).
+    """
+
+    def __init__(self, model: str | os.PathLike | None = None, *, max_model_len: int = 2048, seed: int = 0,
+                 kv_cache_gib: int = 1, gpu_memory_utilization: float = 0.4, llm: Any = None):
+        os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
+        if llm is None:
+            if model is None:
+                raise ValueError("RolloutEngine needs a model path or an llm")
+            from rl_prm.vllm_engine import make_llm
+
+            llm = make_llm(model, max_model_len=max_model_len, seed=seed, kv_cache_gib=kv_cache_gib,
+                           gpu_memory_utilization=gpu_memory_utilization, logprobs_mode="processed_logprobs")
+        self.llm = llm
+        self.tokenizer = llm.get_tokenizer()
+        self.max_model_len = int(llm.llm_engine.model_config.max_model_len)
+
+    # ------------------------------------------------------------------ generate
+    def _prompt_ids(self, p: Prompt) -> list[int]:
+        if isinstance(p, str):
+            return [int(i) for i in self.tokenizer.encode(p, add_special_tokens=False)]
+        if isinstance(p, list) and p and isinstance(p[0], dict):
+            ids = self.tokenizer.apply_chat_template(p, add_generation_prompt=True, tokenize=True)
+            if isinstance(ids, dict) or hasattr(ids, "input_ids"):
+                ids = ids["input_ids"]
+            return [int(i) for i in ids]
+        return [int(i) for i in p]  # token ids
+
+    def generate(self, prompts: Sequence[Prompt], n: int = 1, temperature: float = 1.0, top_p: float = 1.0,
+                 max_tokens: int = 256, seed: int | None = None) -> list[Rollout]:
+        """n samples for each prompt, ordered prompt-major (prompt 0's n samples first).
+
+        temperature 0 = greedy. With `seed`, prompt i uses seed + i * n (vLLM gives sample j of
+        a request seed + j), so a call is reproducible and samples never share a stream.
+        """
+        from vllm import SamplingParams
+
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        ids = [self._prompt_ids(p) for p in prompts]
+        for i, p in enumerate(ids):
+            if not p:
+                raise ValueError(f"prompt {i} is empty")
+            if len(p) + 1 > self.max_model_len:
+                raise ValueError(f"prompt {i} has {len(p)} tokens; the engine's max_model_len is {self.max_model_len}")
+        params = []
+        for i, p in enumerate(ids):
+            params.append(SamplingParams(
+                n=n, temperature=temperature, top_p=top_p, logprobs=0,
+                max_tokens=max(1, min(max_tokens, self.max_model_len - len(p))),
+                seed=None if seed is None else int(seed) + i * n,
+            ))
+        outs = self.llm.generate([{"prompt_token_ids": p} for p in ids], params, use_tqdm=False)
+        rollouts: list[Rollout] = []
+        for i, out in enumerate(outs):
+            for j, c in enumerate(out.outputs):
+                resp = [int(t) for t in c.token_ids]
+                lps = []
+                if c.logprobs is not None:
+                    for t, d in zip(resp, c.logprobs):
+                        lp = d.get(t)
+                        lps.append(float(lp.logprob) if lp is not None else float("nan"))
+                rollouts.append(Rollout(i, j, list(ids[i]), resp, c.text, str(c.finish_reason), lps))
+        return rollouts
+
+    # ------------------------------------------------------------------ weights
+    def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> int:
+        """Load HF-named tensors into the running engine (in place) and reset its prefix cache.
+
+        Returns the number of tensors sent.
+        """
+        weights = [(str(n), t.detach().to("cpu").contiguous()) for n, t in named_tensors]
+        if not weights:
+            raise ValueError("load_weights got no tensors")
+        self.llm.collective_rpc(_reload_fn(weights))
+        self.llm.reset_prefix_cache()
+        return len(weights)
+
+    def fetch_weights(self, names: list[str]) -> dict[str, torch.Tensor]:
+        """Copies of the engine's parameters `names` (vLLM names, e.g. 'model.norm.weight')."""
+        return self.llm.collective_rpc(_fetch_fn(list(names)))[0]
+
+    def shutdown(self) -> None:
+        try:
+            self.llm.llm_engine.engine_core.shutdown()
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+
+    def ready(self) -> bool:
+        return True
+
+
+def rollout_actor(num_cpus: float = 0, num_gpus: float = 0):
+    """RolloutEngine as a Ray actor class (the local backend's rollout worker)."""
+    import ray
+
+    return ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(RolloutEngine)
