@@ -1,0 +1,421 @@
+"""R-PRM step scoring core (pure: no trainer/verl imports; vLLM only through an engine).
+
+For every step k of every item: the exact R-PRM prompt (rl_prm.score.prompt) judging step k
+given steps[:k]; K critiques sampled (temperature 0.95, top_p 0.95); for each critique
+P(Yes) = softmax over the " Yes"/" No" next-token logits right after the first
+"Is the step correct (Yes/No)?" in it; step score = mean P(Yes) over the K critiques.
+
+Single pass: the engine reports the verdict tokens' raw logprobs at every generated position,
+so P(Yes) is read at the verdict position of the generation itself. A sample goes to a second
+one-token pass (the reference protocol) only when
+  * the critique has no verdict question (length cap, garbage): the reference evaluation's
+    fallback, append FALLBACK_QUESTION to the critique and score the next token
+    (counted in StepScore.n_fallback);
+  * the verdict question does not end on a token boundary of the generated tokens, the
+    critique stopped right after it, the engine did not report both tokens there, or
+    (exact_tokenization) the generated tokens differ from the tokenization of
+    prompt + critique prefix that the reference's second pass would see
+    (counted in StepScore.n_second_pass).
+A sample whose every route failed has no P(Yes); a step whose every sample failed gets
+`fallback_score` and flag "all_failed".
+
+Work saved without changing verdicts: steps are ordered so successive steps of an item share
+their prompt prefix (prefix caching in the engine); generation stops right after the verdict
+token. Optional, changing what is computed: early rejection (`early_reject_threshold`: steps
+scored in order; after a step scored below it, later steps get score None, flag "not_scored")
+and adaptive K (`adaptive_k`: sample `adaptive_min_k` first; if their verdicts agree (all P(Yes)
+>= 0.5 or all < 0.5) stop, else sample the remaining k - adaptive_min_k).
+
+Not-scored steps and training: `rl_prm.credit.assign_credit` ignores steps whose step_mask is
+False. With min-form credit (PURE) the rejecting step already carries the minimum, so the
+recommended handling is to give not-scored steps the rejecting step's score
+(`ItemScore.filled_step_scores()`), which leaves min/future-min credit unchanged and keeps sum
+credit pessimistic; setting step_mask False for them is the alternative (no reward on those
+tokens at all).
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping, Sequence
+
+from rl_prm.score.engines import GenParams, JudgeEngine, Sample, p_yes
+from rl_prm.score.prompt import NO, VERDICT_QUESTION, YES, judge_prompt
+from rl_prm.steps import split_steps
+
+# The reference evaluation's text appended to a critique that has no verdict question
+# (NJUNLP/R-PRM src/evaluate/GenPRM/evaluate-PRM-CoT.py); the next token is then scored.
+FALLBACK_QUESTION = "\nBased on your analysis. Is the answer correct (Yes/No)?"
+STATUSES = ("ok", "no_steps", "empty_step", "too_long", "bad_input", "error")
+
+
+@dataclass
+class ScoreConfig:
+    k: int = 4  # critiques per step
+    temperature: float = 0.95
+    top_p: float = 0.95
+    max_critique_tokens: int = 1024
+    fallback_score: float = 0.5  # score of a step whose every sample failed (flagged)
+    early_reject_threshold: float | None = None  # score steps in order; after a step < threshold, later steps are not scored
+    adaptive_k: bool = False  # stop sampling a step once its first samples agree
+    adaptive_min_k: int = 2
+    max_prompt_tokens: int | None = None  # default: engine context - max_critique_tokens
+    seed: int | None = 0
+    keep_critiques: int = 1  # critiques kept per step in results (for logging)
+    exact_tokenization: bool = True  # re-score (2nd pass) a sample whose generated tokens != the reference's retokenization
+    stop_at_verdict: bool = True  # stop generation right after the verdict token
+
+    def __post_init__(self) -> None:
+        if self.k < 1:
+            raise ValueError(f"ScoreConfig.k must be >= 1, got {self.k}")
+        if self.adaptive_k and not 1 <= self.adaptive_min_k <= self.k:
+            raise ValueError(f"ScoreConfig.adaptive_min_k must be in [1, k={self.k}], got {self.adaptive_min_k}")
+        if self.max_critique_tokens < 1:
+            raise ValueError(f"ScoreConfig.max_critique_tokens must be >= 1, got {self.max_critique_tokens}")
+
+
+@dataclass
+class StepScore:
+    score: float | None  # mean P(Yes) over samples; None when not scored (early rejection / too long)
+    p_yes: list[float]  # per-sample P(Yes) (failed samples left out)
+    n_samples: int  # critiques sampled
+    n_fallback: int  # samples whose critique lacked the verdict (scored by the fallback question)
+    flag: str | None  # None | "all_failed" | "not_scored" | "too_long"
+    critiques: list[str]
+    n_second_pass: int = 0  # samples scored by a second one-token pass (incl. the fallbacks)
+    n_failed: int = 0  # samples with no P(Yes) at all
+
+
+@dataclass
+class ItemScore:
+    status: str  # "ok" | "no_steps" | "empty_step" | "too_long" | "bad_input" | "error"
+    steps: list[StepScore]
+    error: str | None
+    generated_tokens: int  # judge tokens generated (critiques)
+    prompt_tokens: int  # judge prompt tokens processed (incl. second passes), before prefix caching
+    seconds: float  # this item's share of its batch's wall time
+    cached_prompt_tokens: int = 0  # of prompt_tokens, served from the engine's prefix cache (when reported)
+
+    @property
+    def step_scores(self) -> list[float | None]:
+        return [s.score for s in self.steps]
+
+    def filled_step_scores(self) -> list[float | None]:
+        """Step scores with not-scored steps (early rejection) given the rejecting step's score."""
+        out: list[float | None] = []
+        last: float | None = None
+        for s in self.steps:
+            if s.flag == "not_scored":
+                out.append(last)
+            else:
+                out.append(s.score)
+                last = s.score if s.score is not None else last
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["step_scores"] = self.step_scores
+        return d
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Unit:
+    """One step of one item to score."""
+
+    item: int
+    step: int
+    prompt_text: str
+    prompt_ids: list[int]
+    seed: int | None
+    samples: list[float | None] = field(default_factory=list)
+    n_fallback: int = 0
+    n_second_pass: int = 0
+    critiques: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Pending:
+    """A sample waiting for its second (one-token) pass."""
+
+    unit: _Unit
+    ids: list[int]
+    fallback: bool
+
+
+class RPRMScorer:
+    """Scores solution steps with an R-PRM judge through a `JudgeEngine`."""
+
+    def __init__(self, engine: JudgeEngine, config: ScoreConfig = ScoreConfig()):
+        self.engine = engine
+        self.config = config
+        self.tokenizer = engine.tokenizer
+        self.yes_id, self.no_id = engine.yes_id, engine.no_id
+
+    @classmethod
+    def from_path(cls, judge_path, config: ScoreConfig = ScoreConfig(), **engine_kwargs) -> "RPRMScorer":
+        """An in-process vLLM engine for `judge_path` (kwargs go to rl_prm.vllm_engine.make_llm)."""
+        from rl_prm.score.engines import VLLMJudgeEngine
+
+        return cls(VLLMJudgeEngine.from_path(str(judge_path), **engine_kwargs), config)
+
+    @property
+    def max_prompt_tokens(self) -> int:
+        if self.config.max_prompt_tokens is not None:
+            return self.config.max_prompt_tokens
+        return self.engine.max_model_len - self.config.max_critique_tokens
+
+    # -- public ---------------------------------------------------------------------------------
+
+    def score(self, items: Sequence[Mapping]) -> list[ItemScore]:
+        """Score every step of every item. One bad item never fails the batch: it gets a status."""
+        t0 = time.perf_counter()
+        results: list[ItemScore] = []
+        units: list[list[_Unit]] = []
+        for item in items:
+            res, us = self._prepare(item)
+            results.append(res)
+            units.append(us)
+        for i, us in enumerate(units):
+            for u in us:
+                u.item = i
+        stats = {i: [0, 0, 0] for i in range(len(items))}  # generated, prompt, cached
+        thr = self.config.early_reject_threshold
+        if thr is None:
+            self._score_units([u for us in units for u in us], results, stats)
+        else:
+            active = {i for i, us in enumerate(units) if us}
+            depth = 0
+            while active:
+                round_ = [units[i][depth] for i in sorted(active) if depth < len(units[i])]
+                self._score_units(round_, results, stats)
+                for u in round_:
+                    st = results[u.item].steps[u.step]
+                    if results[u.item].status == "error" or (st.score is not None and st.score < thr):
+                        active.discard(u.item)
+                        for v in units[u.item][depth + 1:]:
+                            results[u.item].steps[v.step].flag = "not_scored"
+                active = {i for i in active if depth + 1 < len(units[i])}
+                depth += 1
+        dt = time.perf_counter() - t0
+        for i, r in enumerate(results):
+            r.generated_tokens, r.prompt_tokens, r.cached_prompt_tokens = stats[i]
+            r.seconds = dt / max(1, len(results))
+        return results
+
+    # -- preparation ----------------------------------------------------------------------------
+
+    def _prepare(self, item: Any) -> tuple[ItemScore, list[_Unit]]:
+        def bad(status: str, msg: str) -> tuple[ItemScore, list[_Unit]]:
+            return ItemScore(status, [], msg, 0, 0, 0.0), []
+
+        if not isinstance(item, Mapping):
+            return bad("bad_input", f"item must be a mapping with 'question' and 'steps'/'response', got {type(item).__name__}")
+        question = item.get("question", item.get("problem"))
+        if not isinstance(question, str) or not question.strip():
+            return bad("bad_input", "item has no non-empty 'question' string")
+        steps = item.get("steps")
+        if steps is None:
+            response = item.get("response")
+            if response is None:
+                return bad("bad_input", "item has neither 'steps' nor 'response'")
+            if not isinstance(response, str):
+                return bad("bad_input", f"'response' must be a string, got {type(response).__name__}")
+            steps = split_steps(response)
+        if isinstance(steps, str) or not isinstance(steps, Sequence):
+            return bad("bad_input", f"'steps' must be a list of strings, got {type(steps).__name__}")
+        if len(steps) == 0:
+            return bad("no_steps", "item has no steps")
+        for j, s in enumerate(steps):
+            if not isinstance(s, str):
+                return bad("bad_input", f"step {j + 1} is not a string ({type(s).__name__})")
+            if not s.strip():
+                return bad("empty_step", f"step {j + 1} is empty")
+        steps = list(steps)
+        res = ItemScore("ok", [], None, 0, 0, 0.0)
+        units = []
+        limit = self.max_prompt_tokens
+        for k in range(len(steps)):
+            text = judge_prompt(self.tokenizer, question, steps, k)
+            ids = self.tokenizer.encode(text, add_special_tokens=False)
+            if len(ids) > limit:
+                res.status = "too_long"
+                res.error = (f"judge prompt for step {k + 1} has {len(ids)} tokens > max_prompt_tokens={limit} "
+                             f"(context {self.engine.max_model_len} - {self.config.max_critique_tokens} critique tokens); "
+                             f"steps {k + 1}..{len(steps)} not scored")
+                for _ in range(k, len(steps)):
+                    res.steps.append(StepScore(None, [], 0, 0, "too_long", []))
+                break
+            res.steps.append(StepScore(None, [], 0, 0, None, []))
+            units.append(_Unit(-1, k, text, ids, self._seed(question, steps[: k + 1])))
+        return res, units
+
+    def _seed(self, question: str, steps: Sequence[str]) -> int | None:
+        """Content-derived seed: the same step gets the same critiques whatever batch it is in."""
+        if self.config.seed is None:
+            return None
+        h = zlib.crc32("\x00".join([question, *steps]).encode("utf-8"))
+        return (self.config.seed * 1_000_003 + h) % (2**31 - 1)
+
+    # -- scoring --------------------------------------------------------------------------------
+
+    def _params(self) -> GenParams:
+        c = self.config
+        stop = [VERDICT_QUESTION + YES, VERDICT_QUESTION + NO] if c.stop_at_verdict else []
+        return GenParams(c.temperature, c.top_p, c.max_critique_tokens, stop)
+
+    def _score_units(self, units: list[_Unit], results: list[ItemScore], stats: dict) -> None:
+        if not units:
+            return
+        c = self.config
+        # successive steps of an item next to each other: they share the question/previous-steps prefix
+        units = sorted(units, key=lambda u: (u.item, u.step))
+        first_n = c.adaptive_min_k if c.adaptive_k else c.k
+        self._sample(units, first_n, 0, results, stats)
+        if c.adaptive_k and c.k > first_n:
+            more = []
+            for u in units:
+                ps = [p for p in u.samples if p is not None]
+                agree = ps and (all(p >= 0.5 for p in ps) or all(p < 0.5 for p in ps)) and len(ps) == len(u.samples)
+                if not agree and results[u.item].status != "error":
+                    more.append(u)
+            self._sample(more, c.k - first_n, first_n, results, stats)
+        for u in units:
+            if results[u.item].status == "error":
+                continue
+            st = results[u.item].steps[u.step]
+            ps = [p for p in u.samples if p is not None]
+            st.p_yes = ps
+            st.n_samples = len(u.samples)
+            st.n_fallback = u.n_fallback
+            st.n_second_pass = u.n_second_pass
+            st.n_failed = len(u.samples) - len(ps)
+            st.critiques = u.critiques[: c.keep_critiques]
+            if ps:
+                st.score = sum(ps) / len(ps)
+            else:
+                st.score, st.flag = c.fallback_score, "all_failed"
+
+    def _sample(self, units: list[_Unit], n: int, seed_offset: int, results: list[ItemScore], stats: dict) -> None:
+        """Draw n more critiques for each unit, read P(Yes) (single pass, else second pass)."""
+        if not units or n <= 0:
+            return
+        outs = self._generate(units, n, seed_offset, results)
+        pending: list[_Pending] = []
+        for u, samples in zip(units, outs):
+            if samples is None:
+                continue
+            st = stats[u.item]
+            st[1] += len(u.prompt_ids) * len(samples)
+            st[2] += min(getattr(samples, "cached_tokens", 0), len(u.prompt_ids) * len(samples))
+            for s in samples:
+                st[0] += len(s.token_ids)
+                if len(u.critiques) < self.config.keep_critiques:
+                    u.critiques.append(s.text)
+                p, pend = self._read_verdict(u, s)
+                if pend is None:
+                    u.samples.append(p)
+                else:
+                    u.samples.append(None)
+                    pend_index = len(u.samples) - 1
+                    pending.append((pend, pend_index))  # type: ignore[arg-type]
+                    if pend.fallback:
+                        u.n_fallback += 1
+                    u.n_second_pass += 1
+        self._second_pass(pending, results, stats)
+
+    def _generate(self, units: list[_Unit], n: int, seed_offset: int, results: list[ItemScore]) -> list:
+        params = self._params()
+        seeds = [None if u.seed is None else u.seed + seed_offset for u in units]
+        try:
+            return self.engine.generate([u.prompt_ids for u in units], [n] * len(units), seeds, params)
+        except Exception as e:  # isolate the failing item(s): retry item by item
+            if len({u.item for u in units}) <= 1:
+                for u in units:
+                    self._fail(results[u.item], e)
+                return [None] * len(units)
+            out: list = []
+            by_item: dict[int, list[int]] = {}
+            for j, u in enumerate(units):
+                by_item.setdefault(u.item, []).append(j)
+            res: list = [None] * len(units)
+            for js in by_item.values():
+                sub = [units[j] for j in js]
+                got = self._generate(sub, n, seed_offset, results)
+                for j, g in zip(js, got):
+                    res[j] = g
+            out = res
+            return out
+
+    @staticmethod
+    def _fail(res: ItemScore, e: BaseException) -> None:
+        res.status = "error"
+        res.error = f"judge engine failed: {type(e).__name__}: {e}"
+        for st in res.steps:
+            if st.flag is None and st.score is None:
+                st.flag = "all_failed"
+
+    def _read_verdict(self, u: _Unit, s: Sample) -> tuple[float | None, _Pending | None]:
+        """P(Yes) of one critique from its own generation, or what to score in a second pass."""
+        tok = self.tokenizer
+        cut = s.text.find(VERDICT_QUESTION)
+        if cut < 0:
+            ids = tok.encode(u.prompt_text + s.text + FALLBACK_QUESTION, add_special_tokens=False)
+            return None, _Pending(u, ids, True)
+        cut += len(VERDICT_QUESTION)
+        prefix = s.text[:cut]
+        ref_ids = None
+        p = _boundary(tok, s.token_ids, prefix)
+        if p is not None and p + 1 < len(s.token_ids):
+            if self.config.exact_tokenization:
+                ref_ids = tok.encode(u.prompt_text + prefix, add_special_tokens=False)
+                same = ref_ids == u.prompt_ids + list(s.token_ids[: p + 1])
+            else:
+                same = True
+            if same:
+                val = p_yes(s.verdict_logprobs[p + 1])
+                if val is not None:
+                    return val, None
+        if ref_ids is None:
+            ref_ids = tok.encode(u.prompt_text + prefix, add_special_tokens=False)
+        return None, _Pending(u, ref_ids, False)
+
+    def _second_pass(self, pending: list, results: list[ItemScore], stats: dict) -> None:
+        if not pending:
+            return
+        limit = self.engine.max_model_len - 1
+        todo = [(pd, idx) for pd, idx in pending if len(pd.ids) <= limit and results[pd.unit.item].status != "error"]
+        if not todo:
+            return
+        try:
+            pairs = self.engine.score_next([pd.ids for pd, _ in todo])
+        except Exception:
+            pairs = []
+            for pd, _ in todo:  # isolate a failing prompt
+                try:
+                    pairs.extend(self.engine.score_next([pd.ids]))
+                except Exception:
+                    pairs.append((None, None))
+        for (pd, idx), pair in zip(todo, pairs):
+            stats[pd.unit.item][1] += len(pd.ids)
+            pd.unit.samples[idx] = p_yes(pair)
+
+
+def _boundary(tok: Any, ids: Sequence[int], prefix: str) -> int | None:
+    """Index p such that decode(ids[:p+1]) == prefix exactly, or None (binary search on length)."""
+    n = len(prefix)
+    lo, hi = 0, len(ids) - 1
+    dec = lambda j: tok.decode(list(ids[: j + 1]), skip_special_tokens=True)  # noqa: E731
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if len(dec(mid)) >= n:
+            hi = mid
+        else:
+            lo = mid + 1
+    if ids and dec(lo) == prefix:
+        return lo
+    return None

@@ -1,0 +1,192 @@
+"""The R-PRM reward worker as a Ray actor.
+
+    handle = start_rprm_worker(judge_path, ScoreConfig(k=4), name="rprm")
+    client = RPRMClient(handle, timeout=600)
+    results = client.score([{"question": q, "steps": [...]}, ...])   # list[ItemScore]
+
+`RPRMWorker` is a plain class (usable in-process through `score_sync`); `RPRMWorkerActor` is its
+`ray.remote` wrapper. `score(items)` returns `list[ItemScore]` (dataclasses, pickled by Ray):
+per-step scores, per-sample P(Yes), token counts and timings (ItemScore.seconds is the item's
+share of the engine batch it was scored in; `stats()` has totals).
+
+Batching: the actor is async; concurrent `score` calls are queued and merged by one batching
+loop (requests arriving within `batch_window_s` of each other, up to `max_batch_items` items, go
+into one `RPRMScorer.score` call, i.e. a few engine calls). The engine runs in a thread so the
+actor keeps accepting requests meanwhile.
+
+Faults: the actor is created with `max_restarts`/`max_task_retries`, so an engine crash (the
+actor's process dies) restarts the actor (a fresh engine) and Ray retries the pending calls;
+`RPRMClient` adds a client-side retry on actor errors and turns a timeout into a
+`TimeoutError` naming the batch size and the timeout. Bad items never fail a batch: each gets
+an ItemScore.status ("no_steps", "empty_step", "too_long", "bad_input", "error").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import asdict
+from typing import Any, Mapping, Sequence
+
+from rl_prm.score.scorer import ItemScore, RPRMScorer, ScoreConfig
+
+
+class RPRMWorker:
+    """Holds one judge engine; scores batches of {question, steps} / {question, response}."""
+
+    def __init__(self, judge_path: str, config: ScoreConfig | Mapping | None = None,
+                 engine_kwargs: Mapping[str, Any] | None = None, batch_window_s: float = 0.005,
+                 max_batch_items: int = 512):
+        if isinstance(config, Mapping):
+            config = ScoreConfig(**config)
+        self.config = config or ScoreConfig()
+        self.scorer = RPRMScorer.from_path(judge_path, self.config, **dict(engine_kwargs or {}))
+        self.batch_window_s = batch_window_s
+        self.max_batch_items = max_batch_items
+        self._queue: asyncio.Queue | None = None
+        self._loop_task: asyncio.Task | None = None
+        self._stats = {"requests": 0, "items": 0, "engine_batches": 0, "generated_tokens": 0, "prompt_tokens": 0,
+                       "engine_seconds": 0.0, "started": time.time()}
+
+    # -- plain use --------------------------------------------------------------------------------
+
+    def score_sync(self, items: Sequence[Mapping]) -> list[ItemScore]:
+        return self._run(list(items))
+
+    def _run(self, items: list) -> list[ItemScore]:
+        t0 = time.perf_counter()
+        res = self.scorer.score(items)
+        s = self._stats
+        s["engine_batches"] += 1
+        s["engine_seconds"] += time.perf_counter() - t0
+        s["generated_tokens"] += sum(r.generated_tokens for r in res)
+        s["prompt_tokens"] += sum(r.prompt_tokens for r in res)
+        return res
+
+    # -- actor API --------------------------------------------------------------------------------
+
+    async def score(self, items: Sequence[Mapping]) -> list[ItemScore]:
+        """Score a batch; concurrent calls are merged into shared engine batches."""
+        if self._queue is None:
+            self._queue = asyncio.Queue()
+            self._loop_task = asyncio.get_running_loop().create_task(self._batch_loop())
+        fut = asyncio.get_running_loop().create_future()
+        items = list(items)
+        self._stats["requests"] += 1
+        self._stats["items"] += len(items)
+        await self._queue.put((items, fut))
+        return await fut
+
+    async def _batch_loop(self) -> None:
+        assert self._queue is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            n = len(batch[0][0])
+            deadline = loop.time() + self.batch_window_s
+            while n < self.max_batch_items:
+                timeout = deadline - loop.time()
+                try:
+                    nxt = self._queue.get_nowait() if timeout <= 0 else await asyncio.wait_for(self._queue.get(), timeout)
+                except (asyncio.TimeoutError, asyncio.QueueEmpty):
+                    break
+                batch.append(nxt)
+                n += len(nxt[0])
+            merged = [it for items, _ in batch for it in items]
+            try:
+                res = await loop.run_in_executor(None, self._run, merged)
+            except BaseException as e:  # engine died: fail these requests (the actor restarts if its process died)
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(e)
+                continue
+            i = 0
+            for items, fut in batch:
+                if not fut.done():
+                    fut.set_result(res[i: i + len(items)])
+                i += len(items)
+
+    def stats(self) -> dict[str, Any]:
+        return dict(self._stats, config=asdict(self.config), pid=os.getpid())
+
+    def pid(self) -> int:
+        return os.getpid()
+
+    def ready(self) -> bool:
+        return True
+
+
+def _ray():
+    import ray
+
+    return ray
+
+
+def _actor_class():
+    return _ray().remote(RPRMWorker)
+
+
+class _LazyActor:
+    """`RPRMWorkerActor` = ray.remote(RPRMWorker), created on first use (importing this module
+    does not import ray)."""
+
+    _cls = None
+
+    def __getattr__(self, name: str) -> Any:
+        if _LazyActor._cls is None:
+            _LazyActor._cls = _actor_class()
+        return getattr(_LazyActor._cls, name)
+
+
+RPRMWorkerActor: Any = _LazyActor()
+
+
+def start_rprm_worker(judge_path: str, config: ScoreConfig | None = None, *, num_cpus: float = 1, num_gpus: float = 0,
+                      name: str | None = None, max_restarts: int = 3, max_task_retries: int = 3,
+                      engine_kwargs: Mapping[str, Any] | None = None, batch_window_s: float = 0.005,
+                      wait_ready: bool = True, ready_timeout: float = 600.0):
+    """Create the R-PRM worker actor (restartable; pending calls retried after a crash).
+
+    The engine starts in the actor's constructor; with `wait_ready` this blocks until it is up.
+    """
+    ray = _ray()
+    opts: dict[str, Any] = dict(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=max_restarts,
+                                max_task_retries=max_task_retries, max_concurrency=64)
+    if name:
+        opts["name"] = name
+    handle = RPRMWorkerActor.options(**opts).remote(str(judge_path), config, dict(engine_kwargs or {}), batch_window_s)
+    if wait_ready:
+        ray.get(handle.ready.remote(), timeout=ready_timeout)
+    return handle
+
+
+class RPRMClient:
+    """Client-side wrapper: timeout -> TimeoutError naming the batch; retries on actor death."""
+
+    def __init__(self, handle: Any, timeout: float = 600.0, retries: int = 2, retry_wait_s: float = 1.0):
+        self.handle = handle
+        self.timeout = timeout
+        self.retries = retries
+        self.retry_wait_s = retry_wait_s
+        self.n_retries = 0
+
+    def score(self, items: Sequence[Mapping]) -> list[ItemScore]:
+        ray = _ray()
+        from ray.exceptions import GetTimeoutError, RayActorError
+
+        items = list(items)
+        last: BaseException | None = None
+        for attempt in range(self.retries + 1):
+            ref = self.handle.score.remote(items)
+            try:
+                return ray.get(ref, timeout=self.timeout)
+            except GetTimeoutError as e:
+                ray.cancel(ref)
+                raise TimeoutError(f"R-PRM scoring of a batch of {len(items)} items timed out after {self.timeout:g} s "
+                                   f"(worker {self.handle}); raise the timeout or send smaller batches") from e
+            except RayActorError as e:  # the actor died (engine crash); Ray restarts it (max_restarts)
+                last = e
+                self.n_retries += 1
+                time.sleep(self.retry_wait_s * (attempt + 1))
+        raise RuntimeError(f"R-PRM worker failed {self.retries + 1} times on a batch of {len(items)} items: {last}") from last
