@@ -15,7 +15,7 @@ import logging
 
 PLUGIN_MODULES: list[str] = [
     "rl_prm.verl_ext.estimators",  # advantage estimators rprm_rloo, rprm_grpo (issue #3)
-    # "rl_prm.verl_ext.reward_manager",  # R-PRM reward manager (to be added by its owner)
+    "rl_prm.verl_ext.reward_manager",  # reward manager `rprm` (R-PRM steps + verifiable -> rm_scores rows) (issue #5)
 ]
 
 LOADED: list[str] = []
