@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# Launch an rl-prm training run from a recipe; what users submit to a Ray cluster:
+#
+#   ray job submit --address http://HEAD:8265 --working-dir . \
+#       --runtime-env-json '{"excludes": [".venv", "runs", "data"], "env_vars": {"RL_PRM_PYTHON": "/path/to/venv/bin/python"}}' \
+#       -- bash launch/grpo_rprm.sh RECIPE [key=value ...]
+#
+#   bash launch/grpo_rprm.sh RECIPE [key=value ...] --dry-run   # print the command, run nothing
+#
+# The backend comes from the recipe (trainer.backend):
+#   verl  -> python3 -m verl.trainer.main_ppo <overrides> (rl_prm.backends.verl_backend builds them;
+#            verl joins the cluster through RAY_ADDRESS, which `ray job submit` sets)
+#   local -> python -m rl_prm train RECIPE <overrides> (one node; joins RAY_ADDRESS too)
+# Python: $RL_PRM_PYTHON, else the repo's .venv/bin/python, else python3.
+set -euo pipefail
+
+usage() { echo "usage: bash launch/grpo_rprm.sh RECIPE [key=value ...] [--dry-run]" >&2; exit 2; }
+
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DRY=0
+ARGS=()
+for a in "$@"; do
+  case "$a" in
+    --dry-run) DRY=1 ;;
+    -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    *) ARGS+=("$a") ;;
+  esac
+done
+[ "${#ARGS[@]}" -ge 1 ] || usage
+RECIPE="${ARGS[0]}"
+OVERRIDES=("${ARGS[@]:1}")
+[ -f "$RECIPE" ] || { echo "grpo_rprm.sh: recipe not found: $RECIPE" >&2; exit 2; }
+
+if [ -n "${RL_PRM_PYTHON:-}" ]; then
+  PY="$RL_PRM_PYTHON"
+elif [ -x "$REPO/.venv/bin/python" ]; then
+  PY="$REPO/.venv/bin/python"
+else
+  PY="$(command -v python3 || true)"
+fi
+[ -n "$PY" ] && "$PY" -c "import sys" 2>/dev/null || { echo "grpo_rprm.sh: no usable python (set RL_PRM_PYTHON)" >&2; exit 2; }
+
+cd "$REPO"
+export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
+export WANDB_MODE="${WANDB_MODE:-offline}"
+
+BACKEND="$("$PY" -m rl_prm.backends.verl_backend --recipe "$RECIPE" "${OVERRIDES[@]}" --backend)"
+case "$BACKEND" in
+  verl)
+    # verl imports our plugin (estimators, reward manager) in every process it starts
+    export VERL_USE_EXTERNAL_MODULES="rl_prm.verl_plugin${VERL_USE_EXTERNAL_MODULES:+,$VERL_USE_EXTERNAL_MODULES}"
+    if [ "$DRY" = 1 ]; then
+      exec "$PY" -m rl_prm.backends.verl_backend --recipe "$RECIPE" "${OVERRIDES[@]}" --print --python "$PY"
+    fi
+    exec "$PY" -m rl_prm.backends.verl_backend --recipe "$RECIPE" "${OVERRIDES[@]}"
+    ;;
+  local)
+    CMD=("$PY" -m rl_prm train "$RECIPE" "${OVERRIDES[@]}")
+    if [ "$DRY" = 1 ]; then
+      printf '%q ' "${CMD[@]}"; echo
+      exit 0
+    fi
+    exec "${CMD[@]}"
+    ;;
+  *)
+    echo "grpo_rprm.sh: unknown trainer.backend '$BACKEND' in $RECIPE (expected verl or local)" >&2
+    exit 2
+    ;;
+esac
