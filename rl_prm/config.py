@@ -223,7 +223,7 @@ def load_recipe(path: str | os.PathLike | None, overrides: list[str] | tuple[str
             if "=" not in ov:
                 raise ValueError(f"override {ov!r}: expected key=value")
             key = ov.split("=", 1)[0].strip().lstrip("+")
-            if key.split(".")[0] != "verl" and OmegaConf.select(merged, key, default=MISSING) is MISSING and not _is_optional_none(merged, key):
+            if key.split(".")[0] != "verl" and not _has_key(merged, key):
                 raise ValueError(f"recipe {src}: unknown key {key!r} (override {ov!r})")
         if overrides:
             merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
@@ -240,11 +240,14 @@ def load_recipe(path: str | os.PathLike | None, overrides: list[str] | tuple[str
     return merged
 
 
-def _is_optional_none(cfg: DictConfig, key: str) -> bool:
-    """True when `key` exists in cfg with value None (select() can't tell None from absent)."""
-    parent, _, leaf = key.rpartition(".")
-    node = OmegaConf.select(cfg, parent) if parent else cfg
-    return isinstance(node, DictConfig) and leaf in node
+def _has_key(cfg: DictConfig, key: str) -> bool:
+    """`key` (dotted) exists in cfg, whatever its value (None and ??? included)."""
+    node: Any = cfg
+    for part in key.split("."):
+        if not isinstance(node, DictConfig) or part not in node.keys():
+            return False
+        node = node._get_node(part)
+    return True
 
 
 def to_dict(cfg: DictConfig) -> dict:

@@ -130,6 +130,13 @@ def batch_indices(n_rows: int, step: int, per_step: int, seed: int) -> list[int]
     return out
 
 
+def rollout_seed(cfg: Any, step: int) -> int:
+    """Base sampling seed of `step`: generate() gives sample j of prompt i seed + i*n + j, so each
+    step owns the disjoint range [seed, seed + prompts_per_step * n) and no two samples of a run
+    share a random stream (runs with different run.seed are 2**32 apart)."""
+    return int(cfg.run.seed) * 2**32 + (step - 1) * cfg.rollout.prompts_per_step * cfg.rollout.n
+
+
 # ------------------------------------------------------------------------------------------------
 # advantages: algorithm.estimator -> fn(ctx) -> advantages [B, T]
 # ------------------------------------------------------------------------------------------------
@@ -402,16 +409,25 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None) -> di
              f"({os.environ.get('WANDB_MODE')}: {run_dir / 'wandb'})")
     print(("resuming at step %d from %s; " % (start_step, resume_from) if resume_from else "") + where, flush=True)
 
+    startup = {"timing/startup_learner": time.time() - t_start}
+    t0 = time.time()
     _ray_init(cfg)
+    startup["timing/startup_ray"] = time.time() - t0
     gpus = _device_gpus(cfg)
     rollout = rollout_actor(num_gpus=0.4 if gpus else 0).remote(
         start_weights, max_model_len=cfg.data.max_prompt_tokens + cfg.rollout.max_tokens, seed=cfg.run.seed,
         kv_cache_gib=cfg.rollout.kv_cache_gib, gpu_memory_utilization=cfg.rollout.gpu_memory_utilization)
     prm = None
     try:
+        t0 = time.time()
         ray.get(rollout.ready.remote())
+        startup["timing/startup_rollout_engine"] = time.time() - t0
         if cfg.reward.prm.enabled:
+            t0 = time.time()
             prm = PRMClient(cfg, resolve_model(cfg.model.judge, "judge"), num_gpus=0.3 if gpus else 0)
+            startup["timing/startup_prm_engine"] = time.time() - t0
+        startup["timing/startup_total"] = time.time() - t_start
+        print("startup: " + ", ".join(f"{k.split('_', 1)[1]} {v:.0f}s" for k, v in startup.items()), flush=True)
 
         # prompts: tokenise once, drop (and count) over-long ones
         train_ids = [prompt_ids(tokenizer, r, cfg.data.prompt_instruction) for r in train_rows]
@@ -439,7 +455,7 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None) -> di
             rows = [train_rows[i] for i in idx]
             outs = ray.get(rollout.generate.remote(
                 [train_ids[i] for i in idx], n=cfg.rollout.n, temperature=cfg.rollout.temperature,
-                top_p=cfg.rollout.top_p, max_tokens=cfg.rollout.max_tokens, seed=cfg.run.seed * 1_000_003 + step))
+                top_p=cfg.rollout.top_p, max_tokens=cfg.rollout.max_tokens, seed=rollout_seed(cfg, step)))
             m["timing/generate"] = time.perf_counter() - t0
             group = [o.prompt_index for o in outs]
             orow = [rows[o.prompt_index] for o in outs]
@@ -521,6 +537,8 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None) -> di
                 t0 = time.perf_counter()
                 m.update(evaluate(rollout, tokenizer, test_rows, cfg))
                 m["timing/eval"] = time.perf_counter() - t0
+            if step == start_step:
+                m.update(startup)
             m["timing/step"] = time.perf_counter() - t_step
             m["perf/throughput"] = n_tokens / max(1e-9, m["timing/generate"])
             m["perf/step_time"] = m["timing/step"]

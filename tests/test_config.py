@@ -1,0 +1,105 @@
+"""Recipe schema: typos fail at start naming the key; overrides apply; the resolved recipe is saved."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from omegaconf import OmegaConf
+
+from rl_prm.config import load_recipe, save_resolved
+
+RECIPES = sorted((Path(__file__).resolve().parents[1] / "recipes").glob("*.yaml"))
+
+
+def _write(tmp_path, text: str) -> Path:
+    p = tmp_path / "r.yaml"
+    p.write_text(text)
+    return p
+
+
+@pytest.mark.parametrize("text, key", [
+    ("run: {name: x}\nrollout: {nn: 3}\n", "rollout.nn"),
+    ("run: {name: x}\nreward: {prm: {kk: 3}}\n", "reward.prm.kk"),
+    ("run: {name: x}\nrollouts: {n: 3}\n", "rollouts"),
+    ("run: {name: x}\nalgorithm: {estimater: grpo}\n", "algorithm.estimater"),
+])
+def test_unknown_key_in_file_is_named(tmp_path, text, key):
+    p = _write(tmp_path, text)
+    with pytest.raises(ValueError) as e:
+        load_recipe(p)
+    assert f"unknown key '{key}'" in str(e.value) and str(p) in str(e.value)
+
+
+@pytest.mark.parametrize("override, key", [
+    ("rollout.nn=2", "rollout.nn"),
+    ("reward.credit.modee=sum", "reward.credit.modee"),
+    ("trainer.total_step=5", "trainer.total_step"),
+])
+def test_unknown_override_is_named(tmp_path, override, key):
+    with pytest.raises(ValueError, match=f"unknown key '{key}'"):
+        load_recipe(_write(tmp_path, "run: {name: x}\n"), [override])
+
+
+@pytest.mark.parametrize("override, key", [("rollout.n=abc", "rollout.n"), ("reward.prm.enabled=maybe", "reward.prm.enabled"),
+                                           ("optim.lr=fast", "optim.lr")])
+def test_mistyped_value_is_named(tmp_path, override, key):
+    with pytest.raises(ValueError, match=f"bad value for key '{key}'"):
+        load_recipe(_write(tmp_path, "run: {name: x}\n"), [override])
+
+
+@pytest.mark.parametrize("override, key", [("rollout.n=0", "rollout.n"), ("trainer.total_steps=-1", "trainer.total_steps"),
+                                           ("reward.prm.fallback_score=2", "reward.prm.fallback_score"),
+                                           ("trainer.logger=[console,tensorboard]", "trainer.logger")])
+def test_out_of_range_values_are_named(tmp_path, override, key):
+    with pytest.raises(ValueError, match=key.replace(".", r"\.")):
+        load_recipe(_write(tmp_path, "run: {name: x}\n"), [override])
+
+
+def test_overrides_apply_over_file_over_defaults(tmp_path):
+    p = _write(tmp_path, "run: {name: x}\nrollout: {n: 3, max_tokens: 64}\n")
+    cfg = load_recipe(p, ["rollout.n=8", "reward.prm.early_reject_threshold=0.3", "data.train_limit=null",
+                          "trainer.logger=[console]", "verl.actor_rollout_ref.rollout.name=vllm"])
+    assert cfg.rollout.n == 8  # override beats file
+    assert cfg.rollout.max_tokens == 64  # file beats default
+    assert cfg.rollout.temperature == 1.0  # default
+    assert cfg.reward.prm.early_reject_threshold == 0.3 and cfg.data.train_limit is None
+    assert list(cfg.trainer.logger) == ["console"]
+    assert cfg.verl.actor_rollout_ref.rollout.name == "vllm"  # free-form section
+    with pytest.raises(Exception):  # struct mode: a typo in code fails too
+        cfg.rollout.nn = 1
+
+
+def test_run_name_is_required(tmp_path):
+    with pytest.raises(ValueError, match="run.name"):
+        load_recipe(_write(tmp_path, "rollout: {n: 2}\n"))
+    assert load_recipe(_write(tmp_path, "rollout: {n: 2}\n"), ["run.name=y"]).run.name == "y"
+
+
+def test_missing_file_is_named(tmp_path):
+    with pytest.raises(ValueError, match="nope.yaml: file not found"):
+        load_recipe(tmp_path / "nope.yaml")
+
+
+def test_save_resolved_round_trips(tmp_path):
+    cfg = load_recipe(_write(tmp_path, "run: {name: x}\n"), ["rollout.n=5", "reward.credit.clip_eta=0.1"])
+    out = save_resolved(cfg, tmp_path / "run")
+    assert out == tmp_path / "run" / "config.yaml"
+    again = load_recipe(out)
+    assert OmegaConf.to_container(again) == OmegaConf.to_container(cfg)
+    assert again.rollout.n == 5 and again.reward.credit.clip_eta == 0.1
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.name for p in RECIPES])
+def test_shipped_recipes_match_the_schema(path):
+    cfg = load_recipe(path)
+    assert cfg.run.name
+
+
+def test_tiny_recipes_are_the_embedded_default():
+    root = Path(__file__).resolve().parents[1] / "recipes"
+    cfg = load_recipe(root / "tiny_cpu.yaml")
+    assert cfg.trainer.backend == "local" and cfg.model.policy == "tiny" and cfg.model.judge == "tiny"
+    assert cfg.reward.prm.enabled and cfg.algorithm.estimator == "rprm_rloo" and cfg.reward.credit.mode == "min_form"
+    vr = load_recipe(root / "tiny_cpu_vr_only.yaml")
+    assert not vr.reward.prm.enabled and vr.algorithm.estimator == "grpo" and vr.reward.verifiable.enabled
