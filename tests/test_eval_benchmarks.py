@@ -205,3 +205,32 @@ def test_math_from_precomputed_samples_and_scores(tmp_path):
     assert d["bon_min@4"] == pytest.approx(100 * 3 / 4)  # the judge finds a correct one whenever there is one
     assert d["bon_last@4"] == pytest.approx(100 * 3 / 4)
     assert (tmp_path / "m" / "results.json").is_file() and (tmp_path / "m" / "samples.jsonl").is_file()
+
+
+def test_items_the_scorer_refuses_are_padded_and_counted():
+    """An item the scorer refuses (PRMBench has 15 items with an empty step) keeps its place: its
+    steps count as unscored (predicted correct), and the status is reported."""
+    from rl_prm.eval.prmbench import prmbench_results
+    from rl_prm.eval.scoring import ScorerSource
+    from rl_prm.score.scorer import ItemScore, StepScore
+
+    class FakeScorer:  # the RPRMScorer.score contract, without a model
+        def score(self, items):
+            out = []
+            for it in items:
+                if any(not s.strip() for s in it["steps"]):
+                    out.append(ItemScore("empty_step", [], "step is empty", 0, 0, 0.0))
+                else:
+                    out.append(ItemScore("ok", [StepScore(0.2, [0.1, 0.3], 2, 0, None, []) for _ in it["steps"]],
+                                         None, 10, 0, 0.0))
+            return out
+
+    items = [{"id": "a", "classification": "x", "question": "q", "steps": ["s1", "  "], "error_steps": [2]},
+             {"id": "b", "classification": "x", "question": "q", "steps": ["s1", "s2"], "error_steps": [2]}]
+    recs = ScorerSource(FakeScorer()).score(items)
+    assert recs["a"]["step_scores"] == [None, None] and recs["a"]["status"] == "empty_step"
+    assert recs["b"]["p_yes"] == [[0.1, 0.3], [0.1, 0.3]]
+    res = prmbench_results(items, recs, threshold=0.5, k=1)
+    assert res["unscored_steps"] == 2 and res["status_counts"] == {"empty_step": 1, "ok": 1}
+    # item a: step 1 correct & unscored -> tp, step 2 wrong & unscored -> fp; item b at K=1 (0.1): fn, tn
+    assert (res["overall"]["tp"], res["overall"]["fp"], res["overall"]["fn"], res["overall"]["tn"]) == (1, 1, 1, 1)

@@ -195,6 +195,8 @@ def run_prmbench(source, *, k: int | None = None, split: str | None = None, limi
     for name, m in rows:
         t.add_row(name, *[_fmt(m[c]) for c in cols], f"{m['tp'] + m['fn']}/{m['tn'] + m['fp']}")
     con.print(t)
+    con.print(f"items {res['n_items']}, steps {res['n_steps']}, unscored steps {res['unscored_steps']} "
+              f"(counted as predicted correct), scorer statuses {res['status_counts']}")
     res["out_dir"] = str(outdir)
     _finish(con, outdir, res)
     return res
@@ -235,8 +237,11 @@ def run_math(*, datasets: Sequence[str], n: int, policy_llm=None, policy: str | 
     from rl_prm.eval.math_eval import grade_samples, math_items, math_results, sample_solutions, score_samples
     from rl_prm.eval.search import grade_search, guided_search
 
+    from reward_fns.math_verify_reward import get_stats, reset_stats
+
     outdir = prepare_out_dir(out, "math", overwrite)
     items = math_items(datasets, limit)
+    reset_stats()
     owned: list[Any] = []
     if samples_file:
         rows = {r["id"]: r for r in read_jsonl(samples_file)}
@@ -284,8 +289,6 @@ def run_math(*, datasets: Sequence[str], n: int, policy_llm=None, policy: str | 
     res.update({"benchmark": "math", "policy": policy, "judge": judge or getattr(source, "name", None),
                 "limit": limit, "temperature": temperature, "max_tokens": max_tokens, "seed": seed,
                 "samples_file": samples_file})
-    from reward_fns.math_verify_reward import get_stats
-
     res["grader_stats"] = get_stats()
     con = _console()
     cols = list(dict.fromkeys(c for d in res["datasets"].values() for c in d if c != "n_problems"))

@@ -79,8 +79,9 @@ def score_prmbench(source: ScoreSource, items: Sequence[dict], batch_size: int =
 def prmbench_results(items: Sequence[dict], records: dict[str, dict], threshold: float = 0.5,
                      k: int | None = None) -> dict:
     """{"threshold", "classes": {cls: prf}, "overall": prf (without "correct"), "overall_with_correct",
-    "n_items", "n_steps", "unscored_steps"}. An unscored step (None) counts as predicted correct and is
-    counted in "unscored_steps"."""
+    "n_items", "n_steps", "unscored_steps", "status_counts"}. An unscored step (None: e.g. every step of
+    an item the scorer refused, such as the 15 items holding an empty step, status "empty_step")
+    counts as predicted correct and is counted in "unscored_steps"."""
     per_cls: dict[str, Confusion] = {}
     overall, with_correct = Confusion(), Confusion()
     unscored = 0
@@ -95,7 +96,11 @@ def prmbench_results(items: Sequence[dict], records: dict[str, dict], threshold:
         with_correct += c
         if it["classification"] != "correct":
             overall += c
-    return {"threshold": threshold, "k": k, "classes": {cls: prf(c) for cls, c in sorted(per_cls.items())},
+    status: dict[str, int] = {}
+    for it in items:
+        st = records[it["id"]].get("status", "ok")
+        status[st] = status.get(st, 0) + 1
+    return {"threshold": threshold, "k": k, "status_counts": status, "classes": {cls: prf(c) for cls, c in sorted(per_cls.items())},
             "overall": prf(overall), "overall_with_correct": prf(with_correct), "n_items": len(items),
             "n_steps": sum(len(it["steps"]) for it in items), "unscored_steps": unscored,
             "note": "overall excludes the added 'correct' items, as the PRMBench harness does; "
