@@ -1,0 +1,97 @@
+"""The R-PRM Ray worker: batching of concurrent callers, timeouts, surviving an engine crash.
+
+Starts a local Ray and one worker actor (its own judge engine), so it is slow."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import pytest
+
+from rl_prm.score.scorer import ItemScore, ScoreConfig
+
+ITEMS = [
+    {"question": "Ann has 2 pens and buys 3 more. How many pens?", "steps": ["Ann has 2 pens.", "2 + 3 = 5.", "The answer is 5."]},
+    {"question": "Bob has 7 cats and gives away 2. How many cats?", "response": "Bob has 7 cats.\n\n7 - 2 = 5.\n\nThe answer is 5."},
+    {"question": "q", "steps": []},
+]
+
+
+@pytest.fixture(scope="module")
+def ray_worker(tiny_judge_dir):
+    import ray
+
+    from rl_prm.score.worker import start_rprm_worker
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
+             runtime_env={"env_vars": {"VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false"}})
+    try:
+        handle = start_rprm_worker(tiny_judge_dir, ScoreConfig(k=1, max_critique_tokens=48), num_cpus=1,
+                                   max_restarts=2, max_task_retries=2, batch_window_s=0.05,
+                                   engine_kwargs={"max_model_len": 2048, "kv_cache_gib": 1})
+        yield handle
+    finally:
+        ray.shutdown()
+
+
+def _check(results):
+    assert [type(r) for r in results] == [ItemScore] * 3
+    assert [r.status for r in results] == ["ok", "ok", "no_steps"]
+    assert len(results[0].step_scores) == 3 and len(results[1].step_scores) == 3
+    assert all(0 <= s <= 1 for s in results[0].step_scores + results[1].step_scores)
+    assert all(len(st.p_yes) == 1 for st in results[0].steps)
+    assert results[0].generated_tokens > 0 and results[0].prompt_tokens > 0 and results[0].seconds > 0
+
+
+@pytest.mark.slow
+def test_worker_scores_and_merges_concurrent_callers(ray_worker):
+    import ray
+
+    from rl_prm.score.worker import RPRMClient
+
+    client = RPRMClient(ray_worker, timeout=300)
+    _check(client.score(ITEMS))
+    before = ray.get(ray_worker.stats.remote())
+    refs = [ray_worker.score.remote(ITEMS) for _ in range(4)]
+    for res in ray.get(refs, timeout=300):
+        _check(res)
+    after = ray.get(ray_worker.stats.remote())
+    assert after["requests"] - before["requests"] == 4
+    assert after["engine_batches"] - before["engine_batches"] < 4  # merged into shared engine batches
+
+
+@pytest.mark.slow
+def test_timeout_names_batch_size_and_timeout(ray_worker):
+    from rl_prm.score.worker import RPRMClient
+
+    with pytest.raises(TimeoutError, match=r"batch of 3 items timed out after 0\.001 s"):
+        RPRMClient(ray_worker, timeout=0.001).score(ITEMS)
+
+
+@pytest.mark.slow
+def test_engine_crash_restarts_actor_and_retries_batch(ray_worker):
+    import ray
+
+    from rl_prm.score.worker import RPRMClient
+
+    pid = ray.get(ray_worker.pid.remote())
+    client = RPRMClient(ray_worker, timeout=400, retries=2)
+    box = {}
+
+    def call():
+        try:
+            box["res"] = client.score(ITEMS)
+        except BaseException as e:  # pragma: no cover - reported below
+            box["err"] = e
+
+    t = threading.Thread(target=call)
+    t.start()
+    time.sleep(0.5)
+    os.kill(pid, signal.SIGKILL)  # the actor process (and its engine) dies mid-run
+    t.join(420)
+    assert "err" not in box, box.get("err")
+    _check(box["res"])
+    assert ray.get(ray_worker.pid.remote()) != pid  # a restarted actor answered
