@@ -167,7 +167,11 @@ class RolloutEngine:
         return len(weights)
 
     def fetch_weights(self, names: list[str]) -> dict[str, torch.Tensor]:
-        """Copies of the engine's parameters `names` (vLLM names, e.g. 'model.norm.weight')."""
+        """Copies of the engine's parameters `names` (vLLM names, e.g. 'model.norm.weight').
+
+        vLLM pads embedding rows to a multiple of 64 and fuses q/k/v and gate/up; on CPU it also
+        repacks linear weights into kernel formats (those parameters read as empty), so compare
+        norms and embeddings (first vocab_size rows) with HF tensors."""
         return self.llm.collective_rpc(_fetch_fn(list(names)))[0]
 
     def shutdown(self) -> None:

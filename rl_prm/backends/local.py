@@ -219,21 +219,6 @@ def _adv_grpo(c: CreditInputs, cfg: Any) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------------
 
 
-class _FallbackScorer:
-    """R-PRM scorer actor body used until/unless rl_prm.score.worker is available."""
-
-    def __init__(self, judge_path: str, score_kwargs: dict, engine_kwargs: dict):
-        from rl_prm.score.scorer import RPRMScorer, ScoreConfig
-
-        self.scorer = RPRMScorer.from_path(judge_path, ScoreConfig(**score_kwargs), **engine_kwargs)
-
-    def score(self, items: list[dict]):
-        return self.scorer.score(items)
-
-    def ready(self) -> bool:
-        return True
-
-
 def resolve_model(spec: str, kind: str) -> str:
     """"tiny" -> the tiny model's dir (built/cached offline); anything else as given."""
     if spec == "tiny":
@@ -251,50 +236,48 @@ def _score_config_kwargs(cfg: Any) -> dict:
 
 
 class PRMClient:
-    """Starts the R-PRM worker(s) and scores items: the team's RPRMWorker when available (it owns
-    restart/retry on engine failure), else a plain Ray actor around RPRMScorer."""
+    """The R-PRM worker actors (rl_prm.score.worker: restartable, retried, timeouts named) and
+    scoring across them: items are split into contiguous shards, one per worker, scored concurrently."""
 
     def __init__(self, cfg: Any, judge_path: str, num_gpus: float):
-        import ray
+        from rl_prm.score.scorer import ScoreConfig
+        from rl_prm.score.worker import RPRMClient, start_rprm_worker
 
         p = cfg.reward.prm
         engine_kwargs = dict(max_model_len=p.max_model_len, kv_cache_gib=p.kv_cache_gib,
                              gpu_memory_utilization=p.gpu_memory_utilization, seed=cfg.run.seed)
-        self.timeout = float(p.timeout_s)
-        self.worker = None
-        try:
-            from rl_prm.score import worker as worker_mod  # noqa: F401
-        except ImportError:
-            worker_mod = None
-        if worker_mod is not None and hasattr(worker_mod, "start_workers"):
-            self.worker = worker_mod.start_workers(
-                judge_path, _score_config_kwargs(cfg), engine_kwargs, num_workers=p.num_workers,
-                num_gpus=num_gpus, timeout_s=p.timeout_s,
-            )
-            self.kind = "worker"
-        else:
-            actor = ray.remote(num_cpus=0, num_gpus=num_gpus, max_restarts=1)(_FallbackScorer)
-            self.worker = actor.remote(judge_path, _score_config_kwargs(cfg), engine_kwargs)
-            ray.get(self.worker.ready.remote())
-            self.kind = "actor"
+        self.handles = [
+            start_rprm_worker(judge_path, ScoreConfig(**_score_config_kwargs(cfg)), num_cpus=0,
+                              num_gpus=num_gpus / p.num_workers, engine_kwargs=engine_kwargs,
+                              ready_timeout=max(600.0, float(p.timeout_s)))
+            for _ in range(p.num_workers)
+        ]
+        self.clients = [RPRMClient(h, timeout=float(p.timeout_s)) for h in self.handles]
 
     def score(self, items: list[dict]) -> list:
-        import ray
+        if len(self.clients) == 1 or len(items) < 2:
+            return self.clients[0].score(items)
+        from concurrent.futures import ThreadPoolExecutor
 
-        if self.kind == "worker":
-            return self.worker.score(items)
-        return ray.get(self.worker.score.remote(items), timeout=self.timeout)
+        k = len(self.clients)
+        size = -(-len(items) // k)
+        shards = [items[i : i + size] for i in range(0, len(items), size)]
+        with ThreadPoolExecutor(len(shards)) as pool:
+            parts = list(pool.map(lambda cs: cs[0].score(cs[1]), zip(self.clients, shards)))
+        return [r for part in parts for r in part]
+
+    @property
+    def retries(self) -> int:
+        return sum(c.n_retries for c in self.clients)
 
     def shutdown(self) -> None:
         import ray
 
-        try:
-            if self.kind == "worker" and hasattr(self.worker, "shutdown"):
-                self.worker.shutdown()
-            elif self.kind == "actor":
-                ray.kill(self.worker)
-        except Exception:  # noqa: BLE001 - best effort at exit
-            pass
+        for h in self.handles:
+            try:
+                ray.kill(h)
+            except Exception:  # noqa: BLE001 - best effort at exit
+                pass
 
 
 # ------------------------------------------------------------------------------------------------
@@ -481,6 +464,7 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None) -> di
                     sc = list(res.step_scores)
                     scores[b] = (sc + [None] * spans[b].num_steps)[: spans[b].num_steps]
                 m.update(_prm_stats(results))
+                m["prm/worker_retries"] = float(prm.retries)
             m["timing/score"] = time.perf_counter() - t0
 
             # 4. verifiable reward --------------------------------------------------------------
