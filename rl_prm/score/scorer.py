@@ -61,11 +61,13 @@ class ScoreConfig:
     early_reject_threshold: float | None = None  # score steps in order; after a step < threshold, later steps are not scored
     adaptive_k: bool = False  # stop sampling a step once its first samples agree
     adaptive_min_k: int = 2
+    adaptive_margin: float = 0.0  # adaptive K: first samples "agree" only if all P(Yes) >= 0.5+m or all < 0.5-m
     max_prompt_tokens: int | None = None  # default: engine context - max_critique_tokens
     seed: int | None = 0
     keep_critiques: int = 1  # critiques kept per step in results (for logging)
     exact_tokenization: bool = True  # re-score (2nd pass) a sample whose generated tokens != the reference's retokenization
     stop_at_verdict: bool = True  # stop generation right after the verdict token
+    single_pass: bool = True  # False: always the reference's second forward pass (benchmarks)
 
     def __post_init__(self) -> None:
         if self.k < 1:
@@ -280,7 +282,8 @@ class RPRMScorer:
             more = []
             for u in units:
                 ps = [p for p in u.samples if p is not None]
-                agree = ps and (all(p >= 0.5 for p in ps) or all(p < 0.5 for p in ps)) and len(ps) == len(u.samples)
+                m = c.adaptive_margin
+                agree = ps and (all(p >= 0.5 + m for p in ps) or all(p < 0.5 - m for p in ps)) and len(ps) == len(u.samples)
                 if not agree and results[u.item].status != "error":
                     more.append(u)
             self._sample(more, c.k - first_n, first_n, results, stats)
@@ -369,7 +372,7 @@ class RPRMScorer:
         cut += len(VERDICT_QUESTION)
         prefix = s.text[:cut]
         ref_ids = None
-        p = _boundary(tok, s.token_ids, prefix)
+        p = _boundary(tok, s.token_ids, prefix) if self.config.single_pass else None
         if p is not None and p + 1 < len(s.token_ids):
             if self.config.exact_tokenization:
                 ref_ids = tok.encode(u.prompt_text + prefix, add_special_tokens=False)
