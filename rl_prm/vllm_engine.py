@@ -22,7 +22,7 @@ def on_cpu() -> bool:
 
 
 def make_llm(model: str | os.PathLike, *, max_model_len: int = 4096, seed: int = 0, kv_cache_gib: int = 2,
-             gpu_memory_utilization: float = 0.5, **kwargs: Any):
+             gpu_memory_utilization: float = 0.5, enable_prefix_caching: bool = True, **kwargs: Any):
     """An in-process `vllm.LLM` for `model` (a local directory; nothing is downloaded)."""
     os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
     if on_cpu():
@@ -33,4 +33,4 @@ def make_llm(model: str | os.PathLike, *, max_model_len: int = 4096, seed: int =
         kwargs.setdefault("gpu_memory_utilization", gpu_memory_utilization)
     from vllm import LLM
 
-    return LLM(model=str(model), max_model_len=max_model_len, seed=seed, enable_prefix_caching=True, **kwargs)
+    return LLM(model=str(model), max_model_len=max_model_len, seed=seed, enable_prefix_caching=enable_prefix_caching, **kwargs)

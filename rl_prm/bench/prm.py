@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import gc
-import os
 import random
 import time
 from typing import Any
@@ -41,16 +40,7 @@ def _engine(judge: str, max_model_len: int, prefix_caching: bool):
     kw: dict[str, Any] = {"max_model_len": max_model_len, "kv_cache_gib": 1}
     if on_cpu():
         kw.update(enable_chunked_prefill=False, max_num_batched_tokens=max(8192, max_model_len))
-    if prefix_caching:
-        return VLLMJudgeEngine(make_llm(judge, **kw))
-    from vllm import LLM
-
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
-    extra = {"enforce_eager": True, "dtype": "float32"} if on_cpu() else {}
-    llm = LLM(model=judge, max_model_len=max_model_len, seed=0, enable_prefix_caching=False,
-              enable_chunked_prefill=kw.get("enable_chunked_prefill"), max_num_batched_tokens=kw.get("max_num_batched_tokens"),
-              **extra)
-    return VLLMJudgeEngine(llm)
+    return VLLMJudgeEngine(make_llm(judge, enable_prefix_caching=prefix_caching, **kw))
 
 
 def _shutdown(engine) -> None:
