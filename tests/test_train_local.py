@@ -40,6 +40,41 @@ def test_tiny_arith_train_and_test_are_disjoint():
         load_data("nope", "train", None, seed=0)
 
 
+def test_verl_parquet_rows_carry_prompt_and_gold(tmp_path):
+    from rl_prm.backends.local import load_data
+    from rl_prm.data.prep import prep
+
+    prep(tmp_path, ["gsm8k"], limit=3, verbose=False)
+    rows = load_data(str(tmp_path / "gsm8k_train.parquet"), "train", None, seed=0)
+    assert len(rows) == 3
+    assert rows[0]["prompt"][-1]["role"] == "user" and rows[0]["answer"] and rows[0]["problem"]
+    assert rows[0]["problem"] in rows[0]["prompt"][-1]["content"]
+    with pytest.raises(ValueError, match="not found"):
+        load_data(str(tmp_path / "missing.parquet"), "train", None, seed=0)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.policy=/nonexistent/policy", "model.policy '/nonexistent/policy': not a local model directory"),
+    ("algorithm.estimator=gae", "unknown local advantage estimator 'gae'"),
+    ("data.train=nope", "unknown dataset 'nope'"),
+])
+def test_cli_fails_fast_with_the_reason(tmp_path, capsys, override, message):
+    from rl_prm.cli import main
+
+    rc = main(["train", str(ROOT / "recipes" / "tiny_cpu.yaml"), f"run.output_dir={tmp_path}", override])
+    assert rc == 1
+    assert message in capsys.readouterr().err
+
+
+def test_cli_rejects_unknown_keys_and_backends(tmp_path, capsys):
+    from rl_prm.cli import main
+
+    assert main(["train", str(ROOT / "recipes" / "tiny_cpu.yaml"), "rollout.nn=3"]) == 2
+    assert "unknown key 'rollout.nn'" in capsys.readouterr().err
+    assert main(["train", str(ROOT / "recipes" / "tiny_cpu.yaml"), "trainer.backend=jax"]) == 2
+    assert "unknown trainer.backend 'jax'" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_two_steps_update_and_sync_then_resume(tmp_path, tiny_policy_dir):
     import ray

@@ -220,12 +220,23 @@ def _adv_grpo(c: CreditInputs, cfg: Any) -> torch.Tensor:
 
 
 def resolve_model(spec: str, kind: str) -> str:
-    """"tiny" -> the tiny model's dir (built/cached offline); anything else as given."""
+    """"tiny" -> the tiny model's dir (built/cached offline); a local dir as given; an HF id only
+    if it is already in the local HF cache (nothing is downloaded at run time)."""
     if spec == "tiny":
         from rl_prm.tiny import judge_path, policy_path
 
         return str(policy_path() if kind == "policy" else judge_path())
-    return spec
+    if Path(spec).is_dir():
+        if not (Path(spec) / "config.json").is_file():
+            raise ValueError(f"model.{kind} {spec!r}: directory has no config.json (not an HF model dir)")
+        return spec
+    try:
+        from huggingface_hub import snapshot_download
+
+        return snapshot_download(spec, local_files_only=True)
+    except Exception:  # noqa: BLE001 - any failure means: not available offline
+        raise ValueError(f"model.{kind} {spec!r}: not a local model directory and not in the local HF cache "
+                         "(rl-prm never downloads weights at run time; download it first)") from None
 
 
 def _score_config_kwargs(cfg: Any) -> dict:
@@ -369,7 +380,8 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None) -> di
 
     # --- models and actors ----------------------------------------------------------------------
     policy_path = resolve_model(cfg.model.policy, "policy")
-    ref_path = resolve_model(cfg.model.ref_policy, "policy") if cfg.model.ref_policy else policy_path
+    ref_path = resolve_model(cfg.model.ref_policy, "ref_policy") if cfg.model.ref_policy else policy_path
+    judge_path = resolve_model(cfg.model.judge, "judge") if cfg.reward.prm.enabled else None
     start_weights = str(resume_from / "model") if resume_from is not None else policy_path
     learner = Learner(start_weights, LearnerConfig(
         lr=cfg.optim.lr, weight_decay=cfg.optim.weight_decay, grad_clip=cfg.optim.grad_clip,
@@ -407,7 +419,7 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None) -> di
         startup["timing/startup_rollout_engine"] = time.time() - t0
         if cfg.reward.prm.enabled:
             t0 = time.time()
-            prm = PRMClient(cfg, resolve_model(cfg.model.judge, "judge"), num_gpus=0.3 if gpus else 0)
+            prm = PRMClient(cfg, judge_path, num_gpus=0.3 if gpus else 0)
             startup["timing/startup_prm_engine"] = time.time() - t0
         startup["timing/startup_total"] = time.time() - t_start
         print("startup: " + ", ".join(f"{k.split('_', 1)[1]} {v:.0f}s" for k, v in startup.items()), flush=True)
