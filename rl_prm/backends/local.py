@@ -372,6 +372,12 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None) -> di
 
         st = json.loads((resume_from / "state.json").read_text())
         start_step, run_id = int(st["step"]) + 1, st.get("run_id")
+    if start_step > cfg.trainer.total_steps:
+        print(f"run {run_dir} is already complete ({resume_from.name}); raise trainer.total_steps to continue, "
+              "or pick a new run.name", flush=True)
+        return {"run_dir": str(run_dir), "run_id": run_id, "start_step": start_step, "steps": [],
+                "resumed_from": str(resume_from), "final_step": start_step - 1, "wall_s": time.time() - t_start,
+                "checkpoint": str(resume_from)}
     save_resolved(cfg, run_dir)
 
     # --- data -----------------------------------------------------------------------------------
