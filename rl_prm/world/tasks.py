@@ -1,0 +1,208 @@
+"""The miniature world's task: multi-step arithmetic word problems, realistic errors, mini-ProcessBench.
+
+    from rl_prm.world.tasks import problems, corrupt, processbench, first_wrong_step
+    train = problems("train", 2000, seed=0)           # list[Problem] (rl_prm.tiny.arith.Problem)
+    bench = processbench("test", 200, seed=0)         # load_processbench-shaped records
+    first_wrong_step(p.question, p.step_texts)        # recomputes every step from the text: -1 or index
+
+Problems come from ``rl_prm.tiny.arith.make_problem`` ("\\n\\n"-separated steps, ``\\boxed{}``
+answer). The split of a problem is a pure function of its question text (a hash), so train and test
+never share a question whatever the sizes or seeds. ``corrupt`` injects one of four errors at a known
+operation step and propagates it:
+
+    slip          right operation, result off by 1-3
+    wrong_op      the step writes the question's operation but computes another (+ for -, + for *)
+    wrong_number  the step copies a wrong operand (off by 1-3) and computes with it correctly
+    dropped       the step for one of the question's operations is left out (a dropped quantity):
+                  the step in its place, or the answer step, is the first wrong one
+
+Every corrupted problem is checked against ``first_wrong_step`` (recomputation from the text alone);
+a corruption the checker would not flag at the intended step (e.g. 2 * 2 written as 2 + 2) is
+re-drawn, so the labels are exact.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import re
+from dataclasses import dataclass
+
+from rl_prm.tiny.arith import _OPS, Problem, Step, _apply, _step_text, make_problem
+
+ERROR_KINDS = ("slip", "wrong_op", "wrong_number", "dropped")
+SPLITS = ("train", "test")
+TEST_FRACTION = 0.2
+INSTRUCTION = "Let's think step by step and output the final answer within \\boxed{}."
+
+_SYM = {"+": "add", "-": "sub", "*": "mul"}
+_VERB = {"buys": "add", "gives away": "sub", "multiplies the pile by": "mul"}
+_CLAUSE = re.compile(r"buys (\d+) more|gives away (\d+)|ends up with (\d+) times as many")
+_START_Q = re.compile(r"^\w+ has (\d+) ")
+_START_S = re.compile(r"^\w+ starts with (-?\d+) ")
+_OP_S = re.compile(r"^\w+ (buys|gives away|multiplies the pile by) (-?\d+), so \w+ has (-?\d+) ([+*-]) (-?\d+) = (-?\d+) ")
+_ANSWER_S = re.compile(r"^The answer is \\boxed\{(-?\d+)\}\.$")
+
+
+def split_of(question: str) -> str:
+    """"test" for ~TEST_FRACTION of questions, else "train" (a hash of the text: stable, disjoint)."""
+    h = int(hashlib.sha256(question.encode()).hexdigest()[:8], 16)
+    return "test" if h % 1000 < TEST_FRACTION * 1000 else "train"
+
+
+def problems(split: str, n: int, seed: int = 0) -> list[Problem]:
+    """n distinct gold problems of ``split`` ("train" | "test"), deterministic in (split, n, seed)."""
+    if split not in SPLITS:
+        raise ValueError(f"unknown world split {split!r}; expected one of {SPLITS}")
+    rng = random.Random(f"world-{split}-{seed}")
+    out, seen, tries = [], set(), 0
+    while len(out) < n:
+        tries += 1
+        if tries > 200 * n + 1000:
+            raise RuntimeError(f"could only draw {len(out)} distinct {split} problems of {n} requested")
+        p = make_problem(rng)
+        if p.question in seen or split_of(p.question) != split:
+            continue
+        seen.add(p.question)
+        out.append(p)
+    return out
+
+
+def question_ops(question: str) -> tuple[int, list[tuple[str, int]]]:
+    """(start, [(op, operand), ...]) parsed from a world question."""
+    m = _START_Q.match(question)
+    if not m:
+        raise ValueError(f"not a world question: {question[:80]!r}")
+    ops = []
+    for add, sub, mul in _CLAUSE.findall(question):
+        ops.append(("add", int(add)) if add else ("sub", int(sub)) if sub else ("mul", int(mul)))
+    return int(m.group(1)), ops
+
+
+def first_wrong_step(question: str, steps: list[str]) -> int:
+    """Index of the first step that is wrong by recomputation from the question, -1 if none.
+
+    Step 0 must state the start amount; step i (1..n) must apply the question's i-th operation with
+    its operand to the previous step's result and compute it right; the last step must box the
+    result of all n operations. A step that does not parse counts as wrong; missing steps (a
+    solution that ends early) make the answer step, at the index where it stands, wrong."""
+    start, ops = question_ops(question)
+    cur = None
+    for i, text in enumerate(steps):
+        text = text.strip()
+        if i == 0:
+            m = _START_S.match(text)
+            if not m or int(m.group(1)) != start:
+                return 0
+            cur = start
+            continue
+        if i <= len(ops):
+            m = _OP_S.match(text)
+            if not m:
+                return i
+            verb, b, a, sym, b2, c = m.groups()
+            op, operand = ops[i - 1]
+            if (_VERB[verb] != op or _SYM[sym] != op or int(b) != operand or int(b2) != operand
+                    or int(a) != cur or int(c) != _apply(op, cur, operand)):
+                return i
+            cur = int(c)
+            continue
+        m = _ANSWER_S.match(text)
+        if i != len(ops) + 1 or not m or int(m.group(1)) != cur:
+            return i
+    if len(steps) != len(ops) + 2:
+        return len(steps) - 1 if steps else 0
+    return -1
+
+
+def _corrupt_once(problem: Problem, rng: random.Random, at: int, kind: str) -> Problem:
+    name, item = problem.meta["name"], problem.meta["item"]
+    steps = [Step(**vars(s)) for s in problem.steps[:at]]
+    cur = steps[-1].after
+    rest = problem.steps[at:]
+    if kind == "dropped":
+        rest = rest[1:]
+    for i, s in enumerate(rest, start=at):
+        if s.op == "answer":
+            steps.append(Step(f"The answer is \\boxed{{{cur}}}.", cur, "answer", cur, cur))
+            break
+        b, op, result = s.operand, s.op, None
+        if i == at and kind != "dropped":
+            if kind == "slip":
+                result = _apply(op, cur, b) + rng.choice([-3, -2, -1, 1, 2, 3])
+            elif kind == "wrong_op":
+                result = _apply({"add": "sub", "sub": "add", "mul": "add"}[op], cur, b)
+            else:  # wrong_number
+                b = b + rng.choice([1, 2, 3])
+                result = _apply(op, cur, b)
+        else:
+            result = _apply(op, cur, b)
+        steps.append(Step(_step_text(name, item, op, cur, b, result), cur, op, b, result))
+        cur = result
+    for j, st in enumerate(steps):
+        st.correct = j < at  # ProcessBench sense: no error at or before this step
+    meta = dict(problem.meta, error_kind=kind)
+    return Problem(problem.question, steps, problem.answer, label=at, meta=meta)
+
+
+def corrupt(problem: Problem, rng: random.Random, at: int | None = None, kind: str | None = None) -> Problem:
+    """Copy of gold ``problem`` with one error of ``kind`` (random if None) at operation step ``at``
+    (random if None, 1..n_ops), propagated; ``label`` = first wrong step (checked by recomputation)."""
+    if kind is not None and kind not in ERROR_KINDS:
+        raise ValueError(f"unknown error kind {kind!r}; expected one of {ERROR_KINDS}")
+    op_steps = [i for i, s in enumerate(problem.steps) if s.op in _OPS]
+    if at is not None and at not in op_steps:
+        raise ValueError(f"corrupt: step {at} is not an operation step (operation steps: {op_steps})")
+    for _ in range(50):
+        a = at if at is not None else rng.choice(op_steps)
+        k = kind if kind is not None else rng.choice(ERROR_KINDS)
+        q = _corrupt_once(problem, rng, a, k)
+        if first_wrong_step(q.question, q.step_texts) == a:
+            return q
+    raise RuntimeError(f"corrupt: no detectable {kind or 'error'} at step {at} of {problem.question!r}")
+
+
+def final_answer(problem: Problem) -> int | None:
+    m = _ANSWER_S.match(problem.steps[-1].text)
+    return int(m.group(1)) if m else None
+
+
+def processbench(split: str, n: int, seed: int = 0, error_fraction: float = 0.5) -> list[dict]:
+    """Mini-ProcessBench: n records shaped like ``rl_prm.data.load_processbench`` (id, problem, steps,
+    label, final_answer_correct, generator, split, plus error_kind and answer), ~error_fraction of
+    them with an injected error, in a fixed shuffled order."""
+    rng = random.Random(f"world-pb-{split}-{seed}")
+    out = []
+    for i, p in enumerate(problems(split, n, seed=seed + 1000)):
+        q = corrupt(p, rng) if rng.random() < error_fraction else p
+        out.append({"id": f"world-{split}-{seed}-{i}", "problem": q.question, "steps": q.step_texts,
+                    "label": q.label, "final_answer_correct": final_answer(q) == p.answer,
+                    "generator": "world-teacher", "split": f"world_{split}",
+                    "error_kind": q.meta.get("error_kind"), "answer": str(p.answer)})
+    return out
+
+
+def eval_items(records: list[dict]) -> list[dict]:
+    """``rl_prm.eval.processbench`` items (scored prefix, n_steps) from mini-ProcessBench records."""
+    from rl_prm.eval.processbench import scored_prefix
+
+    return [{"id": r["id"], "split": r["split"], "question": r["problem"], "steps": scored_prefix(r["steps"], r["label"]),
+             "n_steps": len(r["steps"]), "label": int(r["label"])} for r in records]
+
+
+@dataclass
+class PolicyExample:
+    problem: str
+    solution: str
+    answer: str
+    correct: bool
+
+
+def policy_examples(split: str, n: int, seed: int = 0, flawed_fraction: float = 0.3) -> list[PolicyExample]:
+    """Problem -> solution pairs for policy SFT: gold, or (``flawed_fraction``) a corrupted solution."""
+    rng = random.Random(f"world-policy-{split}-{seed}")
+    out = []
+    for p in problems(split, n, seed=seed):
+        q = corrupt(p, rng) if rng.random() < flawed_fraction else p
+        out.append(PolicyExample(p.question, q.solution, str(p.answer), q.label == -1))
+    return out
