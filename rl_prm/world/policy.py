@@ -1,0 +1,165 @@
+"""Tiny world policy: a Qwen2 (same shape as rl_prm.tiny's policy) SFT'd from scratch on a mix of gold
+and flawed solutions, so it is imperfect but far from random: the starting point RL must improve.
+
+    from rl_prm.world.policy import policy_path, evaluate_policy
+    d = policy_path()                       # builds on first call (a few CPU minutes), then cached
+    evaluate_policy(d, n=200)               # {"greedy_acc", "sampled_acc", ...} on held-out problems
+
+Prompts are exactly what the one-node trainer sends (``rl_prm.generate.chat_prompt_ids`` with the
+recipe's ``data.prompt_instruction``); loss on the assistant tokens (solution + <|im_end|>).
+Training problems come from the world's "train" split only; evaluation from "test".
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rl_prm.world.tasks import INSTRUCTION, policy_examples, problems
+
+
+@dataclass
+class PolicySFTConfig:
+    arch: dict = field(default_factory=lambda: dict(hidden_size=128, intermediate_size=384, num_hidden_layers=2,
+                                                    num_attention_heads=2, num_key_value_heads=2))
+    examples: int = 20000
+    flawed_fraction: float = 0.3  # share of SFT targets with an injected error
+    steps: int = 700
+    batch_size: int = 32
+    lr: float = 5e-3
+    seed: int = 0
+    eval_n: int = 200  # held-out problems measured at build time (greedy and sampled accuracy)
+
+
+def _encode(tok, ex) -> tuple[list[int], int]:
+    from rl_prm.generate import chat_prompt_ids
+
+    p = chat_prompt_ids(tok, ex.problem, INSTRUCTION)
+    a = tok.encode(ex.solution + "<|im_end|>", add_special_tokens=False)
+    return p + a, len(p)
+
+
+def train_policy(model, tok, cfg: PolicySFTConfig, log_every: int = 100) -> dict:
+    """Teacher-forced SFT on (prompt -> gold|flawed solution). Returns {"final_loss", "train_s"}."""
+    import torch
+
+    torch.manual_seed(cfg.seed)
+    data = [_encode(tok, ex) for ex in policy_examples("train", cfg.examples, seed=cfg.seed,
+                                                        flawed_fraction=cfg.flawed_fraction)]
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model.train()
+    t0, loss_val = time.perf_counter(), float("nan")
+    for step in range(1, cfg.steps + 1):
+        idx = torch.randint(len(data), (cfg.batch_size,), generator=gen).tolist()
+        batch = [data[i] for i in idx]
+        T = max(len(ids) for ids, _ in batch)
+        input_ids = torch.full((len(batch), T), tok.pad_token_id, dtype=torch.long)
+        labels = torch.full((len(batch), T), -100, dtype=torch.long)
+        attn = torch.zeros((len(batch), T), dtype=torch.long)
+        for b, (ids, start) in enumerate(batch):
+            input_ids[b, : len(ids)] = torch.tensor(ids)
+            labels[b, start: len(ids)] = torch.tensor(ids[start:])
+            attn[b, : len(ids)] = 1
+        loss = model(input_ids=input_ids, attention_mask=attn, labels=labels).loss
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        loss_val = loss.item()
+        if log_every and step % log_every == 0:
+            print(f"[world policy SFT] step {step}/{cfg.steps} loss {loss_val:.4f} "
+                  f"({time.perf_counter() - t0:.0f}s)", flush=True)
+    model.eval()
+    return {"final_loss": round(loss_val, 4), "train_s": round(time.perf_counter() - t0, 1)}
+
+
+def generate(model, tok, questions: list[str], *, do_sample: bool, seed: int = 0, max_new_tokens: int = 160,
+             batch_size: int = 100) -> list[str]:
+    """HF generation (left-padded batches) of solutions for ``questions`` with the trainer's prompt."""
+    import torch
+
+    from rl_prm.generate import chat_prompt_ids
+
+    torch.manual_seed(seed)
+    out = []
+    for i in range(0, len(questions), batch_size):
+        ids = [chat_prompt_ids(tok, q, INSTRUCTION) for q in questions[i: i + batch_size]]
+        T = max(map(len, ids))
+        x = torch.full((len(ids), T), tok.pad_token_id, dtype=torch.long)
+        m = torch.zeros((len(ids), T), dtype=torch.long)
+        for b, s in enumerate(ids):
+            x[b, T - len(s):] = torch.tensor(s)
+            m[b, T - len(s):] = 1
+        with torch.no_grad():
+            y = model.generate(input_ids=x, attention_mask=m, max_new_tokens=max_new_tokens, do_sample=do_sample,
+                               temperature=1.0 if do_sample else None, top_p=1.0 if do_sample else None,
+                               top_k=0 if do_sample else None,
+                               eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id)
+        out += tok.batch_decode(y[:, T:], skip_special_tokens=True)
+    return out
+
+
+def accuracy(model, tok, n: int = 200, seed: int = 0) -> dict:
+    """Held-out ("test" split) accuracy graded by reward_fns.math_verify_reward: greedy and T=1 sampled,
+    plus the share of greedy solutions whose steps are all correct (recomputation checker)."""
+    from reward_fns.math_verify_reward import compute_score
+    from rl_prm.steps import split_steps
+    from rl_prm.world.tasks import first_wrong_step
+
+    probs = problems("test", n, seed=seed)
+    qs, golds = [p.question for p in probs], [str(p.answer) for p in probs]
+    greedy = generate(model, tok, qs, do_sample=False)
+    sampled = generate(model, tok, qs, do_sample=True, seed=seed)
+    g = [compute_score("world", t, a) for t, a in zip(greedy, golds)]
+    s = [compute_score("world", t, a) for t, a in zip(sampled, golds)]
+    proc = [first_wrong_step(q, split_steps(t)) == -1 for q, t in zip(qs, greedy)]
+    return {"n": n, "greedy_acc": round(sum(g) / n, 3), "sampled_acc": round(sum(s) / n, 3),
+            "greedy_all_steps_correct": round(sum(proc) / n, 3), "example": greedy[0]}
+
+
+def evaluate_policy(path, n: int = 200, seed: int = 0) -> dict:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    torch.set_num_threads(1)
+    tok = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForCausalLM.from_pretrained(path).eval()
+    return accuracy(model, tok, n=n, seed=seed)
+
+
+def policy_path(cfg: PolicySFTConfig = PolicySFTConfig()) -> Path:
+    """Directory of the world policy for ``cfg`` (HF + vLLM loadable); builds and caches it on first
+    call. build.json records the SFT loss, build time and measured held-out accuracy."""
+    from rl_prm.tiny.build import VOCAB_SIZE, _save_model, build_tokenizer
+    from rl_prm.world.cache import cached
+
+    def build(d: Path) -> dict:
+        import torch
+
+        torch.set_num_threads(1)
+        tok = build_tokenizer()
+        facts: dict = {}
+
+        def train(model, tok):
+            facts.update(train_policy(model, tok, cfg))
+            model.eval()
+            facts.update(accuracy(model, tok, n=cfg.eval_n))
+
+        _save_model(d, tok, cfg.arch, seed=cfg.seed, train=train)
+        return {"config": asdict(cfg), **facts}
+
+    return cached("policy", (VOCAB_SIZE, asdict(cfg)), build)
+
+
+if __name__ == "__main__":
+    import json
+
+    from rl_prm.world.cache import build_facts
+
+    p = policy_path()
+    print(p)
+    print(json.dumps(build_facts(p), indent=1))
