@@ -43,6 +43,10 @@ fi
 cd "$REPO"
 export PYTHONPATH="$REPO${PYTHONPATH:+:$PYTHONPATH}"
 export WANDB_MODE="${WANDB_MODE:-offline}"
+# Under `ray job submit` the job's runtime env (--runtime-env-json env_vars, working_dir) must merge
+# with the runtime env that the trainer's own ray.init passes (verl's and the local backend's set env
+# vars too); without this Ray refuses any key set in both ("Failed to merge the Job's runtime env").
+export RAY_OVERRIDE_JOB_RUNTIME_ENV="${RAY_OVERRIDE_JOB_RUNTIME_ENV:-1}"
 
 BACKEND="$("$PY" -m rl_prm.backends.verl_backend --recipe "$RECIPE" "${OVERRIDES[@]}" --backend)"
 case "$BACKEND" in

@@ -94,6 +94,9 @@ def test_bad_invocations_fail_with_a_message(tmp_path):
 # ------------------------------------------------------------------------------- ray job submit
 
 RAY = str(Path(PY).with_name("ray"))
+# Ray 2.60 turns token auth on for new clusters; the CLI must then send the token: say so explicitly
+# for the head and every `ray job` call (the token lives in Ray's default token file).
+RAY_ENV = dict(os.environ, RAY_AUTH_MODE="token", RAY_USAGE_STATS_ENABLED="0")
 
 
 def _free_port() -> int:
@@ -107,7 +110,7 @@ def ray_head(tmp_path_factory):
     """A private Ray head with the dashboard (job server) on 127.0.0.1; yields the job API address."""
     port, dash = _free_port(), _free_port()
     tmp = Path("/tmp") / f"rlprm_ray_{os.getpid()}_{port}"  # short: Ray's socket paths are length-limited
-    env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0")
+    env = RAY_ENV
     log = open(tmp_path_factory.mktemp("ray") / "head.log", "w")
     head = subprocess.Popen(
         [RAY, "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
@@ -122,7 +125,8 @@ def ray_head(tmp_path_factory):
         while True:
             if head.poll() is not None:
                 raise RuntimeError(f"ray head exited ({head.returncode}); see {log.name}")
-            r = subprocess.run([RAY, "job", "list", "--address", address], capture_output=True, text=True, timeout=60)
+            r = subprocess.run([RAY, "job", "list", "--address", address], capture_output=True, text=True, timeout=60,
+                               env=RAY_ENV)
             if r.returncode == 0:
                 break
             if time.time() > deadline:
@@ -150,7 +154,7 @@ def _submit(address, args, timeout_s):
     sub = subprocess.run(
         [RAY, "job", "submit", "--address", address, "--working-dir", str(REPO), "--no-wait",
          "--runtime-env-json", json.dumps(runtime_env), "--", "bash", "launch/grpo_rprm.sh", *args],
-        capture_output=True, text=True, timeout=180,
+        capture_output=True, text=True, timeout=180, env=RAY_ENV,
     )
     assert sub.returncode == 0, sub.stdout + sub.stderr
     job_id = next(w for ln in sub.stdout.splitlines() for w in ln.replace("'", " ").split() if w.startswith("raysubmit_"))
@@ -158,15 +162,15 @@ def _submit(address, args, timeout_s):
     status = None
     while time.time() < deadline:
         st = subprocess.run([RAY, "job", "status", "--address", address, job_id], capture_output=True, text=True,
-                            timeout=60)
+                            timeout=60, env=RAY_ENV)
         status = next((s for s in ("SUCCEEDED", "FAILED", "STOPPED") if s in st.stdout), None)
         if status:
             break
         time.sleep(5)
     logs = subprocess.run([RAY, "job", "logs", "--address", address, job_id], capture_output=True, text=True,
-                          timeout=60).stdout
+                          timeout=60, env=RAY_ENV).stdout
     if status is None:
-        subprocess.run([RAY, "job", "stop", "--address", address, job_id], capture_output=True, timeout=60)
+        subprocess.run([RAY, "job", "stop", "--address", address, job_id], capture_output=True, timeout=60, env=RAY_ENV)
         pytest.fail(f"job {job_id} not finished after {timeout_s} s; logs tail:\n{logs[-3000:]}")
     return status, logs
 
