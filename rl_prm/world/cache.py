@@ -12,7 +12,7 @@ from typing import Callable
 
 from rl_prm.tiny.build import _key, tiny_cache_dir
 
-WORLD_VERSION = "1"
+WORLD_VERSION = "2"  # 2: models trained with the tokenizer as AutoTokenizer reloads it
 
 
 def world_cache_dir() -> Path:
@@ -48,3 +48,21 @@ def build_facts(path: Path) -> dict:
     """What the build of ``path`` recorded (build_s, measured accuracy, ...)."""
     f = Path(path) / "build.json"
     return json.loads(f.read_text()) if f.exists() else {}
+
+
+def loaded_tokenizer(d: Path):
+    """rl_prm.tiny's tokenizer as every loader sees it once saved: saved into ``d``, then reloaded with
+    AutoTokenizer. (transformers 5 reloads it as Qwen2Tokenizer, whose pre-tokenizer splits digits;
+    training on build_tokenizer()'s in-memory object would mismatch HF/vLLM inference.)"""
+    from transformers import AutoTokenizer
+
+    from rl_prm.tiny.build import build_tokenizer
+
+    build_tokenizer(d)
+    if not (d / "config.json").exists():  # the model type decides which class AutoTokenizer picks
+        (d / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+    tok = AutoTokenizer.from_pretrained(d)
+    yes, no = tok.encode(" Yes", add_special_tokens=False), tok.encode(" No", add_special_tokens=False)
+    if yes[0] == no[0]:
+        raise RuntimeError(f"reloaded tokenizer maps ' Yes' and ' No' to the same first token ({yes} vs {no})")
+    return tok

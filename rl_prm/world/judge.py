@@ -162,15 +162,15 @@ def train_judge(model, tok, cfg: JudgeSFTConfig, log_every: int = 50) -> dict:
 
 def judge_path(cfg: JudgeSFTConfig = JudgeSFTConfig()) -> Path:
     """Directory of the world judge for ``cfg`` (builds and caches it on first call)."""
-    from rl_prm.tiny.build import VOCAB_SIZE, _save_model, build_tokenizer
-    from rl_prm.world.cache import cached
+    from rl_prm.tiny.build import VOCAB_SIZE, _save_model
+    from rl_prm.world.cache import cached, loaded_tokenizer
 
     def build(d: Path) -> dict:
         import torch
 
         torch.set_num_threads(1)
         facts: dict = {}
-        _save_model(d, build_tokenizer(), cfg.arch, seed=cfg.seed + 1,
+        _save_model(d, loaded_tokenizer(d), cfg.arch, seed=cfg.seed + 1,
                     train=lambda m, t: facts.update(train_judge(m, t, cfg)))
         return {"config": asdict(cfg), **facts}
 

@@ -134,14 +134,14 @@ def evaluate_policy(path, n: int = 200, seed: int = 0) -> dict:
 def policy_path(cfg: PolicySFTConfig = PolicySFTConfig()) -> Path:
     """Directory of the world policy for ``cfg`` (HF + vLLM loadable); builds and caches it on first
     call. build.json records the SFT loss, build time and measured held-out accuracy."""
-    from rl_prm.tiny.build import VOCAB_SIZE, _save_model, build_tokenizer
-    from rl_prm.world.cache import cached
+    from rl_prm.tiny.build import VOCAB_SIZE, _save_model
+    from rl_prm.world.cache import cached, loaded_tokenizer
 
     def build(d: Path) -> dict:
         import torch
 
         torch.set_num_threads(1)
-        tok = build_tokenizer()
+        tok = loaded_tokenizer(d)
         facts: dict = {}
 
         def train(model, tok):
