@@ -18,6 +18,17 @@ def test_tokenizer_is_deterministic_and_separates_verdicts(tmp_path):
     assert chat == "<|im_start|>user\nhi<|im_end|>\n<|im_start|>assistant\n"
 
 
+def test_models_were_trained_with_the_tokenizer_inference_loads(tiny_judge_dir):
+    """vLLM and AutoTokenizer reload the saved tokenizer (as Qwen2Tokenizer in transformers 5);
+    the judge must have been trained on exactly those token ids, numbers included."""
+    from transformers import AutoTokenizer
+
+    from rl_prm.tiny import build_tokenizer
+
+    text = "Ava has 25 apples, so 25 * 3 = 75 apples.\n\nThe answer is \\boxed{75}."
+    assert AutoTokenizer.from_pretrained(tiny_judge_dir).encode(text) == build_tokenizer().encode(text)
+
+
 def test_paths_are_cached_and_hf_loadable(tiny_policy_dir, tiny_judge_dir):
     from transformers import AutoConfig, AutoModelForCausalLM
 

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
-BUILD_VERSION = "1"
+BUILD_VERSION = "2"  # 2: models trained with the tokenizer exactly as AutoTokenizer/vLLM reload it
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 # Qwen2.5's chat template shape (system/user/assistant turns with <|im_start|>/<|im_end|>).
 CHAT_TEMPLATE = (
@@ -95,12 +95,30 @@ def build_tokenizer(out_dir: Path | None = None):
         clean_up_tokenization_spaces=False,
     )
     hf.chat_template = CHAT_TEMPLATE
+    hf = _as_reloaded(hf)
     yes, no = hf.encode(" Yes", add_special_tokens=False), hf.encode(" No", add_special_tokens=False)
     if yes[0] == no[0]:
         raise RuntimeError(f"tiny tokenizer maps ' Yes' and ' No' to the same first token ({yes} vs {no})")
     if out_dir is not None:
         hf.save_pretrained(out_dir)
     return hf
+
+
+def _as_reloaded(hf):
+    """The tokenizer as AutoTokenizer (and so vLLM) loads it from a saved Qwen2 model dir.
+
+    transformers 5 reloads a saved tokenizer beside a qwen2 config as Qwen2Tokenizer, whose
+    pre-tokenizer splits digits, unlike the in-memory byte-level BPE. Models must be trained with
+    the tokenizer inference will use, so we save, reload and return that one.
+    """
+    from transformers import AutoTokenizer, Qwen2Config
+
+    with tempfile.TemporaryDirectory() as d:
+        hf.save_pretrained(d)
+        Qwen2Config(vocab_size=len(hf)).save_pretrained(d)
+        again = AutoTokenizer.from_pretrained(d)
+    again.chat_template = hf.chat_template
+    return again
 
 
 def _save_model(out_dir: Path, tok, arch: dict, seed: int, train: Callable | None = None) -> None:
