@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import signal
 import socket
@@ -157,18 +158,22 @@ def _submit(address, args, timeout_s):
         capture_output=True, text=True, timeout=180, env=RAY_ENV,
     )
     assert sub.returncode == 0, sub.stdout + sub.stderr
-    job_id = next(w for ln in sub.stdout.splitlines() for w in ln.replace("'", " ").split() if w.startswith("raysubmit_"))
+    job_id = next(w for ln in (sub.stdout + sub.stderr).splitlines() for w in ln.replace("'", " ").split() if w.startswith("raysubmit_"))
     deadline = time.time() + timeout_s
     status = None
     while time.time() < deadline:
         st = subprocess.run([RAY, "job", "status", "--address", address, job_id], capture_output=True, text=True,
                             timeout=60, env=RAY_ENV)
-        status = next((s for s in ("SUCCEEDED", "FAILED", "STOPPED") if s in st.stdout), None)
+        text = st.stdout + st.stderr  # the CLI reports the status through its logger (stderr)
+        # ray's CLI says "Job 'x' succeeded" / "Job 'x' failed" / "Job 'x' was stopped", else "Status for job 'x': S"
+        m = re.search(r"Job '[^']+' (succeeded|failed|was stopped)", text)
+        status = {"succeeded": "SUCCEEDED", "failed": "FAILED", "was stopped": "STOPPED"}[m.group(1)] if m else None
         if status:
             break
         time.sleep(5)
-    logs = subprocess.run([RAY, "job", "logs", "--address", address, job_id], capture_output=True, text=True,
-                          timeout=60, env=RAY_ENV).stdout
+    lr = subprocess.run([RAY, "job", "logs", "--address", address, job_id], capture_output=True, text=True,
+                        timeout=60, env=RAY_ENV)
+    logs = lr.stdout + lr.stderr
     if status is None:
         subprocess.run([RAY, "job", "stop", "--address", address, job_id], capture_output=True, timeout=60, env=RAY_ENV)
         pytest.fail(f"job {job_id} not finished after {timeout_s} s; logs tail:\n{logs[-3000:]}")
