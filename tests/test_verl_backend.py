@@ -304,7 +304,11 @@ def test_rprm_manager_with_the_tiny_judge(judge_tokenizer, judge_llm):
     scorer = RPRMScorer(VLLMJudgeEngine(judge_llm), ScoreConfig(k=2, max_critique_tokens=200))
     tok = judge_tokenizer
     data = _batch(tok, SOLUTIONS[:2])
-    outs, rm = _run(_manager(tok, lambda q, s: score_with(scorer, q, s), k=2), data)
+    def judge(q, steps):
+        return score_with(scorer, q, steps)
+
+    judge.thread_safe = False  # the in-process vLLM engine must be driven from its own thread
+    outs, rm = _run(_manager(tok, judge, k=2), data)
     T = rm.shape[1]
     d = decode_rm_scores(rm, data.batch["attention_mask"][:, -T:])
     for i in range(2):

@@ -125,6 +125,8 @@ class TokenReward(float):
 
 
 class StepScorer(Protocol):
+    """Called from an executor thread unless it has `thread_safe = False` (then inline)."""
+
     def __call__(self, question: str, steps: list[str]) -> tuple[list[Optional[float]], int]:
         """Scores (P(Yes), mean over K; None = could not score) of `steps` and the number of failed critiques."""
         ...
@@ -317,7 +319,10 @@ if RewardManagerBase is not None:
             if self.opts.prm and spans.num_steps:
                 question = question_of(nt)
                 scorer = self.step_scorer
-                scores, failures = await self.loop.run_in_executor(None, lambda: scorer(question, list(spans.texts)))
+                if getattr(scorer, "thread_safe", True):
+                    scores, failures = await self.loop.run_in_executor(None, lambda: scorer(question, list(spans.texts)))
+                else:  # e.g. an in-process vLLM engine: only from the thread that made it (blocks the loop)
+                    scores, failures = scorer(question, list(spans.texts))
             elif not self.opts.prm:
                 scores = [0.5] * spans.num_steps  # neutral: no process signal
             row, info = build_row(spans, scores, outcome, n, self.opts)
