@@ -39,21 +39,32 @@ def _common_prefix_len(seqs: list[list[int]]) -> int:
 
 
 def train_judge(model, tok, *, samples: int, steps: int, batch_size: int, lr: float, seed: int) -> float:
-    """Teacher-forced SFT. Every judge prompt starts with the same system turn + R-PRM template
-    head (~500 tokens); each step runs that shared prefix once without grad and reuses its KV
-    cache for the whole batch, which makes a step ~5x cheaper on CPU. Returns the last loss."""
+    """SFT of the tiny judge on `samples` teacher critiques. Returns the last loss."""
+    return sft(model, tok, judge_examples(tok, samples, seed), steps=steps, batch_size=batch_size, lr=lr, seed=seed)
+
+
+def sft(model, tok, data: list[tuple[list[int], int]], *, steps: int, batch_size: int, lr: float, seed: int,
+        weight_decay: float = 0.0, shared_prefix: bool = True, log_every: int = 0, name: str = "SFT") -> float:
+    """Teacher-forced SFT on (token ids, answer start) pairs, loss on the answer tokens only.
+
+    With `shared_prefix`, the longest token prefix common to all examples (for judge prompts: the
+    system turn + R-PRM template head, ~500 tokens) runs once per step without grad and its KV
+    cache is reused for the whole batch, which makes a step ~5x cheaper on CPU. AdamW + one-cycle
+    LR, grad clip 1.0. Returns the last loss.
+    """
+    import time
+
     import torch
 
     torch.manual_seed(seed)
-    data = judge_examples(tok, samples, seed)
-    P = min(_common_prefix_len([ids for ids, _ in data]), min(start for _, start in data)) - 1
+    P = min(_common_prefix_len([ids for ids, _ in data]), min(start for _, start in data)) - 1 if shared_prefix else 0
     prefix = torch.tensor([data[0][0][:P]])
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
     gen = torch.Generator().manual_seed(seed)
     model.train()
-    loss_val = float("nan")
-    for _ in range(steps):
+    t0, loss_val = time.perf_counter(), float("nan")
+    for step in range(1, steps + 1):
         idx = torch.randint(len(data), (batch_size,), generator=gen).tolist()
         batch = [(data[i][0][P:], data[i][1] - P) for i in idx]
         T = max(len(ids) for ids, _ in batch)
@@ -63,16 +74,22 @@ def train_judge(model, tok, *, samples: int, steps: int, batch_size: int, lr: fl
         attn[:, :P] = 1
         for b, (ids, start) in enumerate(batch):
             input_ids[b, : len(ids)] = torch.tensor(ids)
-            labels[b, start : len(ids)] = torch.tensor(ids[start:])
+            labels[b, max(start, 0) : len(ids)] = torch.tensor(ids[max(start, 0):])
             attn[b, P : P + len(ids)] = 1
-        with torch.no_grad():
-            cache = model(input_ids=prefix, use_cache=True).past_key_values
-        cache.batch_repeat_interleave(batch_size)
-        loss = model(input_ids=input_ids, attention_mask=attn, past_key_values=cache, labels=labels).loss
+        kw = {}
+        if P > 0:
+            with torch.no_grad():
+                cache = model(input_ids=prefix, use_cache=True).past_key_values
+            cache.batch_repeat_interleave(batch_size)
+            kw["past_key_values"] = cache
+        loss = model(input_ids=input_ids, attention_mask=attn, labels=labels, **kw).loss
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         sched.step()
         loss_val = loss.item()
+        if log_every and step % log_every == 0:
+            print(f"[{name}] step {step}/{steps} loss {loss_val:.4f} ({time.perf_counter() - t0:.0f}s)", flush=True)
+    model.eval()
     return loss_val

@@ -115,48 +115,14 @@ class JudgeSFTConfig:
 
 
 def train_judge(model, tok, cfg: JudgeSFTConfig, log_every: int = 50) -> dict:
-    """Teacher-forced SFT on the critiques (loss on critique + <|im_end|>); the shared judge-prompt
-    prefix runs once per step without grad and its KV cache is reused (as rl_prm.tiny.judge_sft)."""
-    import torch
+    """Teacher-forced SFT on the critiques (loss on critique + <|im_end|>), with the shared
+    judge-prompt prefix run once per step (rl_prm.tiny.judge_sft.sft)."""
+    from rl_prm.tiny.judge_sft import sft
 
-    from rl_prm.tiny.judge_sft import _common_prefix_len
-
-    torch.manual_seed(cfg.seed)
     data = judge_examples(tok, cfg.samples, cfg.seed)
-    P = min(_common_prefix_len([ids for ids, _ in data]), min(s for _, s in data)) - 1
-    prefix = torch.tensor([data[0][0][:P]])
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    model.train()
-    t0, loss_val = time.perf_counter(), float("nan")
-    B = cfg.batch_size
-    for step in range(1, cfg.steps + 1):
-        idx = torch.randint(len(data), (B,), generator=gen).tolist()
-        batch = [(data[i][0][P:], data[i][1] - P) for i in idx]
-        T = max(len(ids) for ids, _ in batch)
-        input_ids = torch.full((B, T), tok.pad_token_id, dtype=torch.long)
-        labels = torch.full((B, T), -100, dtype=torch.long)
-        attn = torch.zeros((B, P + T), dtype=torch.long)
-        attn[:, :P] = 1
-        for b, (ids, start) in enumerate(batch):
-            input_ids[b, : len(ids)] = torch.tensor(ids)
-            labels[b, start: len(ids)] = torch.tensor(ids[start:])
-            attn[b, P: P + len(ids)] = 1
-        with torch.no_grad():
-            cache = model(input_ids=prefix, use_cache=True).past_key_values
-        cache.batch_repeat_interleave(B)
-        loss = model(input_ids=input_ids, attention_mask=attn, past_key_values=cache, labels=labels).loss
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        loss_val = loss.item()
-        if log_every and step % log_every == 0:
-            print(f"[world judge SFT] step {step}/{cfg.steps} loss {loss_val:.4f} ({time.perf_counter() - t0:.0f}s)",
-                  flush=True)
-    model.eval()
+    t0 = time.perf_counter()
+    loss_val = sft(model, tok, data, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
+                   log_every=log_every, name="world judge SFT")
     return {"final_loss": round(loss_val, 4), "train_s": round(time.perf_counter() - t0, 1)}
 
 

@@ -42,38 +42,13 @@ def _encode(tok, ex) -> tuple[list[int], int]:
 
 def train_policy(model, tok, cfg: PolicySFTConfig, log_every: int = 100) -> dict:
     """Teacher-forced SFT on (prompt -> gold|flawed solution). Returns {"final_loss", "train_s"}."""
-    import torch
+    from rl_prm.tiny.judge_sft import sft
 
-    torch.manual_seed(cfg.seed)
     data = [_encode(tok, ex) for ex in policy_examples("train", cfg.examples, seed=cfg.seed,
                                                         flawed_fraction=cfg.flawed_fraction)]
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.01)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    model.train()
-    t0, loss_val = time.perf_counter(), float("nan")
-    for step in range(1, cfg.steps + 1):
-        idx = torch.randint(len(data), (cfg.batch_size,), generator=gen).tolist()
-        batch = [data[i] for i in idx]
-        T = max(len(ids) for ids, _ in batch)
-        input_ids = torch.full((len(batch), T), tok.pad_token_id, dtype=torch.long)
-        labels = torch.full((len(batch), T), -100, dtype=torch.long)
-        attn = torch.zeros((len(batch), T), dtype=torch.long)
-        for b, (ids, start) in enumerate(batch):
-            input_ids[b, : len(ids)] = torch.tensor(ids)
-            labels[b, start: len(ids)] = torch.tensor(ids[start:])
-            attn[b, : len(ids)] = 1
-        loss = model(input_ids=input_ids, attention_mask=attn, labels=labels).loss
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
-        loss_val = loss.item()
-        if log_every and step % log_every == 0:
-            print(f"[world policy SFT] step {step}/{cfg.steps} loss {loss_val:.4f} "
-                  f"({time.perf_counter() - t0:.0f}s)", flush=True)
-    model.eval()
+    t0 = time.perf_counter()
+    loss_val = sft(model, tok, data, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
+                   weight_decay=0.01, shared_prefix=False, log_every=log_every, name="world policy SFT")
     return {"final_loss": round(loss_val, 4), "train_s": round(time.perf_counter() - t0, 1)}
 
 
