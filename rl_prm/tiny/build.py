@@ -8,6 +8,7 @@ import os
 import random
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable
 
@@ -35,16 +36,21 @@ def _key(*parts: object) -> str:
     return hashlib.sha256(json.dumps([BUILD_VERSION, *parts], sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
-def _cached(name: str, key_parts: tuple, build: Callable[[Path], None]) -> Path:
-    """Return cache/<name>-<key>, building it atomically (temp dir + rename) if missing."""
-    root = tiny_cache_dir()
+def _cached(name: str, key_parts: tuple, build: Callable[[Path], dict | None], root: Path | None = None) -> Path:
+    """Return <root>/<name>-<key> (root: tiny_cache_dir()), building it atomically (temp dir +
+    rename) if missing. `build(tmp)` may return a dict of facts (measured accuracy, ...), stored
+    with the build time in build.json."""
+    root = root or tiny_cache_dir()
     final = root / f"{name}-{_key(name, *key_parts)}"
     if (final / "READY").exists():
         return final
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}-", dir=root))
     try:
-        build(tmp)
+        t0 = time.perf_counter()
+        facts = build(tmp) or {}
+        facts = {"name": name, "build_s": round(time.perf_counter() - t0, 1), **facts}
+        (tmp / "build.json").write_text(json.dumps(facts, indent=1) + "\n")
         (tmp / "READY").write_text("ok\n")
         try:
             os.rename(tmp, final)
