@@ -21,7 +21,7 @@ from typing import Sequence
 
 from rl_prm.data import load_prmbench
 from rl_prm.eval.metrics import Confusion, prf, prmbench_counts
-from rl_prm.eval.scoring import ScoreSource, step_scores_at_k
+from rl_prm.eval.scoring import ScoreSource, score_in_batches, step_scores_at_k
 
 CORRECT_SOURCE_CLASS = "redundency"  # sic: the dataset's spelling
 
@@ -64,16 +64,8 @@ def prmbench_items(split: str | None = None, limit: int | None = None) -> list[d
 
 def score_prmbench(source: ScoreSource, items: Sequence[dict], batch_size: int = 32,
                    progress: bool = True) -> dict[str, dict]:
-    from tqdm.auto import tqdm
-
-    out: dict[str, dict] = {}
-    bar = tqdm(total=len(items), desc="PRMBench scoring", unit="item", disable=not progress)
-    for i in range(0, len(items), batch_size):
-        batch = list(items[i: i + batch_size])
-        out.update(source.score(batch))
-        bar.update(len(batch))
-    bar.close()
-    return out
+    """Scores of every item, in batches (a tqdm bar over items)."""
+    return score_in_batches(source, items, desc="PRMBench scoring", batch_size=batch_size, progress=progress)
 
 
 def prmbench_results(items: Sequence[dict], records: dict[str, dict], threshold: float = 0.5,

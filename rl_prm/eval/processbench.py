@@ -17,7 +17,7 @@ from typing import Iterable, Sequence
 
 from rl_prm.data import PROCESSBENCH_SPLITS, load_processbench
 from rl_prm.eval.metrics import average_f1, predict_first_error, processbench_metrics, threshold_sweep
-from rl_prm.eval.scoring import ScoreSource, step_scores_at_k
+from rl_prm.eval.scoring import ScoreSource, score_in_batches, step_scores_at_k
 
 SWEEP = tuple(round(0.1 * i, 1) for i in range(1, 10))  # 0.1 .. 0.9
 SCORED_STEPS_NOTE = ("steps[:label+1] scored for erroneous items (label = first wrong step), all steps for "
@@ -53,16 +53,7 @@ def processbench_items(splits: Iterable[str] = PROCESSBENCH_SPLITS, limit: int |
 def score_processbench(source: ScoreSource, items: Sequence[dict], batch_size: int = 32,
                        progress: bool = True) -> dict[str, dict]:
     """Scores of every item, in batches (a tqdm bar over items)."""
-    from tqdm.auto import tqdm
-
-    out: dict[str, dict] = {}
-    bar = tqdm(total=len(items), desc="ProcessBench scoring", unit="item", disable=not progress)
-    for i in range(0, len(items), batch_size):
-        batch = list(items[i: i + batch_size])
-        out.update(source.score(batch))
-        bar.update(len(batch))
-    bar.close()
-    return out
+    return score_in_batches(source, items, desc="ProcessBench scoring", batch_size=batch_size, progress=progress)
 
 
 def processbench_results(items: Sequence[dict], records: dict[str, dict], ks: Sequence[int | None] = (None,),

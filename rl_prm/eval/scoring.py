@@ -19,6 +19,21 @@ class ScoreSource(Protocol):
     def score(self, items: Sequence[dict]) -> dict[str, dict]: ...
 
 
+def score_in_batches(source: ScoreSource, items: Sequence[dict], *, desc: str, batch_size: int = 32,
+                     progress: bool = True) -> dict[str, dict]:
+    """Scores of every item ({id: record}), `batch_size` items per source call, with a tqdm bar."""
+    from tqdm.auto import tqdm
+
+    out: dict[str, dict] = {}
+    bar = tqdm(total=len(items), desc=desc, unit="item", disable=not progress)
+    for i in range(0, len(items), batch_size):
+        batch = list(items[i: i + batch_size])
+        out.update(source.score(batch))
+        bar.update(len(batch))
+    bar.close()
+    return out
+
+
 def record_from_item_score(s: Any, n_steps: int | None = None) -> dict:
     """Plain-dict form of an ``rl_prm.score.scorer.ItemScore`` (what scores.jsonl stores):
     {"status", "step_scores", "p_yes" (per step, the per-sample P(Yes) values; failed samples are
