@@ -41,6 +41,8 @@ import time
 from functools import lru_cache
 from typing import Any
 
+from rl_prm.data.answers import last_boxed
+
 __all__ = ["STATS", "compute_score", "extract_answer", "get_stats", "reset_stats", "score_detail"]
 
 MAX_SOLUTION_CHARS = 200_000  # ~50k tokens; longer responses are "too_long" (0.0)
@@ -80,44 +82,10 @@ def reset_stats() -> None:
 
 # --------------------------------------------------------------------------------------- extraction
 
-_BOX_CMDS = ("\\boxed", "\\fbox")
-
-
 def _last_boxed(text: str) -> str | None:
-    """Content of the last \\boxed{...}/\\fbox{...} (brace-balanced; also ``\\boxed 5``); None if none."""
-    best, cmd_len = -1, 0
-    for cmd in _BOX_CMDS:
-        i = text.rfind(cmd)
-        if i > best:
-            best, cmd_len = i, len(cmd)
-    while best >= 0:
-        i = best + cmd_len
-        j = i
-        n = len(text)
-        while j < n and text[j] == " ":
-            j += 1
-        if j < n and text[j] == "{":
-            depth = 0
-            for k in range(j, n):
-                c = text[k]
-                if c == "{" and text[k - 1] != "\\":
-                    depth += 1
-                elif c == "}" and text[k - 1] != "\\":
-                    depth -= 1
-                    if depth == 0:
-                        return text[j + 1 : k].strip()
-            # unbalanced last box (e.g. truncated response): try an earlier one
-        elif j > i:
-            m = re.match(r"[^\s$]+", text[j:])
-            if m:
-                return m.group(0).strip()
-        prev = -1
-        for cmd in _BOX_CMDS:
-            p = text.rfind(cmd, 0, best)
-            if p > prev:
-                prev, cmd_len = p, len(cmd)
-        best = prev
-    return None
+    """Content of the last complete \\boxed{...}/\\fbox{...} (brace-balanced; also ``\\boxed 5``);
+    an unbalanced last box (truncated response) falls back to the one before it; None if none."""
+    return last_boxed(text, earlier_if_unbalanced=True)
 
 
 _HASHES = re.compile(r"####\s*([^\n]*)")

@@ -202,3 +202,11 @@ def test_prep_readable_by_verl_rlhf_dataset(prepped, tmp_path):
 def test_prep_unknown_dataset(tmp_path):
     with pytest.raises(SystemExit, match="unknown dataset"):
         _cli("data", "prep", "--out", str(tmp_path), "--datasets", "gsm9k")
+
+
+def test_last_boxed_unbalanced_last_box():
+    from rl_prm.data.answers import last_boxed
+
+    text = "so \\boxed{12}, then \\boxed{3"  # a truncated response
+    assert last_boxed(text) is None  # gold extraction: the last box is incomplete
+    assert last_boxed(text, earlier_if_unbalanced=True) == "12"  # what the verifiable reward grades

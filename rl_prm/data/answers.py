@@ -9,34 +9,43 @@ _THOUSANDS = re.compile(r"^[+-]?\d{1,3}(,\d{3})+(\.\d+)?$")
 _INT_FLOAT = re.compile(r"^([+-]?\d+)\.0+$")
 
 
-def last_boxed(text: str | None) -> str | None:
+def last_boxed(text: str | None, earlier_if_unbalanced: bool = False) -> str | None:
     """Content of the last ``\\boxed{...}`` (or ``\\fbox{...}``) in ``text``, brace-balanced.
 
-    Also handles the brace-less form ``\\boxed 5``. Returns None when there is no complete box.
+    Also handles the brace-less form ``\\boxed 5``. Returns None when the last box is incomplete
+    (e.g. a truncated response), or, with ``earlier_if_unbalanced``, the content of the last
+    complete box before it (what the verifiable reward grades).
     """
     if not text:
         return None
-    best = -1
-    cmd_len = 0
-    for cmd in _BOXED_CMDS:
-        i = text.rfind(cmd)
-        if i > best:
-            best, cmd_len = i, len(cmd)
-    if best < 0:
-        return None
-    i = best + cmd_len
+    end = len(text)
+    while True:
+        best, cmd_len = -1, 0
+        for cmd in _BOXED_CMDS:
+            i = text.rfind(cmd, 0, end)
+            if i > best:
+                best, cmd_len = i, len(cmd)
+        if best < 0:
+            return None
+        content = _box_content(text, best + cmd_len)
+        if content is not None or not earlier_if_unbalanced:
+            return content
+        end = best
+
+
+def _box_content(text: str, i: int) -> str | None:
+    """The box argument starting at ``text[i]`` (right after the command), or None if incomplete."""
     n = len(text)
-    # allow "\boxed {x}" and "\boxed x"
-    j = i
+    j = i  # allow "\boxed {x}" and "\boxed x"
     while j < n and text[j] == " ":
         j += 1
     if j < n and text[j] == "{":
         depth = 0
         for k in range(j, n):
             c = text[k]
-            if c == "{" and (k == 0 or text[k - 1] != "\\"):
+            if c == "{" and text[k - 1] != "\\":
                 depth += 1
-            elif c == "}" and (k == 0 or text[k - 1] != "\\"):
+            elif c == "}" and text[k - 1] != "\\":
                 depth -= 1
                 if depth == 0:
                     return text[j + 1 : k].strip()
