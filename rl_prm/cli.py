@@ -21,6 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("rl_prm.commands.data", "list shipped benchmarks or write verl parquet files (GSM8K, MATH)"),
     "tiny": ("rl_prm.commands.tiny", "build the tiny offline policy and judge models and print their paths"),
     "plot": ("rl_prm.commands.plot", "render the key panels of a local run to PNG files"),
+    "world": ("rl_prm.commands.world", "build the miniature R-PRM world and compare min-form / VR-only / sum-form RL"),
 }
 
 

@@ -36,8 +36,8 @@ class RunConfig:
 class ModelConfig:
     """Which models to load. Nothing is downloaded at run time: local dirs or cached HF ids."""
 
-    policy: str = "tiny"  # "tiny" -> rl_prm.tiny.policy_path(); else a local dir or HF id
-    judge: str = "tiny"  # R-PRM judge: "tiny" -> rl_prm.tiny.judge_path(); else a local dir or HF id
+    policy: str = "tiny"  # "tiny" -> rl_prm.tiny.policy_path(); "world" -> rl_prm.world's SFT policy; else a local dir or HF id
+    judge: str = "tiny"  # R-PRM judge: "tiny" | "world" (built offline, cached) | a local dir or HF id
     ref_policy: Optional[str] = None  # frozen KL reference; None = the initial policy weights
 
 
@@ -45,7 +45,7 @@ class ModelConfig:
 class DataConfig:
     """Training and held-out prompts."""
 
-    train: str = "tiny_arith"  # tiny_arith | gsm8k | math | path to a verl parquet file
+    train: str = "tiny_arith"  # tiny_arith | world | gsm8k | math | path to a verl parquet file
     test: str = "tiny_arith"  # same choices; used for periodic eval (accuracy by verifiable reward)
     train_limit: Optional[int] = None  # use at most this many train problems (None = all; tiny_arith: 1024)
     test_limit: Optional[int] = 64  # evaluate on at most this many test problems
@@ -145,6 +145,8 @@ class TrainerConfig:
     backend: str = "local"  # local (one node, Ray actors, CPU or 1 GPU) | verl
     total_steps: int = 20  # training steps (one batch of rollouts each)
     eval_every: int = 5  # evaluate every N steps (and at the end); 0 = never
+    val_before_train: bool = False  # also evaluate the starting policy (logged at step 0), as verl's option
+    eval_samples: int = 0  # also sample N responses per test prompt at rollout.temperature: eval/sampled_accuracy (mean@N)
     save_every: int = 5  # checkpoint every N steps (and at the end); 0 = only at the end
     keep_checkpoints: int = 2  # keep the newest N checkpoints
     resume: bool = True  # continue from the newest complete checkpoint in the run dir

@@ -99,7 +99,10 @@ def test_shipped_recipes_match_the_schema(path):
 def test_tiny_recipes_are_the_embedded_default():
     root = Path(__file__).resolve().parents[1] / "recipes"
     cfg = load_recipe(root / "tiny_cpu.yaml")
-    assert cfg.trainer.backend == "local" and cfg.model.policy == "tiny" and cfg.model.judge == "tiny"
+    assert cfg.trainer.backend == "local" and cfg.model.policy == "world" and cfg.model.judge == "world"
+    assert cfg.data.train == cfg.data.test == "world" and cfg.trainer.val_before_train
     assert cfg.reward.prm.enabled and cfg.algorithm.estimator == "rprm_rloo" and cfg.reward.credit.mode == "min_form"
     vr = load_recipe(root / "tiny_cpu_vr_only.yaml")
     assert not vr.reward.prm.enabled and vr.algorithm.estimator == "grpo" and vr.reward.verifiable.enabled
+    for key in ("model", "data", "rollout", "optim"):  # the baseline differs only in its reward
+        assert vr[key] == cfg[key], key

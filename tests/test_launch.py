@@ -184,6 +184,7 @@ def _submit(address, args, timeout_s):
 def test_ray_job_submit_runs_tiny_cpu_and_fails_cleanly_on_a_bad_key(ray_head, tmp_path, tiny_policy_dir, tiny_judge_dir):
     out = tmp_path / "runs"
     status, logs = _submit(ray_head, ["recipes/tiny_cpu.yaml", "trainer.total_steps=2", "trainer.eval_every=0",
+                                      "model.policy=tiny", "model.judge=tiny", "trainer.val_before_train=false",
                                       "run.name=job_smoke", f"run.output_dir={out}"], timeout_s=900)
     assert status == "SUCCEEDED", logs[-4000:]
     assert "backend=local" in logs

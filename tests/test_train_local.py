@@ -83,7 +83,8 @@ def test_two_steps_update_and_sync_then_resume(tmp_path, tiny_policy_dir):
     from rl_prm.backends.local import train
     from rl_prm.config import load_recipe
 
-    common = [f"run.output_dir={tmp_path}", "run.name=e2e", "rollout.prompts_per_step=2", "rollout.n=2",
+    common = [f"run.output_dir={tmp_path}", "run.name=e2e", "model.policy=tiny", "model.judge=tiny",
+              "rollout.prompts_per_step=2", "rollout.n=2",
               "rollout.max_tokens=48", "data.test_limit=4", "optim.lr=1e-3", "trainer.eval_every=2",
               "trainer.save_every=1", "trainer.logger=[console,wandb]"]
     cfg = load_recipe(ROOT / "recipes" / "tiny_cpu.yaml", common + ["trainer.total_steps=2"])
@@ -115,7 +116,13 @@ def test_two_steps_update_and_sync_then_resume(tmp_path, tiny_policy_dir):
     assert m2["rollout/logprob_abs_diff_max"] < 1e-3
     ckpts = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
     assert ckpts == ["step_000001", "step_000002"]
-    assert (run_dir / "config.yaml").is_file() and _steps(run_dir) == [1, 2]
+    assert (run_dir / "config.yaml").is_file() and _steps(run_dir) == [0, 1, 2]
+    # val_before_train: the starting policy is evaluated and logged at step 0; eval_samples adds
+    # the mean accuracy of sampled responses
+    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
+    step0 = [r for r in rows if r["step"] == 0][0]
+    assert "eval/accuracy" in step0 and "eval/sampled_accuracy" in step0 and "actor/grad_norm" not in step0
+    assert "eval/sampled_accuracy" in m2
 
     # --- a kill after the step-2 checkpoint: the killed run had already logged step 3 and left a
     # half-written checkpoint; restart with total_steps=3 (verifiable reward only: no judge engine)
@@ -127,7 +134,7 @@ def test_two_steps_update_and_sync_then_resume(tmp_path, tiny_policy_dir):
     s2 = train(cfg2)
     assert s2["start_step"] == 3 and s2["steps"] == [3]
     assert s2["run_id"] == s1["run_id"]  # same W&B run
-    assert _steps(run_dir) == [1, 2, 3]  # the killed run's step-3 line was dropped, no duplicates
+    assert _steps(run_dir) == [0, 1, 2, 3]  # the killed run's step-3 line was dropped, no duplicates
     last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["reward/mean"] != 123.0
     ckpts = sorted(p.name for p in (run_dir / "checkpoints").iterdir())

@@ -63,6 +63,17 @@ def _tiny_arith(split: str, limit: Optional[int], seed: int) -> list[dict]:
     return rows[:limit] if limit else rows
 
 
+@DATASETS.register("world")
+def _world(split: str, limit: Optional[int], seed: int) -> list[dict]:
+    """The miniature world's problems (rl_prm.world.tasks): train/test disjoint by a hash of the
+    question; a fixed set (seed 0) whatever the run seed, so every arm of a comparison sees the
+    same test problems."""
+    from rl_prm.world.tasks import problems
+
+    n = limit or TINY_ARITH_SIZE[split]
+    return [{"problem": p.question, "answer": str(p.answer), "source": "world"} for p in problems(split, n, seed=0)]
+
+
 def _benchmark(name: str):
     def load(split: str, limit: Optional[int], seed: int) -> list[dict]:
         from rl_prm.data import load_benchmark
@@ -226,6 +237,12 @@ def resolve_model(spec: str, kind: str) -> str:
         from rl_prm.tiny import judge_path, policy_path
 
         return str(policy_path() if kind == "policy" else judge_path())
+    if spec == "world":
+        if kind == "judge":
+            from rl_prm.world.judge import judge_path as world_judge
+            return str(world_judge())
+        from rl_prm.world.policy import policy_path as world_policy
+        return str(world_policy())
     if Path(spec).is_dir():
         if not (Path(spec) / "config.json").is_file():
             raise ValueError(f"model.{kind} {spec!r}: directory has no config.json (not an HF model dir)")
@@ -326,29 +343,89 @@ def _verifiable(rows: list[dict], texts: list[str]) -> list[float]:
 
 
 def evaluate(rollout: Any, tokenizer: Any, rows: list[dict], cfg: Any) -> dict[str, float]:
-    """Greedy (n=1) accuracy by the verifiable reward on held-out `rows`."""
+    """Greedy (n=1) accuracy by the verifiable reward on held-out `rows`; with
+    trainer.eval_samples = N > 0 also the mean accuracy of N samples per prompt at
+    rollout.temperature (eval/sampled_accuracy, fixed seeds: the same draws at every eval)."""
     import ray
+    from rl_prm.steps import split_steps
 
     ids = [prompt_ids(tokenizer, r, cfg.data.prompt_instruction) for r in rows]
     outs = ray.get(rollout.generate.remote(ids, n=1, temperature=0.0, top_p=1.0, max_tokens=cfg.rollout.max_tokens))
     acc = _verifiable(rows, [o.text for o in outs])
     lens = [len(o.response_ids) for o in outs]
-    return {"eval/accuracy": sum(acc) / len(acc), "eval/response_length": sum(lens) / len(lens),
-            "eval/truncated_frac": sum(o.truncated for o in outs) / len(outs), "eval/n": float(len(outs))}
+    m = {"eval/accuracy": sum(acc) / len(acc), "eval/response_length": sum(lens) / len(lens),
+         "eval/truncated_frac": sum(o.truncated for o in outs) / len(outs), "eval/n": float(len(outs)),
+         "eval/steps_per_response": sum(len(split_steps(o.text)) for o in outs) / len(outs)}
+    n = int(cfg.trainer.eval_samples)
+    if n > 0:
+        outs = ray.get(rollout.generate.remote(ids, n=n, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
+                                               max_tokens=cfg.rollout.max_tokens, seed=2**31 + int(cfg.run.seed)))
+        sampled = _verifiable([rows[o.prompt_index] for o in outs], [o.text for o in outs])
+        m["eval/sampled_accuracy"] = sum(sampled) / len(sampled)
+        m["eval/sampled_steps_per_response"] = sum(len(split_steps(o.text)) for o in outs) / len(outs)
+    return m
 
 
-def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None) -> dict[str, Any]:
+class Engines:
+    """vLLM actors kept alive across several runs in one process (e.g. the arms of a comparison):
+    each run gets the policy engine with its own starting weights pushed in, and shares an R-PRM
+    worker when its judge and scoring settings are the same. Saves the engines' start-up per run.
+
+        with Engines() as engines:
+            for overrides in arms:
+                train(load_recipe(path, overrides), engines=engines)
+    """
+
+    def __init__(self) -> None:
+        self._rollouts: dict[tuple, Any] = {}
+        self._prms: dict[tuple, PRMClient] = {}
+
+    def rollout(self, cfg: Any, weights: str) -> Any:
+        from rl_prm.generate import rollout_actor
+
+        key = (cfg.data.max_prompt_tokens + cfg.rollout.max_tokens, cfg.rollout.kv_cache_gib,
+               cfg.rollout.gpu_memory_utilization, _device_gpus(cfg))
+        if key not in self._rollouts:
+            self._rollouts[key] = rollout_actor(num_gpus=0.4 if key[-1] else 0).remote(
+                weights, max_model_len=key[0], seed=cfg.run.seed, kv_cache_gib=key[1], gpu_memory_utilization=key[2])
+        return self._rollouts[key]
+
+    def prm(self, cfg: Any, judge_path: str) -> PRMClient:
+        p = cfg.reward.prm
+        key = (judge_path, tuple(sorted(_score_config_kwargs(cfg).items())), p.max_model_len, p.kv_cache_gib,
+               p.gpu_memory_utilization, p.num_workers, _device_gpus(cfg))
+        if key not in self._prms:
+            self._prms[key] = PRMClient(cfg, judge_path, num_gpus=0.3 if key[-1] else 0)
+        return self._prms[key]
+
+    def close(self) -> None:
+        for prm in self._prms.values():
+            prm.shutdown()
+        for actor in self._rollouts.values():
+            _kill(actor)
+        self._prms, self._rollouts = {}, {}
+
+    def __enter__(self) -> "Engines":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
+          engines: Optional[Engines] = None) -> dict[str, Any]:
     """Run (or resume) the recipe `cfg` (rl_prm.config.load_recipe). Returns a summary dict.
 
     on_step(step, ctx): optional hook after each step's weight sync (tests use it to inspect the
     learner and the rollout actor: ctx = {"learner", "rollout", "metrics"}).
+    engines: reuse the vLLM actors of an ``Engines`` (left running at the end); None = start
+    this run's own and stop them at the end.
     """
     import ray
 
     from rl_prm import checkpoint as ckpt
     from rl_prm.config import run_dir_of, save_resolved, to_dict
     from rl_prm.credit import assign_credit
-    from rl_prm.generate import rollout_actor
     from rl_prm.metrics import (SpikeDetector, hacking_monitors, prm_histograms, prm_metrics, prm_verdicts,
                                 rl_metrics)
     from rl_prm.steps import batch_separator_mask, batch_step_token_ends
@@ -415,17 +492,19 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None) -> di
     _ray_init(cfg)
     startup["timing/startup_ray"] = time.time() - t0
     gpus = _device_gpus(cfg)
-    rollout = rollout_actor(num_gpus=0.4 if gpus else 0).remote(
-        start_weights, max_model_len=cfg.data.max_prompt_tokens + cfg.rollout.max_tokens, seed=cfg.run.seed,
-        kv_cache_gib=cfg.rollout.kv_cache_gib, gpu_memory_utilization=cfg.rollout.gpu_memory_utilization)
+    own = engines is None
+    engines = Engines() if own else engines
+    rollout = engines.rollout(cfg, start_weights)
     prm = None
     try:
         t0 = time.time()
         ray.get(rollout.ready.remote())
+        if not own:  # a shared engine holds the previous run's weights
+            ray.get(rollout.load_weights.remote(list(learner.named_weights())))
         startup["timing/startup_rollout_engine"] = time.time() - t0
         if cfg.reward.prm.enabled:
             t0 = time.time()
-            prm = PRMClient(cfg, judge_path, num_gpus=0.3 if gpus else 0)
+            prm = engines.prm(cfg, judge_path)
             startup["timing/startup_prm_engine"] = time.time() - t0
         startup["timing/startup_total"] = time.time() - t_start
         print("startup: " + ", ".join(f"{k.split('_', 1)[1]} {v:.0f}s" for k, v in startup.items()), flush=True)
@@ -439,6 +518,13 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None) -> di
         if n_long:
             tracker.warn(f"{n_long} train prompts longer than data.max_prompt_tokens were skipped", step=start_step)
         test_rows = [r for r in test_rows if len(prompt_ids(tokenizer, r, cfg.data.prompt_instruction)) <= cfg.data.max_prompt_tokens]
+
+        if start_step == 1 and cfg.trainer.val_before_train:
+            t0 = time.perf_counter()
+            m0 = evaluate(rollout, tokenizer, test_rows, cfg)
+            m0["timing/eval"] = time.perf_counter() - t0
+            tracker.log(m0, step=0)
+            print("eval before training: " + ", ".join(f"{k}={v:.3f}" for k, v in m0.items()), flush=True)
 
         spikes = SpikeDetector()
         summary: dict[str, Any] = {"run_dir": str(run_dir), "run_id": tracker.run_id, "start_step": start_step,
@@ -567,11 +653,10 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None) -> di
         tracker.finish(1)
         raise
     finally:
-        if prm is not None:
-            prm.shutdown()
-        _kill(rollout)
-        if not os.environ.get("RAY_ADDRESS"):
-            ray.shutdown()
+        if own:
+            engines.close()
+            if not os.environ.get("RAY_ADDRESS"):
+                ray.shutdown()
 
 
 def _kill(actor: Any) -> None:

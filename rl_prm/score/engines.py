@@ -157,6 +157,13 @@ class VLLMJudgeEngine:
 
         return cls(make_llm(path, max_model_len=max_model_len, **kwargs))
 
+    def shutdown(self) -> None:
+        """Stop the engine's core process (best effort; the object is unusable afterwards)."""
+        try:
+            self.llm.llm_engine.engine_core.shutdown()
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+
     def _logprob_kwargs(self) -> dict[str, Any]:
         if self.has_logprob_token_ids:
             return {"logprob_token_ids": [self.yes_id, self.no_id]}

@@ -57,16 +57,35 @@ def _step_text(name: str, item: str, op: str, a: int, b: int, result: int) -> st
     return f"{name} {verb} {b}, so {name} has {a} {sym} {b} = {result} {item}."
 
 
-def make_problem(rng: random.Random, n_ops: int | None = None) -> Problem:
+def make_problem(rng: random.Random, n_ops: int | None = None, *, ops_range: tuple[int, int] = (2, 4),
+                 start_range: tuple[int, int] = (2, 20), max_add: int = 15, max_sub: int = 15,
+                 mul_range: tuple[int, int] = (2, 3), mul_below: int = 50, max_value: int | None = None,
+                 distinct_ops: bool = False) -> Problem:
+    """A random problem: start amount, then n_ops operations (add / sub / mul), gold steps, answer.
+    The keyword ranges set the difficulty (defaults: rl_prm.tiny's problems); ``max_value`` caps
+    every intermediate amount (an operation that would exceed it is not drawn); ``distinct_ops``
+    uses each operation at most once (a problem may then have fewer than n_ops operations)."""
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
-    n_ops = n_ops or rng.randint(2, 4)
-    start = rng.randint(2, 20)
+    n_ops = n_ops or rng.randint(*ops_range)
+    start = rng.randint(*start_range)
+    cap = max_value if max_value is not None else 10**9
     clauses, steps, cur = [], [], start
     steps.append(Step(f"{name} starts with {start} {item}.", start, "start", start, start))
     for _ in range(n_ops):
-        ops = ["add"] + (["sub"] if cur > 2 else []) + (["mul"] if cur < 50 else [])
+        ops = (["add"] if cur + 1 <= cap else []) + (["sub"] if cur > 2 else []) \
+            + (["mul"] if cur < mul_below and cur * mul_range[0] <= cap else [])
+        if distinct_ops:
+            used = {s.op for s in steps}
+            ops = [o for o in ops if o not in used]
+            if not ops:
+                break
         op = rng.choice(ops)
-        b = {"add": lambda: rng.randint(1, 15), "sub": lambda: rng.randint(1, min(cur - 1, 15)), "mul": lambda: rng.randint(2, 3)}[op]()
+        if op == "add":
+            b = rng.randint(1, min(max_add, cap - cur))
+        elif op == "sub":
+            b = rng.randint(1, min(cur - 1, max_sub))
+        else:
+            b = rng.randint(mul_range[0], max(mul_range[0], min(mul_range[1], cap // cur)))
         nxt = _apply(op, cur, b)
         clauses.append(_OPS[op][0].format(n=b))
         steps.append(Step(_step_text(name, item, op, cur, b, nxt), cur, op, b, nxt))

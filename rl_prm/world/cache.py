@@ -8,7 +8,7 @@ from typing import Callable
 
 from rl_prm.tiny.build import _cached, tiny_cache_dir
 
-WORLD_VERSION = "2"  # 2: models trained with the tokenizer as AutoTokenizer reloads it
+WORLD_VERSION = "3"  # 3: ordinal-anchored task text, small numbers, judge fine-tuned from the policy
 
 
 def world_cache_dir() -> Path:
@@ -19,6 +19,15 @@ def cached(name: str, key_parts: tuple, build: Callable[[Path], dict | None]) ->
     """world_cache_dir()/<name>-<key>, built atomically if missing (rl_prm.tiny.build._cached);
     ``build(tmp)`` may return a dict of facts, stored with the build time in ``build.json``."""
     return _cached(name, ("world", WORLD_VERSION, *key_parts), build, root=world_cache_dir())
+
+
+def set_build_threads() -> None:
+    """Builds run alone: let torch use the machine's cores (at most 4; small matrices)."""
+    import os
+
+    import torch
+
+    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
 
 
 def build_facts(path: Path) -> dict:

@@ -14,29 +14,29 @@ from __future__ import annotations
 
 import random
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from rl_prm.tiny.arith import _apply
-from rl_prm.world.tasks import _ANSWER_S, _OP_S, _START_S, _SYM, _VERB, corrupt, problems, question_ops
+from rl_prm.world.tasks import (_ANSWER_S, _OP_S, _START_S, _SYM, _VERB_OF, ORDINALS, corrupt, problems,
+                                question_ops)
 
 _SYMBOL = {"add": "+", "sub": "-", "mul": "*"}
 
 
-def _claim(text: str) -> tuple[str, int, int, int] | None:
-    """(op, operand, before, result) claimed by an operation step, None if it does not parse."""
+def _claim(text: str) -> tuple[str, str, int, int, int] | None:
+    """(ordinal, op, operand, before, result) claimed by an operation step, None if it does not parse."""
     m = _OP_S.match(text.strip())
     if not m:
         return None
-    verb, b, a, sym, b2, c = m.groups()
-    op = _SYM[sym]  # the operation the step actually computes
-    return op, int(b2), int(a), int(c)
+    ordinal, verb, b, a, sym, b2, c = m.groups()
+    return ordinal, _SYM[sym], int(b2), int(a), int(c)  # op: what the step actually computes
 
 
 def _value(text: str) -> int | None:
     """The amount a step ends with (start, operation result or boxed answer)."""
     t = text.strip()
-    for rx, g in ((_START_S, 1), (_OP_S, 6), (_ANSWER_S, 1)):
+    for rx, g in ((_START_S, 1), (_OP_S, 7), (_ANSWER_S, 1)):
         m = rx.match(t)
         if m:
             return int(m.group(g))
@@ -45,30 +45,40 @@ def _value(text: str) -> int | None:
 
 def critique(question: str, steps: list[str], k: int, correct: bool) -> str:
     """Teacher critique of step ``k`` (0-based) in the R-PRM format, ending with the verdict line.
-    ``correct`` is the label (steps before the first error are correct)."""
+    ``correct`` is the label (steps before the first error are correct).
+
+    For an operation step the critique copies the Now Step's claim, looks up the question's
+    operation with the same ordinal, RECOMPUTES it from the previous result and compares: so the
+    verdict follows from what the critique itself wrote (a sampled critique that miscomputes
+    reaches the wrong verdict, which averaging K critiques corrects)."""
     start, ops = question_ops(question)
     now = steps[k]
     prev_val = _value(steps[k - 1]) if k > 0 else None
     prev = "There are no Previous Steps." if k == 0 else f"The Previous Steps end with {prev_val}."
+    claim = _claim(now) if 0 < k <= len(ops) else None
     if k == 0:
-        now_a = "The Now Step states the starting amount."
-        data = f"The question starts with {start}; the Now Step uses {_value(now)}."
+        v = _value(now)
+        now_a = f"The Now Step states the starting amount: {v}."
+        data = f"The question starts with {start}."
+        cons = f"The Now Step's amount {'matches' if v == start else 'does not match'} the question."
         calc = "There is no calculation in the Now Step."
-        cons = f"The Now Step's amount {'matches' if _value(now) == start else 'does not match'} the question."
-    elif k <= len(ops) and _claim(now) is not None:
+    elif claim is not None:
+        ordinal, c_op, c_b, c_a, c_c = claim
         op, b = ops[k - 1]
-        c_op, c_b, c_a, c_c = _claim(now)
-        sym = _SYMBOL[op]
-        now_a = f"The Now Step must do operation {k} of the question: {sym} {b}."
-        data = f"The Now Step uses {c_a} {_SYMBOL[c_op]} {c_b}; it should use {prev_val} {sym} {b}."
-        calc = f"{prev_val} {sym} {b} = {_apply(op, prev_val, b)}, and the Now Step claims {c_c}."
-        same = (c_op, c_b, c_a) == (op, b, prev_val)
-        cons = f"The Now Step's {_SYMBOL[c_op]} {c_b} {'matches' if same else 'does not match'} the question's {sym} {b}."
+        sym, want = _SYMBOL[op], _apply(op, prev_val, b)
+        clause = f"{_VERB_OF[op]} {b}"
+        now_a = f"The Now Step is the {ORDINALS[k - 1].lower()} operation: {c_a} {_SYMBOL[c_op]} {c_b} = {c_c}."
+        data = f"The question's {ORDINALS[k - 1].lower()} operation is: {clause}. It applies to {prev_val}."
+        same = (c_a, c_op, c_b) == (prev_val, op, b)
+        cons = (f"The Now Step's {c_a} {_SYMBOL[c_op]} {c_b} {'matches' if same else 'does not match'} "
+                f"{prev_val} {sym} {b}.")
+        calc = f"{prev_val} {sym} {b} = {want}, and the Now Step claims {c_c}."
     else:
-        now_a = "The Now Step states the final answer." if _value(now) is not None else "The Now Step is unclear."
+        v = _value(now)
+        now_a = f"The Now Step states the final answer: {v}." if _ANSWER_S.match(now.strip()) else "The Now Step is unclear."
         data = f"The question has {len(ops)} operations; the Previous Steps did {k - 1} of them."
         cons = f"{'All' if k - 1 == len(ops) else 'Not all'} operations are done before the answer."
-        calc = f"The previous result is {prev_val}, and the Now Step claims {_value(now)}."
+        calc = f"The previous result is {prev_val}, and the Now Step claims {v}."
     verdict, conclusion = ("Yes", "The Now Step is correct.") if correct else ("No", "The Now Step is wrong.")
     return (
         "Analysis:\n"
@@ -105,12 +115,13 @@ def judge_examples(tok, n: int, seed: int) -> list[tuple[list[int], int]]:
 
 @dataclass
 class JudgeSFTConfig:
-    arch: dict = field(default_factory=lambda: dict(hidden_size=128, intermediate_size=512, num_hidden_layers=2,
-                                                    num_attention_heads=2, num_key_value_heads=2))
+    """The judge starts from the world policy's weights (as R-PRM starts from a math-instruct model:
+    it already reads the world's problems and does its arithmetic) and is SFT'd on critiques."""
+
     samples: int = 6000
-    steps: int = 500
+    steps: int = 400
     batch_size: int = 16
-    lr: float = 3e-3
+    lr: float = 2e-3
     seed: int = 0
 
 
@@ -126,27 +137,35 @@ def train_judge(model, tok, cfg: JudgeSFTConfig, log_every: int = 50) -> dict:
     return {"final_loss": round(loss_val, 4), "train_s": round(time.perf_counter() - t0, 1)}
 
 
-def judge_path(cfg: JudgeSFTConfig = JudgeSFTConfig()) -> Path:
-    """Directory of the world judge for ``cfg`` (builds and caches it on first call)."""
-    from rl_prm.tiny.build import VOCAB_SIZE, _save_model
-    from rl_prm.world.cache import cached, loaded_tokenizer
+def judge_path(cfg: JudgeSFTConfig = JudgeSFTConfig(), policy: Path | None = None) -> Path:
+    """Directory of the world judge for ``cfg``, fine-tuned from ``policy`` (default: the world
+    policy, built first if needed); builds and caches it on first call."""
+    from rl_prm.world.cache import cached, set_build_threads
+    from rl_prm.world.policy import policy_path
+
+    init = Path(policy) if policy is not None else policy_path()
 
     def build(d: Path) -> dict:
-        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
 
-        torch.set_num_threads(1)
-        facts: dict = {}
-        _save_model(d, loaded_tokenizer(d), cfg.arch, seed=cfg.seed + 1,
-                    train=lambda m, t: facts.update(train_judge(m, t, cfg)))
-        return {"config": asdict(cfg), **facts}
+        set_build_threads()
+        tok = AutoTokenizer.from_pretrained(init)
+        model = AutoModelForCausalLM.from_pretrained(init)
+        facts = train_judge(model, tok, cfg)
+        model.eval()
+        model.save_pretrained(d, safe_serialization=True)
+        GenerationConfig.from_pretrained(init).save_pretrained(d)
+        tok.save_pretrained(d)
+        return {"config": asdict(cfg), "init": str(init), **facts}
 
-    return cached("judge", (VOCAB_SIZE, asdict(cfg)), build)
+    return cached("judge", (init.name, asdict(cfg)), build)
 
 
-def evaluate_judge(path, n: int = 100, ks=(1, 2, 4, 8), seed: int = 0, threshold: float = 0.5,
-                   max_critique_tokens: int = 200, kv_cache_gib: int = 1) -> dict:
+def evaluate_judge(path, n: int = 60, ks=(1, 2, 4, 8), seed: int = 0, threshold: float = 0.5,
+                   temperature: float = 1.0, max_critique_tokens: int = 160, kv_cache_gib: int = 1) -> dict:
     """Mini-ProcessBench ("test" split, n items) F1 per K with rl_prm.eval.processbench: one scoring
-    pass at K = max(ks), each K averages the first K samples of each step."""
+    pass at K = max(ks) (critiques sampled at ``temperature``), each K averages the first K samples
+    of each step. The engine is stopped before returning."""
     from rl_prm.eval.processbench import processbench_results, score_processbench
     from rl_prm.eval.scoring import ScorerSource
     from rl_prm.score.scorer import RPRMScorer, ScoreConfig
@@ -154,11 +173,15 @@ def evaluate_judge(path, n: int = 100, ks=(1, 2, 4, 8), seed: int = 0, threshold
 
     items = eval_items(processbench("test", n, seed=seed))
     t0 = time.perf_counter()
-    scorer = RPRMScorer.from_path(path, ScoreConfig(k=max(ks), max_critique_tokens=max_critique_tokens, seed=seed),
+    scorer = RPRMScorer.from_path(path, ScoreConfig(k=max(ks), temperature=temperature, top_p=1.0,
+                                                    max_critique_tokens=max_critique_tokens, seed=seed),
                                   max_model_len=2048, kv_cache_gib=kv_cache_gib)
-    t1 = time.perf_counter()
-    records = score_processbench(ScorerSource(scorer, "world-judge"), items, batch_size=50)
-    t2 = time.perf_counter()
+    try:
+        t1 = time.perf_counter()
+        records = score_processbench(ScorerSource(scorer, "world-judge"), items, batch_size=max(1, n))
+        t2 = time.perf_counter()
+    finally:
+        scorer.engine.shutdown()
     res = processbench_results(items, records, ks=list(ks), threshold=threshold)
     res["timing_s"] = {"engine_start": round(t1 - t0, 1), "scoring": round(t2 - t1, 1)}
     res["f1_per_k"] = {k: round(res["per_k"][str(k)]["avg_f1"], 1) for k in ks}

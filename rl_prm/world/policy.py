@@ -110,12 +110,10 @@ def policy_path(cfg: PolicySFTConfig = PolicySFTConfig()) -> Path:
     """Directory of the world policy for ``cfg`` (HF + vLLM loadable); builds and caches it on first
     call. build.json records the SFT loss, build time and measured held-out accuracy."""
     from rl_prm.tiny.build import VOCAB_SIZE, _save_model
-    from rl_prm.world.cache import cached, loaded_tokenizer
+    from rl_prm.world.cache import cached, loaded_tokenizer, set_build_threads
 
     def build(d: Path) -> dict:
-        import torch
-
-        torch.set_num_threads(1)
+        set_build_threads()
         tok = loaded_tokenizer(d)
         facts: dict = {}
 

@@ -5,8 +5,11 @@
     bench = processbench("test", 200, seed=0)         # load_processbench-shaped records
     first_wrong_step(p.question, p.step_texts)        # recomputes every step from the text: -1 or index
 
-Problems come from ``rl_prm.tiny.arith.make_problem`` ("\\n\\n"-separated steps, ``\\boxed{}``
-answer). The split of a problem is a pure function of its question text (a hash), so train and test
+Problems are short stories with 2-3 numbered operations on amounts below 30 (add 1-9, give away
+1-9, double; each at most once), written so a tiny model can solve them: the question names each operation with an
+ordinal ("First, Ben buys 6 more.") and the gold solution has one "\\n\\n"-separated step per
+operation, starting with the same ordinal ("First, Ben buys 6, so Ben has 38 + 6 = 44 coins."), then
+``The answer is \\boxed{44}.``. The split of a problem is a pure function of its question text (a hash), so train and test
 never share a question whatever the sizes or seeds. ``corrupt`` injects one of four errors at a known
 operation step and propagates it:
 
@@ -28,19 +31,27 @@ import random
 import re
 from dataclasses import dataclass
 
-from rl_prm.tiny.arith import _OPS, Problem, Step, _apply, _step_text, make_problem
+from rl_prm.tiny.arith import _OPS, Problem, Step, _apply
 
 ERROR_KINDS = ("slip", "wrong_op", "wrong_number", "dropped")
 SPLITS = ("train", "test")
 TEST_FRACTION = 0.2
 INSTRUCTION = "Let's think step by step and output the final answer within \\boxed{}."
 
+ORDINALS = ("First", "Second", "Third", "Fourth")
+# difficulty of the world's problems (rl_prm.tiny.arith.make_problem's keywords)
+# (each operation at most once per problem, so every clause of a question has its own verb)
+PROBLEM_SPEC = dict(ops_range=(2, 3), start_range=(2, 12), max_add=9, max_sub=9, mul_range=(2, 2), mul_below=50,
+                    max_value=29, distinct_ops=True)
+
 _SYM = {"+": "add", "-": "sub", "*": "mul"}
 _VERB = {"buys": "add", "gives away": "sub", "multiplies the pile by": "mul"}
-_CLAUSE = re.compile(r"buys (\d+) more|gives away (\d+)|ends up with (\d+) times as many")
+_VERB_OF = {v: k for k, v in _VERB.items()}
+_CLAUSE_TEXT = {"add": "buys {n} more", "sub": "gives away {n}", "mul": "multiplies the pile by {n}"}
+_CLAUSE = re.compile(r"(First|Second|Third|Fourth), \w+ (?:buys (\d+) more|gives away (\d+)|multiplies the pile by (\d+))\.")
 _START_Q = re.compile(r"^\w+ has (\d+) ")
 _START_S = re.compile(r"^\w+ starts with (-?\d+) ")
-_OP_S = re.compile(r"^\w+ (buys|gives away|multiplies the pile by) (-?\d+), so \w+ has (-?\d+) ([+*-]) (-?\d+) = (-?\d+) ")
+_OP_S = re.compile(r"^(\w+), \w+ (buys|gives away|multiplies the pile by) (-?\d+), so \w+ has (-?\d+) ([+*-]) (-?\d+) = (-?\d+) ")
 _ANSWER_S = re.compile(r"^The answer is \\boxed\{(-?\d+)\}\.$")
 
 
@@ -48,6 +59,25 @@ def split_of(question: str) -> str:
     """"test" for ~TEST_FRACTION of questions, else "train" (a hash of the text: stable, disjoint)."""
     h = int(hashlib.sha256(question.encode()).hexdigest()[:8], 16)
     return "test" if h % 1000 < TEST_FRACTION * 1000 else "train"
+
+
+def _step_text(name: str, item: str, i: int, op: str, a: int, b: int, result: int) -> str:
+    """Operation step i (1-based): "<Ordinal>, <name> <verb> b, so <name> has a <sym> b = result <item>."."""
+    return (f"{ORDINALS[i - 1]}, {name} {_VERB_OF[op]} {b}, so {name} has {a} {_OPS[op][1]} {b} = {result} {item}.")
+
+
+def make_problem(rng: random.Random) -> Problem:
+    """One gold world problem (PROBLEM_SPEC's difficulty)."""
+    from rl_prm.tiny.arith import make_problem as draw
+
+    base = draw(rng, **PROBLEM_SPEC)  # the chain of operations; the text is the world's own
+    name, item = base.meta["name"], base.meta["item"]
+    ops = [s for s in base.steps if s.op in _OPS]
+    clauses = " ".join(f"{ORDINALS[i]}, {name} {_CLAUSE_TEXT[s.op].format(n=s.operand)}." for i, s in enumerate(ops))
+    question = f"{name} has {base.steps[0].after} {item}. {clauses} How many {item} does {name} have now?"
+    steps = [base.steps[0]] + [Step(_step_text(name, item, i, s.op, s.before, s.operand, s.after), s.before, s.op,
+                                    s.operand, s.after) for i, s in enumerate(ops, start=1)] + [base.steps[-1]]
+    return Problem(question, steps, base.answer, meta={"name": name, "item": item})
 
 
 def problems(split: str, n: int, seed: int = 0) -> list[Problem]:
@@ -74,7 +104,9 @@ def question_ops(question: str) -> tuple[int, list[tuple[str, int]]]:
     if not m:
         raise ValueError(f"not a world question: {question[:80]!r}")
     ops = []
-    for add, sub, mul in _CLAUSE.findall(question):
+    for ordinal, add, sub, mul in _CLAUSE.findall(question):
+        if ordinal != ORDINALS[len(ops)]:
+            raise ValueError(f"world question with operations out of order ({ordinal!r}): {question[:80]!r}")
         ops.append(("add", int(add)) if add else ("sub", int(sub)) if sub else ("mul", int(mul)))
     return int(m.group(1)), ops
 
@@ -82,8 +114,8 @@ def question_ops(question: str) -> tuple[int, list[tuple[str, int]]]:
 def first_wrong_step(question: str, steps: list[str]) -> int:
     """Index of the first step that is wrong by recomputation from the question, -1 if none.
 
-    Step 0 must state the start amount; step i (1..n) must apply the question's i-th operation with
-    its operand to the previous step's result and compute it right; the last step must box the
+    Step 0 must state the start amount; step i (1..n) must name the i-th ordinal and apply the
+    question's i-th operation with its operand to the previous step's result and compute it right; the last step must box the
     result of all n operations. A step that does not parse counts as wrong; missing steps (a
     solution that ends early) make the answer step, at the index where it stands, wrong."""
     start, ops = question_ops(question)
@@ -100,9 +132,9 @@ def first_wrong_step(question: str, steps: list[str]) -> int:
             m = _OP_S.match(text)
             if not m:
                 return i
-            verb, b, a, sym, b2, c = m.groups()
+            ordinal, verb, b, a, sym, b2, c = m.groups()
             op, operand = ops[i - 1]
-            if (_VERB[verb] != op or _SYM[sym] != op or int(b) != operand or int(b2) != operand
+            if (ordinal != ORDINALS[i - 1] or _VERB[verb] != op or _SYM[sym] != op or int(b) != operand or int(b2) != operand
                     or int(a) != cur or int(c) != _apply(op, cur, operand)):
                 return i
             cur = int(c)
@@ -137,7 +169,7 @@ def _corrupt_once(problem: Problem, rng: random.Random, at: int, kind: str) -> P
                 result = _apply(op, cur, b)
         else:
             result = _apply(op, cur, b)
-        steps.append(Step(_step_text(name, item, op, cur, b, result), cur, op, b, result))
+        steps.append(Step(_step_text(name, item, len(steps), op, cur, b, result), cur, op, b, result))
         cur = result
     for j, st in enumerate(steps):
         st.correct = j < at  # ProcessBench sense: no error at or before this step

@@ -1,0 +1,127 @@
+"""The miniature world's RL comparison: GRPO-style RLOO with R-PRM min-form credit, against
+verifiable-reward-only and sum-form, same seeds, data and budget, on the one-node backend.
+
+    from rl_prm.world.compare import ARMS, run_arms, summarize
+    runs = run_arms("recipes/tiny_cpu.yaml", out_dir, seeds=(0, 1), steps=15)   # {(arm, seed): run dir}
+    table = summarize(runs)                                                      # accuracy per arm and step
+
+Every arm is the recipe plus its overrides (ARMS), so the only difference between arms is the
+reward. One pair of vLLM engines (policy + judge) serves all runs (rl_prm.backends.local.Engines);
+each run starts from the SFT policy's weights and writes its own run dir (metrics.jsonl, W&B).
+Runs resume: a killed comparison continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Iterable, Optional
+
+# arm -> recipe overrides (the recipe itself is the min-form R-PRM arm)
+ARMS: dict[str, list[str]] = {
+    "min_form": ["reward.prm.enabled=true", "reward.credit.mode=min_form"],
+    "vr_only": ["reward.prm.enabled=false"],
+    "sum": ["reward.prm.enabled=true", "reward.credit.mode=sum"],
+}
+ARM_LABELS = {"min_form": "R-PRM min-form + VR", "vr_only": "VR only", "sum": "R-PRM sum-form + VR"}
+
+
+def run_arms(recipe: str | Path, out_dir: str | Path, seeds: Iterable[int] = (0, 1), steps: Optional[int] = None,
+             arms: Iterable[str] = tuple(ARMS), overrides: Iterable[str] = ()) -> dict[tuple[str, int], Path]:
+    """Train every (arm, seed) from ``recipe`` into out_dir/runs/<arm>_s<seed>; returns the run dirs."""
+    import os
+
+    from rl_prm.backends.local import Engines, train
+    from rl_prm.config import load_recipe, run_dir_of
+
+    os.environ.setdefault("WANDB_MODE", "offline")
+    runs: dict[tuple[str, int], Path] = {}
+    extra = list(overrides) + ([f"trainer.total_steps={steps}"] if steps else [])
+    with Engines() as engines:
+        for seed in seeds:
+            for arm in arms:
+                if arm not in ARMS:
+                    raise ValueError(f"unknown arm {arm!r}; expected one of {list(ARMS)}")
+                cfg = load_recipe(recipe, [f"run.output_dir={Path(out_dir) / 'runs'}", f"run.name={arm}_s{seed}",
+                                           f"run.seed={seed}", *ARMS[arm], *extra])
+                t0 = time.time()
+                print(f"=== arm {arm} seed {seed} ===", flush=True)
+                train(cfg, engines=engines)
+                print(f"=== arm {arm} seed {seed}: {time.time() - t0:.0f}s ===", flush=True)
+                runs[(arm, seed)] = run_dir_of(cfg)
+    return runs
+
+
+def read_metrics(run_dir: str | Path) -> dict[int, dict]:
+    """step -> merged metrics of a run's metrics.jsonl (later lines win)."""
+    out: dict[int, dict] = {}
+    for line in (Path(run_dir) / "metrics.jsonl").read_text().splitlines():
+        if line.strip():
+            row = json.loads(line)
+            step = int(row.get("step", row.get("_step", 0)))
+            out.setdefault(step, {}).update(row)
+    return out
+
+
+def summarize(runs: dict[tuple[str, int], Path]) -> dict:
+    """Per arm: eval curves (step -> value per seed) for greedy and sampled accuracy and steps per
+    response, training-rollout steps per response, and the last-eval numbers with their spread."""
+    arms: dict[str, dict] = {}
+    for (arm, seed), d in sorted(runs.items()):
+        m = read_metrics(d)
+        a = arms.setdefault(arm, {"seeds": [], "curves": {}})
+        a["seeds"].append(seed)
+        for key in ("eval/accuracy", "eval/sampled_accuracy", "eval/steps_per_response", "hack/steps_per_response",
+                    "reward/vr_mean", "timing/step"):
+            for step, row in m.items():
+                if key in row:
+                    a["curves"].setdefault(key, {}).setdefault(step, {})[seed] = float(row[key])
+    for arm, a in arms.items():
+        a["final"] = {}
+        for key in ("eval/accuracy", "eval/sampled_accuracy"):
+            curve = a["curves"].get(key, {})
+            if not curve:
+                continue
+            first, last = min(curve), max(curve)
+            start, end = curve[first], curve[last]
+            gains = [end[s] - start[s] for s in end if s in start]
+            a["final"][key] = {"step": last, "start_mean": _mean(start.values()), "end_mean": _mean(end.values()),
+                               "end_per_seed": end, "end_min": min(end.values()), "end_max": max(end.values()),
+                               "gain_mean": _mean(gains), "gain_min": min(gains) if gains else None,
+                               "gain_max": max(gains) if gains else None}
+        steps = a["curves"].get("timing/step", {})
+        a["train_s"] = sum(v for per in steps.values() for v in per.values()) / max(1, len(a["seeds"]))
+    return arms
+
+
+def _mean(xs) -> float:
+    xs = list(xs)
+    return sum(xs) / len(xs) if xs else float("nan")
+
+
+def plot_curves(arms: dict, path: str | Path, keys=("eval/sampled_accuracy", "eval/accuracy"),
+                titles=("held-out accuracy, sampled T=1 (mean@k)", "held-out accuracy, greedy")) -> None:
+    """One panel per key: mean over seeds per arm against step, the seeds' min-max shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4), squeeze=False)
+    for ax, key, title in zip(axes[0], keys, titles):
+        for arm, a in arms.items():
+            curve = a["curves"].get(key)
+            if not curve:
+                continue
+            xs = sorted(curve)
+            mean = [_mean(curve[x].values()) for x in xs]
+            ax.plot(xs, mean, marker="o", label=ARM_LABELS.get(arm, arm))
+            ax.fill_between(xs, [min(curve[x].values()) for x in xs], [max(curve[x].values()) for x in xs], alpha=0.2)
+        ax.set_xlabel("RL step")
+        ax.set_title(title, fontsize=10)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
