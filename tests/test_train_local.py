@@ -97,7 +97,10 @@ def test_two_steps_update_and_sync_then_resume(tmp_path, tiny_policy_dir):
         seen[step] = {"synced": torch.equal(engine_w, learner_w),
                       "moved": float((learner_w - initial).abs().max()), "m": dict(ctx["metrics"])}
 
-    s1 = train(cfg, on_step=on_step)
+    from rl_prm.backends.local import Engines
+
+    engines = Engines()  # one policy engine for both runs below (as rl_prm.world.compare's arms share it)
+    s1 = train(cfg, on_step=on_step, engines=engines)
     run_dir = tmp_path / "e2e"
     assert s1["steps"] == [1, 2] and s1["start_step"] == 1
     for step in (1, 2):
@@ -131,7 +134,20 @@ def test_two_steps_update_and_sync_then_resume(tmp_path, tiny_policy_dir):
     (run_dir / "checkpoints" / ".tmp-step_000003-99999").mkdir()
     cfg2 = load_recipe(ROOT / "recipes" / "tiny_cpu.yaml", common + [
         "trainer.total_steps=3", "reward.prm.enabled=false", "algorithm.estimator=grpo"])
-    s2 = train(cfg2)
+    # spoil the shared engine's weights: the resumed run must push its checkpoint's weights in
+    shared = engines.rollout(cfg2, str(tiny_policy_dir))
+    spoiled = [(k, v * 0.5) for k, v in AutoModelForCausalLM.from_pretrained(tiny_policy_dir).state_dict().items()]
+    ray.get(shared.load_weights.remote(spoiled))
+    resumed = {}
+
+    def on_resumed_step(step, ctx):  # the shared engine got the checkpoint's weights, not run 1's last ones
+        resumed["m"] = dict(ctx["metrics"])
+
+    try:
+        s2 = train(cfg2, on_step=on_resumed_step, engines=engines)
+    finally:
+        engines.close()
+    assert resumed["m"]["rollout/logprob_abs_diff_max"] < 1e-3
     assert s2["start_step"] == 3 and s2["steps"] == [3]
     assert s2["run_id"] == s1["run_id"]  # same W&B run
     assert _steps(run_dir) == [0, 1, 2, 3]  # the killed run's step-3 line was dropped, no duplicates

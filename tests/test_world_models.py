@@ -19,3 +19,39 @@ def test_training_tokenizer_equals_what_loaders_see(tmp_path):
     msgs = [{"role": "user", "content": "q"}]
     assert tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True) == \
         again.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+
+
+def test_world_builds_are_cached_and_the_judge_starts_from_the_policy(tmp_path, monkeypatch):
+    """Small builds (a few SFT steps): the policy records its held-out accuracy, the judge is
+    fine-tuned from that policy's weights, and a second call reuses the cache."""
+    import json
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from rl_prm.world.judge import JudgeSFTConfig, judge_examples, judge_path
+    from rl_prm.world.policy import PolicySFTConfig, policy_path
+
+    monkeypatch.setenv("RL_PRM_CACHE", str(tmp_path))
+    pcfg = PolicySFTConfig(examples=64, steps=3, batch_size=4, eval_n=4)
+    pol = policy_path(pcfg)
+    facts = json.loads((pol / "build.json").read_text())
+    assert facts["n"] == 4 and 0.0 <= facts["greedy_acc"] <= 1.0 and facts["config"]["steps"] == 3
+    jcfg = JudgeSFTConfig(samples=16, steps=2, batch_size=2)
+    jud = judge_path(jcfg, policy=pol)
+    assert json.loads((jud / "build.json").read_text())["init"] == str(pol)
+    p_w = AutoModelForCausalLM.from_pretrained(pol).state_dict()
+    j_w = AutoModelForCausalLM.from_pretrained(jud).state_dict()
+    assert p_w.keys() == j_w.keys()
+    moved = [k for k in p_w if not torch.equal(p_w[k], j_w[k])]
+    assert moved and max(float((p_w[k] - j_w[k]).abs().max()) for k in moved) < 0.1  # fine-tuned, not re-initialised
+    mtime = (jud / "build.json").stat().st_mtime
+    assert policy_path(pcfg) == pol and judge_path(jcfg, policy=pol) == jud
+    assert (jud / "build.json").stat().st_mtime == mtime  # reused, not rebuilt
+
+    # every judge example's key position is its verdict token, right before <|im_end|>
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(jud)
+    for ids, start, verdict in judge_examples(tok, 8, seed=3):
+        assert start < verdict == len(ids) - 2 and tok.decode([ids[verdict]]) in (" Yes", " No")

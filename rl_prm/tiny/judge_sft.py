@@ -43,9 +43,12 @@ def train_judge(model, tok, *, samples: int, steps: int, batch_size: int, lr: fl
     return sft(model, tok, judge_examples(tok, samples, seed), steps=steps, batch_size=batch_size, lr=lr, seed=seed)
 
 
-def sft(model, tok, data: list[tuple[list[int], int]], *, steps: int, batch_size: int, lr: float, seed: int,
-        weight_decay: float = 0.0, shared_prefix: bool = True, log_every: int = 0, name: str = "SFT") -> float:
-    """Teacher-forced SFT on (token ids, answer start) pairs, loss on the answer tokens only.
+def sft(model, tok, data: list[tuple], *, steps: int, batch_size: int, lr: float, seed: int,
+        weight_decay: float = 0.0, shared_prefix: bool = True, log_every: int = 0, name: str = "SFT",
+        key_weight: float = 0.0) -> float:
+    """Teacher-forced SFT on (token ids, answer start[, key position]) tuples, loss on the answer
+    tokens only. With ``key_weight`` > 0 the token at each example's key position (e.g. a critique's
+    verdict, one token of ~100) adds ``key_weight`` x its mean cross-entropy to the loss.
 
     With `shared_prefix`, the longest token prefix common to all examples (for judge prompts: the
     system turn + R-PRM template head, ~500 tokens) runs once per step without grad and its KV
@@ -57,7 +60,7 @@ def sft(model, tok, data: list[tuple[list[int], int]], *, steps: int, batch_size
     import torch
 
     torch.manual_seed(seed)
-    P = min(_common_prefix_len([ids for ids, _ in data]), min(start for _, start in data)) - 1 if shared_prefix else 0
+    P = min(_common_prefix_len([d[0] for d in data]), min(d[1] for d in data)) - 1 if shared_prefix else 0
     prefix = torch.tensor([data[0][0][:P]])
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
@@ -67,6 +70,7 @@ def sft(model, tok, data: list[tuple[list[int], int]], *, steps: int, batch_size
     for step in range(1, steps + 1):
         idx = torch.randint(len(data), (batch_size,), generator=gen).tolist()
         batch = [(data[i][0][P:], data[i][1] - P) for i in idx]
+        keys = [data[i][2] - P if len(data[i]) > 2 and data[i][2] is not None else None for i in idx]
         T = max(len(ids) for ids, _ in batch)
         input_ids = torch.full((batch_size, T), tok.pad_token_id, dtype=torch.long)
         labels = torch.full((batch_size, T), -100, dtype=torch.long)
@@ -82,7 +86,14 @@ def sft(model, tok, data: list[tuple[list[int], int]], *, steps: int, batch_size
                 cache = model(input_ids=prefix, use_cache=True).past_key_values
             cache.batch_repeat_interleave(batch_size)
             kw["past_key_values"] = cache
-        loss = model(input_ids=input_ids, attention_mask=attn, labels=labels, **kw).loss
+        out = model(input_ids=input_ids, attention_mask=attn, labels=labels, **kw)
+        loss = out.loss
+        rows = [b for b, k in enumerate(keys) if k is not None and k > 0]
+        if key_weight > 0 and rows:
+            pos = torch.tensor([keys[b] for b in rows])
+            rows_t = torch.tensor(rows)
+            key_logits = out.logits[rows_t, pos - 1].float()  # logits at t predict token t + 1
+            loss = loss + key_weight * torch.nn.functional.cross_entropy(key_logits, input_ids[rows_t, pos])
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

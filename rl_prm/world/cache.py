@@ -18,7 +18,9 @@ def world_cache_dir() -> Path:
 def cached(name: str, key_parts: tuple, build: Callable[[Path], dict | None]) -> Path:
     """world_cache_dir()/<name>-<key>, built atomically if missing (rl_prm.tiny.build._cached);
     ``build(tmp)`` may return a dict of facts, stored with the build time in ``build.json``."""
-    return _cached(name, ("world", WORLD_VERSION, *key_parts), build, root=world_cache_dir())
+    from rl_prm.world.tasks import PROBLEM_SPEC
+
+    return _cached(name, ("world", WORLD_VERSION, PROBLEM_SPEC, *key_parts), build, root=world_cache_dir())
 
 
 def set_build_threads() -> None:

@@ -92,11 +92,13 @@ def critique(question: str, steps: list[str], k: int, correct: bool) -> str:
     )
 
 
-def judge_examples(tok, n: int, seed: int) -> list[tuple[list[int], int]]:
-    """(ids, start of the critique) for n judge samples from the "train" split, ~half verdict No."""
+def judge_examples(tok, n: int, seed: int) -> list[tuple[list[int], int, int]]:
+    """(ids, start of the critique, position of the verdict token) for n judge samples from the
+    "train" split, ~half verdict No."""
     from rl_prm.score.prompt import judge_prompt
 
     rng = random.Random(f"world-judge-{seed}")
+    verdict_ids = {tok.encode(" Yes", add_special_tokens=False)[0], tok.encode(" No", add_special_tokens=False)[0]}
     pool = problems("train", max(n, 200), seed=seed + 7)
     out = []
     while len(out) < n:
@@ -109,7 +111,10 @@ def judge_examples(tok, n: int, seed: int) -> list[tuple[list[int], int]]:
         ok = p.label == -1 or k < p.label
         ids_p = tok.encode(judge_prompt(tok, p.question, p.step_texts, k), add_special_tokens=False)
         ids_a = tok.encode(critique(p.question, p.step_texts, k, ok) + "<|im_end|>", add_special_tokens=False)
-        out.append((ids_p + ids_a, len(ids_p)))
+        verdict = len(ids_p) + len(ids_a) - 2  # " Yes" / " No", then <|im_end|>
+        if ids_a[-2] not in verdict_ids:
+            raise RuntimeError(f"world judge example: the token before <|im_end|> is not the verdict ({ids_a[-3:]})")
+        out.append((ids_p + ids_a, len(ids_p), verdict))
     return out
 
 
@@ -118,10 +123,11 @@ class JudgeSFTConfig:
     """The judge starts from the world policy's weights (as R-PRM starts from a math-instruct model:
     it already reads the world's problems and does its arithmetic) and is SFT'd on critiques."""
 
-    samples: int = 6000
-    steps: int = 400
+    samples: int = 8000
+    steps: int = 600
     batch_size: int = 16
     lr: float = 2e-3
+    verdict_weight: float = 1.0  # extra loss on the verdict token (1 token of ~135): verdicts must follow the analysis
     seed: int = 0
 
 
@@ -133,7 +139,7 @@ def train_judge(model, tok, cfg: JudgeSFTConfig, log_every: int = 50) -> dict:
     data = judge_examples(tok, cfg.samples, cfg.seed)
     t0 = time.perf_counter()
     loss_val = sft(model, tok, data, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
-                   log_every=log_every, name="world judge SFT")
+                   log_every=log_every, name="world judge SFT", key_weight=cfg.verdict_weight)
     return {"final_loss": round(loss_val, 4), "train_s": round(time.perf_counter() - t0, 1)}
 
 

@@ -23,8 +23,8 @@ from rl_prm.world.tasks import INSTRUCTION, policy_examples, problems
 class PolicySFTConfig:
     arch: dict = field(default_factory=lambda: dict(hidden_size=128, intermediate_size=384, num_hidden_layers=2,
                                                     num_attention_heads=2, num_key_value_heads=2))
-    examples: int = 20000
-    flawed_fraction: float = 0.3  # share of SFT targets with an injected error
+    examples: int = 8000
+    flawed_fraction: float = 0.5  # share of SFT targets with an injected error (the policy learns to make them)
     steps: int = 700
     batch_size: int = 32
     lr: float = 5e-3

@@ -5,8 +5,8 @@
     bench = processbench("test", 200, seed=0)         # load_processbench-shaped records
     first_wrong_step(p.question, p.step_texts)        # recomputes every step from the text: -1 or index
 
-Problems are short stories with 2-3 numbered operations on amounts below 30 (add 1-9, give away
-1-9, double; each at most once), written so a tiny model can solve them: the question names each operation with an
+Problems are short stories with 2-3 numbered operations on one-digit amounts (add, give away,
+double), written so a tiny model can solve them: the question names each operation with an
 ordinal ("First, Ben buys 6 more.") and the gold solution has one "\\n\\n"-separated step per
 operation, starting with the same ordinal ("First, Ben buys 6, so Ben has 38 + 6 = 44 coins."), then
 ``The answer is \\boxed{44}.``. The split of a problem is a pure function of its question text (a hash), so train and test
@@ -40,9 +40,11 @@ INSTRUCTION = "Let's think step by step and output the final answer within \\box
 
 ORDINALS = ("First", "Second", "Third", "Fourth")
 # difficulty of the world's problems (rl_prm.tiny.arith.make_problem's keywords)
-# (each operation at most once per problem, so every clause of a question has its own verb)
-PROBLEM_SPEC = dict(ops_range=(2, 3), start_range=(2, 12), max_add=9, max_sub=9, mul_range=(2, 2), mul_below=50,
-                    max_value=29, distinct_ops=True)
+# (one-digit amounts: every number is one token, so a 2-layer model trained for a few CPU minutes
+# does the arithmetic; measured: with amounts up to 19 or 29 (two digit tokens) the policy's and the
+# judge's own arithmetic slips dominated and the judge's F1 stayed below 20)
+PROBLEM_SPEC = dict(ops_range=(2, 3), start_range=(2, 9), max_add=8, max_sub=8, mul_range=(2, 2), mul_below=50,
+                    max_value=9)
 
 _SYM = {"+": "add", "-": "sub", "*": "mul"}
 _VERB = {"buys": "add", "gives away": "sub", "multiplies the pile by": "mul"}
