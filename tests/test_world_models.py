@@ -49,9 +49,13 @@ def test_world_builds_are_cached_and_the_judge_starts_from_the_policy(tmp_path, 
     assert policy_path(pcfg) == pol and judge_path(jcfg, policy=pol) == jud
     assert (jud / "build.json").stat().st_mtime == mtime  # reused, not rebuilt
 
-    # every judge example's key position is its verdict token, right before <|im_end|>
+    # every judge example's key positions are its decisions: consistency, conclusion, then the
+    # verdict token right before <|im_end|>
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(jud)
-    for ids, start, verdict in judge_examples(tok, 8, seed=3):
-        assert start < verdict == len(ids) - 2 and tok.decode([ids[verdict]]) in (" Yes", " No")
+    for ids, start, keys in judge_examples(tok, 8, seed=3):
+        assert start < keys[0] < keys[1] < keys[2] == len(ids) - 2
+        assert tok.decode([ids[keys[2]]]) in (" Yes", " No")
+        assert tok.decode([ids[keys[1]]]) in (" correct", " wrong")
+        assert tok.decode(ids[keys[0]: keys[0] + 2]).strip().split()[0] in ("matches", "does", "All", "Not")

@@ -46,9 +46,10 @@ def train_judge(model, tok, *, samples: int, steps: int, batch_size: int, lr: fl
 def sft(model, tok, data: list[tuple], *, steps: int, batch_size: int, lr: float, seed: int,
         weight_decay: float = 0.0, shared_prefix: bool = True, log_every: int = 0, name: str = "SFT",
         key_weight: float = 0.0) -> float:
-    """Teacher-forced SFT on (token ids, answer start[, key position]) tuples, loss on the answer
-    tokens only. With ``key_weight`` > 0 the token at each example's key position (e.g. a critique's
-    verdict, one token of ~100) adds ``key_weight`` x its mean cross-entropy to the loss.
+    """Teacher-forced SFT on (token ids, answer start[, key positions]) tuples, loss on the answer
+    tokens only. With ``key_weight`` > 0 the tokens at each example's key positions (e.g. a
+    critique's decisions and verdict, a few tokens of ~100) add ``key_weight`` x their mean
+    cross-entropy to the loss.
 
     With `shared_prefix`, the longest token prefix common to all examples (for judge prompts: the
     system turn + R-PRM template head, ~500 tokens) runs once per step without grad and its KV
@@ -70,7 +71,8 @@ def sft(model, tok, data: list[tuple], *, steps: int, batch_size: int, lr: float
     for step in range(1, steps + 1):
         idx = torch.randint(len(data), (batch_size,), generator=gen).tolist()
         batch = [(data[i][0][P:], data[i][1] - P) for i in idx]
-        keys = [data[i][2] - P if len(data[i]) > 2 and data[i][2] is not None else None for i in idx]
+        keys = [[k - P for k in (data[i][2] if isinstance(data[i][2], (list, tuple)) else [data[i][2]]) if k - P > 0]
+                if len(data[i]) > 2 and data[i][2] is not None else [] for i in idx]
         T = max(len(ids) for ids, _ in batch)
         input_ids = torch.full((batch_size, T), tok.pad_token_id, dtype=torch.long)
         labels = torch.full((batch_size, T), -100, dtype=torch.long)
@@ -88,9 +90,9 @@ def sft(model, tok, data: list[tuple], *, steps: int, batch_size: int, lr: float
             kw["past_key_values"] = cache
         out = model(input_ids=input_ids, attention_mask=attn, labels=labels, **kw)
         loss = out.loss
-        rows = [b for b, k in enumerate(keys) if k is not None and k > 0]
+        rows = [b for b, ks in enumerate(keys) for _ in ks]
         if key_weight > 0 and rows:
-            pos = torch.tensor([keys[b] for b in rows])
+            pos = torch.tensor([k for ks in keys for k in ks])
             rows_t = torch.tensor(rows)
             key_logits = out.logits[rows_t, pos - 1].float()  # logits at t predict token t + 1
             loss = loss + key_weight * torch.nn.functional.cross_entropy(key_logits, input_ids[rows_t, pos])

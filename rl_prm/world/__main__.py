@@ -62,10 +62,15 @@ def run(args: argparse.Namespace) -> int:
         from rl_prm.eval.processbench import plot_f1_vs_k
         from rl_prm.world.judge import evaluate_judge
 
+        from rl_prm.config import load_recipe
+
+        prm = load_recipe(args.recipe, list(args.overrides) + ["run.name=judge_eval"]).reward.prm
         t = time.perf_counter()
-        r = evaluate_judge(jud, n=args.judge_eval_n, ks=[int(k) for k in args.ks.split(",")])
+        r = evaluate_judge(jud, n=args.judge_eval_n, ks=[int(k) for k in args.ks.split(",")],
+                           temperature=prm.temperature, max_critique_tokens=prm.max_critique_tokens)
         plot_f1_vs_k(r, out / "judge_f1_vs_k.png")
         results["judge"]["processbench"] = {"f1_per_k": r["f1_per_k"], "timing_s": r["timing_s"],
+                                            "temperature": prm.temperature,
                                             "per_k": {k: v["splits"] for k, v in r["per_k"].items()},
                                             "status_counts": r.get("status_counts"), "n_items": r["n_items"]}
         timing["judge_eval"] = time.perf_counter() - t
@@ -115,7 +120,8 @@ def report(results: dict) -> str:
              f"built in {jb.get('build_s')} s, final SFT loss {jb.get('final_loss')}"]
     j = results["judge"].get("processbench")
     if j:
-        lines += ["", f"Mini-ProcessBench ({j['n_items']} items, critiques sampled at T=1, threshold 0.5):", "",
+        lines += ["", f"Mini-ProcessBench ({j['n_items']} items, critiques sampled at the recipe's judge temperature "
+                  f"T={j.get('temperature')}, threshold 0.5):", "",
                   "| K | F1 | error-sample acc | correct-sample acc |", "|---|---|---|---|"]
         for k, f1 in j["f1_per_k"].items():
             sp = next(iter(j["per_k"][str(k)].values()))

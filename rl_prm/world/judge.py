@@ -22,6 +22,7 @@ from rl_prm.world.tasks import (_ANSWER_S, _OP_S, _START_S, _SYM, _VERB_OF, ORDI
                                 question_ops)
 
 _SYMBOL = {"add": "+", "sub": "-", "mul": "*"}
+TEACHER_VERSION = 2  # part of the judge's cache key: 2 = the answer step is checked by ordinals (no counting)
 
 
 def _claim(text: str) -> tuple[str, str, int, int, int] | None:
@@ -76,8 +77,13 @@ def critique(question: str, steps: list[str], k: int, correct: bool) -> str:
     else:
         v = _value(now)
         now_a = f"The Now Step states the final answer: {v}." if _ANSWER_S.match(now.strip()) else "The Now Step is unclear."
-        data = f"The question has {len(ops)} operations; the Previous Steps did {k - 1} of them."
-        cons = f"{'All' if k - 1 == len(ops) else 'Not all'} operations are done before the answer."
+        # which operations are done: the last Previous Step's ordinal against the question's last
+        # ordinal (two copies, no counting)
+        last_prev = _claim(steps[k - 1]) if k > 1 else None
+        done = last_prev[0] if last_prev else "no"
+        last_q = ORDINALS[len(ops) - 1]
+        data = f"The Previous Steps end with the {done.lower()} operation; the question's last operation is the {last_q.lower()} one."
+        cons = f"{'All' if done == last_q and k - 1 == len(ops) else 'Not all'} operations are done before the answer."
         calc = f"The previous result is {prev_val}, and the Now Step claims {v}."
     verdict, conclusion = ("Yes", "The Now Step is correct.") if correct else ("No", "The Now Step is wrong.")
     return (
@@ -92,9 +98,36 @@ def critique(question: str, steps: list[str], k: int, correct: bool) -> str:
     )
 
 
-def judge_examples(tok, n: int, seed: int) -> list[tuple[list[int], int, int]]:
-    """(ids, start of the critique, position of the verdict token) for n judge samples from the
-    "train" split, ~half verdict No."""
+_DECISIONS = ("matches", "does not match", "correct.", "wrong.", "All", "Not all")
+
+
+def _decision_positions(tok, text: str, offset: int) -> list[int]:
+    """Token positions (plus ``offset``) of a critique's decisions: the first token of the
+    Consistency decision ("matches" / "does not match" / "All" / "Not all") and of the Conclusion
+    ("correct" / "wrong"); the verdict is added by the caller."""
+    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+    starts = []
+    cons = text.index("**Consistency Analysis**: ") + len("**Consistency Analysis**: ")
+    line = text[cons: text.index("\n", cons)]
+    for word in ("does not match", "matches", "Not all", "All", "does not match"):
+        j = line.find(word)
+        if j >= 0:
+            starts.append(cons + j)
+            break
+    concl = text.index("Conclusion: The Now Step is ") + len("Conclusion: The Now Step is ")
+    starts.append(concl)
+    out = []
+    for c in starts:
+        tok_i = next((i for i, (a, b) in enumerate(enc["offset_mapping"]) if a <= c < b or (a >= c and b > a)), None)
+        if tok_i is not None:
+            out.append(offset + tok_i)
+    return out
+
+
+def judge_examples(tok, n: int, seed: int) -> list[tuple[list[int], int, list[int]]]:
+    """(ids, start of the critique, key positions) for n judge samples from the "train" split,
+    ~half verdict No. Key positions: the critique's decisions and its verdict token (see sft's
+    ``key_weight``): the tokens that must follow from the analysis."""
     from rl_prm.score.prompt import judge_prompt
 
     rng = random.Random(f"world-judge-{seed}")
@@ -110,11 +143,12 @@ def judge_examples(tok, n: int, seed: int) -> list[tuple[list[int], int, int]]:
             k = rng.randrange(len(p.steps))
         ok = p.label == -1 or k < p.label
         ids_p = tok.encode(judge_prompt(tok, p.question, p.step_texts, k), add_special_tokens=False)
-        ids_a = tok.encode(critique(p.question, p.step_texts, k, ok) + "<|im_end|>", add_special_tokens=False)
+        text = critique(p.question, p.step_texts, k, ok)
+        ids_a = tok.encode(text + "<|im_end|>", add_special_tokens=False)
         verdict = len(ids_p) + len(ids_a) - 2  # " Yes" / " No", then <|im_end|>
         if ids_a[-2] not in verdict_ids:
             raise RuntimeError(f"world judge example: the token before <|im_end|> is not the verdict ({ids_a[-3:]})")
-        out.append((ids_p + ids_a, len(ids_p), verdict))
+        out.append((ids_p + ids_a, len(ids_p), _decision_positions(tok, text, len(ids_p)) + [verdict]))
     return out
 
 
@@ -127,7 +161,7 @@ class JudgeSFTConfig:
     steps: int = 600
     batch_size: int = 16
     lr: float = 2e-3
-    verdict_weight: float = 1.0  # extra loss on the verdict token (1 token of ~135): verdicts must follow the analysis
+    decision_weight: float = 1.0  # extra loss on the decision and verdict tokens (3 of ~135): they must follow the analysis
     seed: int = 0
 
 
@@ -139,7 +173,7 @@ def train_judge(model, tok, cfg: JudgeSFTConfig, log_every: int = 50) -> dict:
     data = judge_examples(tok, cfg.samples, cfg.seed)
     t0 = time.perf_counter()
     loss_val = sft(model, tok, data, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
-                   log_every=log_every, name="world judge SFT", key_weight=cfg.verdict_weight)
+                   log_every=log_every, name="world judge SFT", key_weight=cfg.decision_weight)
     return {"final_loss": round(loss_val, 4), "train_s": round(time.perf_counter() - t0, 1)}
 
 
@@ -164,7 +198,7 @@ def judge_path(cfg: JudgeSFTConfig = JudgeSFTConfig(), policy: Path | None = Non
         tok.save_pretrained(d)
         return {"config": asdict(cfg), "init": str(init), **facts}
 
-    return cached("judge", (init.name, asdict(cfg)), build)
+    return cached("judge", (init.name, TEACHER_VERSION, asdict(cfg)), build)
 
 
 def evaluate_judge(path, n: int = 60, ks=(1, 2, 4, 8), seed: int = 0, threshold: float = 0.5,

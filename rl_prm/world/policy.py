@@ -27,7 +27,7 @@ class PolicySFTConfig:
     flawed_fraction: float = 0.5  # share of SFT targets with an injected error (the policy learns to make them)
     steps: int = 700
     batch_size: int = 32
-    lr: float = 5e-3
+    lr: float = 2e-3  # measured: 5e-3 left one-digit arithmetic at ~73% teacher-forced (greedy 51%); 2e-3 -> 90%
     seed: int = 0
     eval_n: int = 200  # held-out problems measured at build time (greedy and sampled accuracy)
 
