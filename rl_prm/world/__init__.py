@@ -6,7 +6,7 @@ tiny R-PRM judge, all built on a CPU.
     rl_prm.world.judge   tiny R-PRM judge SFT'd on recomputing teacher critiques (cached) + mini-ProcessBench eval
     python -m rl_prm.world --out DIR   build/reuse both, evaluate the judge at K=1,2,4,8, write report.md + PNG
 
-Status (measured 2026-11-23 on 2 CPU cores; report in docs/world_report/): NOT yet at the issue's targets.
+Status (measured 2026-11-23 on 2 CPU cores with `rl-prm world`): NOT yet at the issue's targets.
 Policy (700 SFT steps, half flawed targets, 241 s): held-out greedy 90.5%, sampled T=1 34%.
 Judge (600 SFT steps from the policy; 238 s alone, 561 s beside the test suite): mini-ProcessBench
 F1 at T=0.6 = 20.4 / 34.1 / 31.8 / 30.0 for K = 1 / 2 / 4 / 8 (K=8 > K=1, but it peaks at K=2:
