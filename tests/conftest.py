@@ -41,25 +41,19 @@ def judge_tokenizer(tiny_judge_dir):
 @pytest.fixture(scope="session")
 def judge_llm(tiny_judge_dir):
     """The session's single in-process vLLM engine for the tiny judge."""
-    from rl_prm.vllm_engine import make_llm
+    from rl_prm.vllm_engine import make_llm, shutdown_llm
 
     llm = make_llm(tiny_judge_dir, max_model_len=2048, kv_cache_gib=1)
     yield llm
-    _shutdown(llm)
+    shutdown_llm(llm)
 
 
 @pytest.fixture(scope="session")
 def policy_llm(tiny_policy_dir):
     """The session's single in-process vLLM engine for the tiny policy."""
-    from rl_prm.vllm_engine import make_llm
+    from rl_prm.vllm_engine import make_llm, shutdown_llm
 
     llm = make_llm(tiny_policy_dir, max_model_len=1024, kv_cache_gib=1)
     yield llm
-    _shutdown(llm)
+    shutdown_llm(llm)
 
-
-def _shutdown(llm) -> None:
-    try:
-        llm.llm_engine.engine_core.shutdown()
-    except Exception:
-        pass

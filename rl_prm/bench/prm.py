@@ -35,19 +35,10 @@ def _items(n: int, seed: int) -> list[dict[str, Any]]:
 
 def _engine(judge: str, max_model_len: int, prefix_caching: bool):
     from rl_prm.score.engines import VLLMJudgeEngine
-    from rl_prm.vllm_engine import make_llm, on_cpu
+    from rl_prm.vllm_engine import make_llm
 
-    kw: dict[str, Any] = {"max_model_len": max_model_len, "kv_cache_gib": 1}
-    if on_cpu():
-        kw.update(enable_chunked_prefill=False, max_num_batched_tokens=max(8192, max_model_len))
-    return VLLMJudgeEngine(make_llm(judge, enable_prefix_caching=prefix_caching, **kw))
-
-
-def _shutdown(engine) -> None:
-    try:
-        engine.llm.llm_engine.engine_core.shutdown()
-    except Exception:
-        pass
+    return VLLMJudgeEngine(make_llm(judge, enable_prefix_caching=prefix_caching, max_model_len=max_model_len,
+                                    kv_cache_gib=1))
     del engine
     gc.collect()
 
@@ -69,7 +60,7 @@ def _run(judge: str, items, cfg, prefix_caching: bool, max_model_len: int) -> di
         res = scorer.score(items)
         wall = time.perf_counter() - t0
     finally:
-        _shutdown(engine)
+        engine.shutdown()
     return {
         "res": res, "wall": wall,
         "gen": sum(r.generated_tokens for r in res),

@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rl_prm.registry import Registry
+from rl_prm.vllm_engine import shutdown_llm
 
 EVALS: Registry = Registry("eval benchmark")
 
@@ -263,7 +264,7 @@ def run_math(*, datasets: Sequence[str], n: int, policy_llm=None, policy: str | 
                                    max_tokens=max_tokens, seed=seed, progress=progress)
     graded = grade_samples(items, samples, progress=progress)
     if owned and not search:
-        _shutdown(owned.pop())
+        shutdown_llm(owned.pop())
         policy_llm = None
     if source is None and judge:
         from rl_prm.eval.scoring import ScorerSource, make_scorer
@@ -284,7 +285,7 @@ def run_math(*, datasets: Sequence[str], n: int, policy_llm=None, policy: str | 
             write_jsonl(outdir / "search.jsonl", searched)
     write_jsonl(outdir / "samples.jsonl", graded)
     for llm in owned:
-        _shutdown(llm)
+        shutdown_llm(llm)
     res = math_results(items, graded, searched)
     res.update({"benchmark": "math", "policy": policy, "judge": judge or getattr(source, "name", None),
                 "limit": limit, "temperature": temperature, "max_tokens": max_tokens, "seed": seed,
@@ -304,12 +305,6 @@ def run_math(*, datasets: Sequence[str], n: int, policy_llm=None, policy: str | 
     _finish(con, outdir, res)
     return res
 
-
-def _shutdown(llm) -> None:
-    try:
-        llm.llm_engine.engine_core.shutdown()
-    except Exception:
-        pass
 
 
 def _add_math(p: argparse.ArgumentParser) -> None:

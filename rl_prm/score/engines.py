@@ -149,20 +149,15 @@ class VLLMJudgeEngine:
 
     @classmethod
     def from_path(cls, path: str, max_model_len: int = 4096, **kwargs: Any) -> "VLLMJudgeEngine":
-        from rl_prm.vllm_engine import make_llm, on_cpu
-
-        if on_cpu():  # unchunked prefills, so per-request seeds work (see __init__)
-            kwargs.setdefault("enable_chunked_prefill", False)
-            kwargs.setdefault("max_num_batched_tokens", max(8192, max_model_len))
+        from rl_prm.vllm_engine import make_llm  # on CPU: unchunked prefills, so per-request seeds work
 
         return cls(make_llm(path, max_model_len=max_model_len, **kwargs))
 
     def shutdown(self) -> None:
         """Stop the engine's core process (best effort; the object is unusable afterwards)."""
-        try:
-            self.llm.llm_engine.engine_core.shutdown()
-        except Exception:  # noqa: BLE001 - best effort at exit
-            pass
+        from rl_prm.vllm_engine import shutdown_llm
+
+        shutdown_llm(self.llm)
 
     def _logprob_kwargs(self) -> dict[str, Any]:
         if self.has_logprob_token_ids:
