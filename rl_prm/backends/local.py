@@ -491,7 +491,6 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
     t0 = time.time()
     _ray_init(cfg)
     startup["timing/startup_ray"] = time.time() - t0
-    gpus = _device_gpus(cfg)
     own = engines is None
     engines = Engines() if own else engines
     rollout = engines.rollout(cfg, start_weights)

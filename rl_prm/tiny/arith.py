@@ -59,12 +59,10 @@ def _step_text(name: str, item: str, op: str, a: int, b: int, result: int) -> st
 
 def make_problem(rng: random.Random, n_ops: int | None = None, *, ops_range: tuple[int, int] = (2, 4),
                  start_range: tuple[int, int] = (2, 20), max_add: int = 15, max_sub: int = 15,
-                 mul_range: tuple[int, int] = (2, 3), mul_below: int = 50, max_value: int | None = None,
-                 distinct_ops: bool = False) -> Problem:
+                 mul_range: tuple[int, int] = (2, 3), mul_below: int = 50, max_value: int | None = None) -> Problem:
     """A random problem: start amount, then n_ops operations (add / sub / mul), gold steps, answer.
     The keyword ranges set the difficulty (defaults: rl_prm.tiny's problems); ``max_value`` caps
-    every intermediate amount (an operation that would exceed it is not drawn); ``distinct_ops``
-    uses each operation at most once (a problem may then have fewer than n_ops operations)."""
+    every intermediate amount (an operation that would exceed it is not drawn)."""
     name, item = rng.choice(NAMES), rng.choice(ITEMS)
     n_ops = n_ops or rng.randint(*ops_range)
     start = rng.randint(*start_range)
@@ -74,11 +72,6 @@ def make_problem(rng: random.Random, n_ops: int | None = None, *, ops_range: tup
     for _ in range(n_ops):
         ops = (["add"] if cur + 1 <= cap else []) + (["sub"] if cur > 2 else []) \
             + (["mul"] if cur < mul_below and cur * mul_range[0] <= cap else [])
-        if distinct_ops:
-            used = {s.op for s in steps}
-            ops = [o for o in ops if o not in used]
-            if not ops:
-                break
         op = rng.choice(ops)
         if op == "add":
             b = rng.randint(1, min(max_add, cap - cur))

@@ -71,8 +71,7 @@ def sft(model, tok, data: list[tuple], *, steps: int, batch_size: int, lr: float
     for step in range(1, steps + 1):
         idx = torch.randint(len(data), (batch_size,), generator=gen).tolist()
         batch = [(data[i][0][P:], data[i][1] - P) for i in idx]
-        keys = [[k - P for k in (data[i][2] if isinstance(data[i][2], (list, tuple)) else [data[i][2]]) if k - P > 0]
-                if len(data[i]) > 2 and data[i][2] is not None else [] for i in idx]
+        keys = [[k - P for k in (data[i][2] if len(data[i]) > 2 else ()) if k > P] for i in idx]
         T = max(len(ids) for ids, _ in batch)
         input_ids = torch.full((batch_size, T), tok.pad_token_id, dtype=torch.long)
         labels = torch.full((batch_size, T), -100, dtype=torch.long)

@@ -103,7 +103,7 @@ def _pct(x) -> str:
 
 def report(results: dict) -> str:
     """The markdown report of a world run (results.json's content)."""
-    from rl_prm.world.compare import ARM_LABELS
+    from rl_prm.world.compare import ARM_LABELS, _mean
 
     tm = results["timing_s"]
     pb, jb = results["policy"]["build"], results["judge"]["build"]
@@ -160,8 +160,8 @@ def report(results: dict) -> str:
             c = a["curves"].get("hack/steps_per_response", {})
             if c:
                 first, last = min(c), max(c)
-                lines.append(f"- {ARM_LABELS.get(arm, arm)}: {sum(c[first].values()) / len(c[first]):.2f} at step "
-                             f"{first} -> {sum(c[last].values()) / len(c[last]):.2f} at step {last} "
+                lines.append(f"- {ARM_LABELS.get(arm, arm)}: {_mean(c[first].values()):.2f} at step "
+                             f"{first} -> {_mean(c[last].values()):.2f} at step {last} "
                              f"(RL time per run {a['train_s']:.0f} s)")
         lines += ["", "![steps per response](steps_per_response.png)"]
     return "\n".join(lines) + "\n"

@@ -51,7 +51,8 @@ def critique(question: str, steps: list[str], k: int, correct: bool) -> str:
     For an operation step the critique copies the Now Step's claim, looks up the question's
     operation with the same ordinal, RECOMPUTES it from the previous result and compares: so the
     verdict follows from what the critique itself wrote (a sampled critique that miscomputes
-    reaches the wrong verdict, which averaging K critiques corrects)."""
+    reaches the wrong verdict; averaging K critiques corrects such slips only when they are
+    independent draws, not when the judge errs the same way every time)."""
     start, ops = question_ops(question)
     now = steps[k]
     prev_val = _value(steps[k - 1]) if k > 0 else None
@@ -98,27 +99,23 @@ def critique(question: str, steps: list[str], k: int, correct: bool) -> str:
     )
 
 
-_DECISIONS = ("matches", "does not match", "correct.", "wrong.", "All", "Not all")
-
-
-def _decision_positions(tok, text: str, offset: int) -> list[int]:
-    """Token positions (plus ``offset``) of a critique's decisions: the first token of the
-    Consistency decision ("matches" / "does not match" / "All" / "Not all") and of the Conclusion
-    ("correct" / "wrong"); the verdict is added by the caller."""
-    enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+def _decision_positions(text: str, offsets: list[tuple[int, int]], offset: int) -> list[int]:
+    """Token positions (plus ``offset``) of a critique's decisions, from the tokenizer's character
+    ``offsets`` of ``text``: the first token of the Consistency decision ("does not match" /
+    "matches" / "Not all" / "All") and of the Conclusion ("correct" / "wrong"); the verdict is
+    added by the caller."""
     starts = []
     cons = text.index("**Consistency Analysis**: ") + len("**Consistency Analysis**: ")
     line = text[cons: text.index("\n", cons)]
-    for word in ("does not match", "matches", "Not all", "All", "does not match"):
+    for word in ("does not match", "matches", "Not all", "All"):
         j = line.find(word)
         if j >= 0:
             starts.append(cons + j)
             break
-    concl = text.index("Conclusion: The Now Step is ") + len("Conclusion: The Now Step is ")
-    starts.append(concl)
+    starts.append(text.index("Conclusion: The Now Step is ") + len("Conclusion: The Now Step is "))
     out = []
     for c in starts:
-        tok_i = next((i for i, (a, b) in enumerate(enc["offset_mapping"]) if a <= c < b or (a >= c and b > a)), None)
+        tok_i = next((i for i, (a, b) in enumerate(offsets) if a <= c < b or (a >= c and b > a)), None)
         if tok_i is not None:
             out.append(offset + tok_i)
     return out
@@ -132,6 +129,7 @@ def judge_examples(tok, n: int, seed: int) -> list[tuple[list[int], int, list[in
 
     rng = random.Random(f"world-judge-{seed}")
     verdict_ids = {tok.encode(" Yes", add_special_tokens=False)[0], tok.encode(" No", add_special_tokens=False)[0]}
+    end_id = tok.convert_tokens_to_ids("<|im_end|>")
     pool = problems("train", max(n, 200), seed=seed + 7)
     out = []
     while len(out) < n:
@@ -144,11 +142,12 @@ def judge_examples(tok, n: int, seed: int) -> list[tuple[list[int], int, list[in
         ok = p.label == -1 or k < p.label
         ids_p = tok.encode(judge_prompt(tok, p.question, p.step_texts, k), add_special_tokens=False)
         text = critique(p.question, p.step_texts, k, ok)
-        ids_a = tok.encode(text + "<|im_end|>", add_special_tokens=False)
+        enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
+        ids_a = list(enc["input_ids"]) + [end_id]
         verdict = len(ids_p) + len(ids_a) - 2  # " Yes" / " No", then <|im_end|>
         if ids_a[-2] not in verdict_ids:
             raise RuntimeError(f"world judge example: the token before <|im_end|> is not the verdict ({ids_a[-3:]})")
-        out.append((ids_p + ids_a, len(ids_p), _decision_positions(tok, text, len(ids_p)) + [verdict]))
+        out.append((ids_p + ids_a, len(ids_p), _decision_positions(text, enc["offset_mapping"], len(ids_p)) + [verdict]))
     return out
 
 
