@@ -36,3 +36,15 @@ def test_critiques_follow_the_rprm_format_and_the_labels():
             assert _evidence_of_error(c) == (not ok), (r["error_kind"], k, c)
             n_wrong += not ok
     assert n_wrong >= 40
+
+
+def test_step_accuracy_counts_correct_steps_and_first_errors_only():
+    from rl_prm.world.judge import step_accuracy
+
+    items = [{"id": "a", "label": -1}, {"id": "b", "label": 1}]
+    records = {"a": {"p_yes": [[0.9, 0.9], [0.2, 0.9]]},          # K=1: 2nd step missed; K=2: mean 0.55, judged correct
+               "b": {"p_yes": [[0.9, 0.1], [0.4, 0.8], [0.1, 0.1]]}}  # label 1: step 2 (after the error) is not counted
+    assert step_accuracy(items, records, 1) == {"correct_steps_yes": 66.7, "n_correct_steps": 3,
+                                                "error_steps_no": 100.0, "n_error_steps": 1}
+    assert step_accuracy(items, records, 2) == {"correct_steps_yes": 66.7, "n_correct_steps": 3,
+                                                "error_steps_no": 0.0, "n_error_steps": 1}

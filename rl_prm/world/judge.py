@@ -224,7 +224,28 @@ def evaluate_judge(path, n: int = 60, ks=(1, 2, 4, 8), seed: int = 0, threshold:
     res = processbench_results(items, records, ks=list(ks), threshold=threshold)
     res["timing_s"] = {"engine_start": round(t1 - t0, 1), "scoring": round(t2 - t1, 1)}
     res["f1_per_k"] = {k: round(res["per_k"][str(k)]["avg_f1"], 1) for k in ks}
+    res["step_accuracy"] = {k: step_accuracy(items, records, k, threshold) for k in ks}
     return res
+
+
+def step_accuracy(items: list[dict], records: dict[str, dict], k: int, threshold: float = 0.5) -> dict:
+    """What an RL reward sees, step by step: the share of correct steps (before the first error)
+    scored above ``threshold`` and the share of first-error steps scored at or below it, using the
+    first ``k`` critiques of each step; with their counts."""
+    from rl_prm.eval.scoring import step_scores_at_k
+
+    ok = bad = n_ok = n_bad = 0
+    for it in items:
+        scores = step_scores_at_k(records[it["id"]], k)
+        for i, s in enumerate(scores):
+            if it["label"] == -1 or i < it["label"]:
+                n_ok += 1
+                ok += s is not None and s > threshold  # unscored counts as missed
+            elif i == it["label"]:
+                n_bad += 1
+                bad += s is not None and s <= threshold
+    return {"correct_steps_yes": round(100 * ok / max(1, n_ok), 1), "n_correct_steps": n_ok,
+            "error_steps_no": round(100 * bad / max(1, n_bad), 1), "n_error_steps": n_bad}
 
 
 if __name__ == "__main__":
