@@ -71,6 +71,24 @@ def test_timeout_names_batch_size_and_timeout(ray_worker):
         RPRMClient(ray_worker, timeout=0.001).score(ITEMS)
 
 
+def _critiques(results):
+    return [st.critiques for r in results for st in r.steps]
+
+
+@pytest.mark.slow
+def test_set_seed_picks_the_critique_samples_of_a_new_run(ray_worker):
+    from rl_prm.score.worker import RPRMClient
+
+    client = RPRMClient(ray_worker, timeout=300)
+    client.set_seed(0)
+    a = _critiques(client.score(ITEMS))
+    client.set_seed(7)
+    b = _critiques(client.score(ITEMS))
+    client.set_seed(0)
+    assert _critiques(client.score(ITEMS)) == a  # the seed alone picks the samples
+    assert b != a
+
+
 @pytest.mark.slow
 def test_engine_crash_restarts_actor_and_retries_batch(ray_worker):
     import ray
@@ -79,6 +97,8 @@ def test_engine_crash_restarts_actor_and_retries_batch(ray_worker):
 
     pid = ray.get(ray_worker.pid.remote())
     client = RPRMClient(ray_worker, timeout=400, retries=2)
+    client.set_seed(7)  # not the actor's start seed: the restarted actor must be given it again
+    expected = _critiques(client.score(ITEMS))
     box = {}
 
     def call():
@@ -94,4 +114,5 @@ def test_engine_crash_restarts_actor_and_retries_batch(ray_worker):
     t.join(420)
     assert "err" not in box, box.get("err")
     _check(box["res"])
+    assert _critiques(box["res"]) == expected
     assert ray.get(ray_worker.pid.remote()) != pid  # a restarted actor answered

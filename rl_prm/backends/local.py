@@ -294,6 +294,11 @@ class PRMClient:
             parts = list(pool.map(lambda cs: cs[0].score(cs[1]), zip(self.clients, shards)))
         return [r for part in parts for r in part]
 
+    def set_seed(self, seed: int) -> None:
+        """Critique seeds of the next run (the engine stays; only the content-derived seeds change)."""
+        for c in self.clients:
+            c.set_seed(seed)
+
     @property
     def retries(self) -> int:
         return sum(c.n_retries for c in self.clients)
@@ -392,10 +397,13 @@ class Engines:
 
     def prm(self, cfg: Any, judge_path: str) -> PRMClient:
         p = cfg.reward.prm
-        key = (judge_path, tuple(sorted(_score_config_kwargs(cfg).items())), p.max_model_len, p.kv_cache_gib,
+        scoring = {k: v for k, v in _score_config_kwargs(cfg).items() if k != "seed"}  # the seed is set per run
+        key = (judge_path, tuple(sorted(scoring.items())), p.max_model_len, p.kv_cache_gib,
                p.gpu_memory_utilization, p.num_workers, _device_gpus(cfg))
         if key not in self._prms:
             self._prms[key] = PRMClient(cfg, judge_path, num_gpus=0.3 if key[-1] else 0)
+        else:
+            self._prms[key].set_seed(cfg.run.seed)
         return self._prms[key]
 
     def close(self) -> None:

@@ -107,6 +107,11 @@ class RPRMWorker:
                     fut.set_result(res[i: i + len(items)])
                 i += len(items)
 
+    def set_seed(self, seed: int | None) -> None:
+        """Base of the content-derived critique seeds from now on (a new run on a kept engine)."""
+        self.config.seed = seed
+        self.scorer.config.seed = seed
+
     def stats(self) -> dict[str, Any]:
         return dict(self._stats, config=asdict(self.config), pid=os.getpid())
 
@@ -170,6 +175,11 @@ class RPRMClient:
         self.retries = retries
         self.retry_wait_s = retry_wait_s
         self.n_retries = 0
+        self.seed: int | None = None  # set_seed's seed, re-applied to a restarted actor
+
+    def set_seed(self, seed: int | None) -> None:
+        self.seed = seed
+        _ray().get(self.handle.set_seed.remote(seed), timeout=self.timeout)
 
     def score(self, items: Sequence[Mapping]) -> list[ItemScore]:
         ray = _ray()
@@ -178,8 +188,10 @@ class RPRMClient:
         items = list(items)
         last: BaseException | None = None
         for attempt in range(self.retries + 1):
-            ref = self.handle.score.remote(items)
             try:
+                if attempt and self.seed is not None:  # a restarted actor runs __init__ again: its seed is the start one
+                    ray.get(self.handle.set_seed.remote(self.seed), timeout=self.timeout)
+                ref = self.handle.score.remote(items)
                 return ray.get(ref, timeout=self.timeout)
             except GetTimeoutError as e:
                 ray.cancel(ref)
