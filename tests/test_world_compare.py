@@ -47,19 +47,30 @@ def test_summary_and_report_state_gains_with_their_spread(tmp_path):
     runs = {
         ("min_form", 0): _fake_run(tmp_path / "m0", {0: (0.2, 0.10), 5: (0.3, 0.20), 10: (0.4, 0.30)}, 4.0),
         ("min_form", 1): _fake_run(tmp_path / "m1", {0: (0.2, 0.12), 5: (0.3, 0.22), 10: (0.5, 0.40)}, 4.0),
-        ("vr_only", 0): _fake_run(tmp_path / "v0", {0: (0.2, 0.10), 10: (0.2, 0.10)}, 4.0),
-        ("vr_only", 1): _fake_run(tmp_path / "v1", {0: (0.2, 0.12), 10: (0.3, 0.16)}, 4.0),
+        # later arms of a seed skip the step-0 eval (run_arms): they start from the first arm's
+        ("vr_only", 0): _fake_run(tmp_path / "v0", {10: (0.2, 0.10)}, 4.0),
+        ("vr_only", 1): _fake_run(tmp_path / "v1", {10: (0.3, 0.16)}, 4.0),
     }
     arms = summarize(runs)
     f = arms["min_form"]["final"]["eval/sampled_accuracy"]
     assert f["step"] == 10 and f["start_mean"] == pytest.approx(0.11) and f["end_mean"] == pytest.approx(0.35)
     assert (f["gain_min"], f["gain_max"]) == (pytest.approx(0.20), pytest.approx(0.28))
     assert arms["vr_only"]["final"]["eval/sampled_accuracy"]["gain_mean"] == pytest.approx(0.02)
+    assert arms["vr_only"]["curves"]["eval/accuracy"][0] == {0: 0.2, 1: 0.2}
     assert arms["min_form"]["train_s"] == pytest.approx(20.0)  # 10 steps x 2 s, per seed
 
-    results = {"timing_s": {"policy": 1.0, "total": 2.0}, "policy": {"build": {}}, "judge": {"build": {}},
-               "rl": {"recipe": "recipes/tiny_cpu.yaml", "overrides": [], "arms": arms}}
+    judge_eval = {"n_items": 4, "temperature": 0.6, "f1_per_k": {"1": 20.0, "8": 30.0},
+                  "per_k": {"1": {"world_test": {"error_acc": 10.0, "correct_acc": 40.0}},
+                            "8": {"world_test": {"error_acc": 20.0, "correct_acc": 45.0}}},
+                  "step_accuracy": {"1": {"correct_steps_yes": 80.0, "n_correct_steps": 10, "error_steps_no": 25.0,
+                                          "n_error_steps": 4}}}
+    results = {"timing_s": {"policy": 1.0, "total": 2.0}, "policy": {"build": {}},
+               "judge": {"build": {}, "processbench": judge_eval},
+               "rl": {"recipe": "recipes/tiny_cpu.yaml", "overrides": [], "arms": arms, "eval_samples": 4}}
     text = report(results)
+    assert "F1 at K=8 is 30.0 against 20.0 at K=1: it rises with K." in text
+    assert "| 1 | 80.0% of 10 | 25.0% of 4 |" in text
+    assert "Held-out accuracy, sampled T=1, mean of 4 samples per problem" in text
     assert "| R-PRM min-form + VR | 11.0 | 35.0 [30.0, 40.0] (step 10) | +24.0 [+20.0, +28.0] |" in text
     assert "every seed improves" in text
     assert "Min-form vs VR only: +22.0 points at the last step (the seeds' ranges do not overlap)." in text

@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("WANDB_MODE", "offline")
+    from rl_prm.config import load_recipe
     from rl_prm.world.cache import build_facts
     from rl_prm.world.judge import judge_path
     from rl_prm.world.policy import policy_path
@@ -62,14 +63,13 @@ def run(args: argparse.Namespace) -> int:
         from rl_prm.eval.processbench import plot_f1_vs_k
         from rl_prm.world.judge import evaluate_judge
 
-        from rl_prm.config import load_recipe
-
         prm = load_recipe(args.recipe, list(args.overrides) + ["run.name=judge_eval"]).reward.prm
         t = time.perf_counter()
         r = evaluate_judge(jud, n=args.judge_eval_n, ks=[int(k) for k in args.ks.split(",")],
                            temperature=prm.temperature, max_critique_tokens=prm.max_critique_tokens)
         plot_f1_vs_k(r, out / "judge_f1_vs_k.png")
         results["judge"]["processbench"] = {"f1_per_k": r["f1_per_k"], "timing_s": r["timing_s"],
+                                            "step_accuracy": r["step_accuracy"],
                                             "temperature": prm.temperature,
                                             "per_k": {k: v["splits"] for k, v in r["per_k"].items()},
                                             "status_counts": r.get("status_counts"), "n_items": r["n_items"]}
@@ -85,7 +85,8 @@ def run(args: argparse.Namespace) -> int:
         plot_curves(arms, out / "accuracy_vs_step.png")
         plot_curves(arms, out / "steps_per_response.png", keys=("hack/steps_per_response", "eval/steps_per_response"),
                     titles=("steps per response, training rollouts", "steps per response, greedy eval"))
-        results["rl"] = {"recipe": str(args.recipe), "overrides": list(args.overrides),
+        eval_samples = load_recipe(args.recipe, list(args.overrides)).trainer.eval_samples
+        results["rl"] = {"recipe": str(args.recipe), "overrides": list(args.overrides), "eval_samples": eval_samples,
                          "runs": {f"{a}_s{s}": str(d) for (a, s), d in runs.items()}, "arms": arms}
     timing["total"] = time.perf_counter() - t0
     results["timing_s"] = {k: round(v, 1) for k, v in timing.items()}
@@ -128,6 +129,14 @@ def report(results: dict) -> str:
             lines.append(f"| {k} | {f1} | {sp.get('error_acc', float('nan')):.1f} | {sp.get('correct_acc', float('nan')):.1f} |")
         ks = list(j["f1_per_k"])
         lo, hi = j["f1_per_k"][ks[0]], j["f1_per_k"][ks[-1]]
+        acc = j.get("step_accuracy")
+        if acc:
+            lines += ["", "Step by step (what the RL reward sees; a step counts as judged correct when its mean P(Yes) "
+                      "over K critiques is above 0.5):", "",
+                      "| K | correct steps judged correct | first-error steps judged wrong |", "|---|---|---|"]
+            for k, a in acc.items():
+                lines.append(f"| {k} | {a['correct_steps_yes']}% of {a['n_correct_steps']} | "
+                             f"{a['error_steps_no']}% of {a['n_error_steps']} |")
         lines += ["", f"F1 at K={ks[-1]} is {hi} against {lo} at K={ks[0]}: "
                   + ("it rises with K." if hi > lo else "it does NOT rise with K."), "",
                   "![judge F1 vs K](judge_f1_vs_k.png)"]
@@ -139,7 +148,7 @@ def report(results: dict) -> str:
                   f"Recipe `{Path(rl['recipe']).name}` {' '.join(rl['overrides'])}; seeds {seeds}; every arm starts "
                   "from the SFT policy with the same data order, sampling seeds, optimiser and budget; only the "
                   "reward differs. Accuracy is on held-out world problems (step 0 = the SFT policy).", ""]
-        for key, name in (("eval/sampled_accuracy", "sampled T=1, mean of 2 samples per problem"),
+        for key, name in (("eval/sampled_accuracy", f"sampled T=1, mean of {rl.get('eval_samples', '?')} samples per problem"),
                           ("eval/accuracy", "greedy")):
             lines += [f"Held-out accuracy, {name} (%; mean over seeds, [min, max] over seeds):", "",
                       "| arm | step 0 (SFT) | last step | gain | per seed (last) |", "|---|---|---|---|---|"]

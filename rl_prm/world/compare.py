@@ -8,7 +8,9 @@ verifiable-reward-only and sum-form, same seeds, data and budget, on the one-nod
 Every arm is the recipe plus its overrides (ARMS), so the only difference between arms is the
 reward. One pair of vLLM engines (policy + judge) serves all runs (rl_prm.backends.local.Engines);
 each run starts from the SFT policy's weights and writes its own run dir (metrics.jsonl, W&B).
-Runs resume: a killed comparison continues where it stopped.
+Runs resume: a killed comparison continues where it stopped. Every arm of a seed starts from the
+same SFT weights and evaluates with the same prompts and sampling seeds, so the starting policy is
+evaluated once per seed (by its first arm) and summarize() gives that step-0 eval to the seed's other arms.
 """
 
 from __future__ import annotations
@@ -38,13 +40,16 @@ def run_arms(recipe: str | Path, out_dir: str | Path, seeds: Iterable[int] = (0,
     os.environ.setdefault("WANDB_MODE", "offline")
     runs: dict[tuple[str, int], Path] = {}
     extra = list(overrides) + ([f"trainer.total_steps={steps}"] if steps else [])
+    arms = list(arms)
+    for arm in arms:
+        if arm not in ARMS:
+            raise ValueError(f"unknown arm {arm!r}; expected one of {list(ARMS)}")
     with Engines() as engines:
         for seed in seeds:
-            for arm in arms:
-                if arm not in ARMS:
-                    raise ValueError(f"unknown arm {arm!r}; expected one of {list(ARMS)}")
+            for i, arm in enumerate(arms):
+                shared_start = ["trainer.val_before_train=false"] if i else []  # step 0 = the first arm's eval
                 cfg = load_recipe(recipe, [f"run.output_dir={Path(out_dir) / 'runs'}", f"run.name={arm}_s{seed}",
-                                           f"run.seed={seed}", *ARMS[arm], *extra])
+                                           f"run.seed={seed}", *ARMS[arm], *extra, *shared_start])
                 t0 = time.time()
                 print(f"=== arm {arm} seed {seed} ===", flush=True)
                 train(cfg, engines=engines)
@@ -67,9 +72,15 @@ def read_metrics(run_dir: str | Path) -> dict[int, dict]:
 def summarize(runs: dict[tuple[str, int], Path]) -> dict:
     """Per arm: eval curves (step -> value per seed) for greedy and sampled accuracy and steps per
     response, training-rollout steps per response, and the last-eval numbers with their spread."""
+    metrics = {key: read_metrics(d) for key, d in runs.items()}
+    start: dict[int, dict] = {}  # seed -> its step-0 eval (run_arms evaluates the starting policy once per seed)
+    for (arm, seed), m in metrics.items():
+        if "eval/accuracy" in m.get(0, {}):
+            start.setdefault(seed, {k: v for k, v in m[0].items() if k.startswith("eval/")})
     arms: dict[str, dict] = {}
-    for (arm, seed), d in sorted(runs.items()):
-        m = read_metrics(d)
+    for (arm, seed), m in sorted(metrics.items()):
+        if seed in start and "eval/accuracy" not in m.get(0, {}):
+            m.setdefault(0, {}).update(start[seed])
         a = arms.setdefault(arm, {"seeds": [], "curves": {}})
         a["seeds"].append(seed)
         for key in ("eval/accuracy", "eval/sampled_accuracy", "eval/steps_per_response", "hack/steps_per_response",
