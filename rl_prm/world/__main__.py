@@ -1,6 +1,6 @@
 """Build (or reuse) the miniature world and run its RL comparison: one command, one report.
 
-    rl-prm world [--out runs/world] [--seeds 0,1] [--steps 15]      (same as python -m rl_prm.world)
+    rl-prm world [--out runs/world] [--seeds 0,1] [--steps N]      (same as python -m rl_prm.world)
 
 Stages (each timed; cached models are reused):
   1. policy  tiny Qwen2 SFT'd from scratch on gold + flawed world solutions (rl_prm.world.policy)

@@ -2,7 +2,7 @@
 verifiable-reward-only and sum-form, same seeds, data and budget, on the one-node backend.
 
     from rl_prm.world.compare import ARMS, run_arms, summarize
-    runs = run_arms("recipes/tiny_cpu.yaml", out_dir, seeds=(0, 1), steps=15)   # {(arm, seed): run dir}
+    runs = run_arms("recipes/tiny_cpu.yaml", out_dir, seeds=(0, 1), steps=10)   # {(arm, seed): run dir}
     table = summarize(runs)                                                      # accuracy per arm and step
 
 Every arm is the recipe plus its overrides (ARMS), so the only difference between arms is the
