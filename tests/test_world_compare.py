@@ -79,6 +79,14 @@ def test_summary_and_report_state_gains_with_their_spread(tmp_path):
     assert (tmp_path / "acc.png").stat().st_size > 5000
 
 
+def test_a_bad_recipe_key_stops_the_world_command_before_any_build(tmp_path, capsys):
+    from rl_prm.world.__main__ import main
+
+    assert main(["--out", str(tmp_path / "w"), "trainer.no_such_key=1"]) == 2
+    assert "unknown key 'trainer.no_such_key'" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
+
+
 def test_read_metrics_merges_lines_of_a_step(tmp_path):
     (tmp_path / "metrics.jsonl").write_text('{"step": 1, "a": 1}\n{"step": 1, "b": 2}\n{"step": 2, "a": 3}\n')
     assert read_metrics(tmp_path) == {1: {"step": 1, "a": 1, "b": 2}, 2: {"step": 2, "a": 3}}

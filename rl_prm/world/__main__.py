@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -48,6 +49,11 @@ def run(args: argparse.Namespace) -> int:
     from rl_prm.world.judge import judge_path
     from rl_prm.world.policy import policy_path
 
+    try:  # every arm's base recipe: a bad key fails here, before minutes of builds
+        recipe = load_recipe(args.recipe, list(args.overrides))
+    except ValueError as e:
+        print(f"rl-prm world: {e}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     timing: dict[str, float] = {}
@@ -63,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         from rl_prm.eval.processbench import plot_f1_vs_k
         from rl_prm.world.judge import evaluate_judge
 
-        prm = load_recipe(args.recipe, list(args.overrides) + ["run.name=judge_eval"]).reward.prm
+        prm = recipe.reward.prm
         t = time.perf_counter()
         r = evaluate_judge(jud, n=args.judge_eval_n, ks=[int(k) for k in args.ks.split(",")],
                            temperature=prm.temperature, max_critique_tokens=prm.max_critique_tokens)
@@ -85,8 +91,8 @@ def run(args: argparse.Namespace) -> int:
         plot_curves(arms, out / "accuracy_vs_step.png")
         plot_curves(arms, out / "steps_per_response.png", keys=("hack/steps_per_response", "eval/steps_per_response"),
                     titles=("steps per response, training rollouts", "steps per response, greedy eval"))
-        eval_samples = load_recipe(args.recipe, list(args.overrides)).trainer.eval_samples
-        results["rl"] = {"recipe": str(args.recipe), "overrides": list(args.overrides), "eval_samples": eval_samples,
+        results["rl"] = {"recipe": str(args.recipe), "overrides": list(args.overrides),
+                         "eval_samples": recipe.trainer.eval_samples,
                          "runs": {f"{a}_s{s}": str(d) for (a, s), d in runs.items()}, "arms": arms}
     timing["total"] = time.perf_counter() - t0
     results["timing_s"] = {k: round(v, 1) for k, v in timing.items()}
