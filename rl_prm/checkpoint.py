@@ -101,3 +101,12 @@ def load_checkpoint(path: str | os.PathLike, learner: Any = None, restore_rng: b
     if restore_rng and (path / "rng.pt").is_file():
         set_rng_state(torch.load(path / "rng.pt", map_location="cpu", weights_only=False))
     return state
+
+
+def resume_point(root: str | os.PathLike, resume: bool) -> tuple[int, Optional[str], Optional[Path]]:
+    """(first step to run, W&B run id to continue, checkpoint to start from) for a run's checkpoint dir."""
+    latest = latest_checkpoint(root) if resume else None
+    if latest is None:
+        return 1, None, None
+    state = json.loads((latest / "state.json").read_text())
+    return int(state["step"]) + 1, state.get("run_id"), latest

@@ -1,173 +1,193 @@
-"""Recipe schema: one dataclass per section (TRL style), merged with omegaconf.
+"""Recipe schema: one dataclass per section (TRL style), every knob declared once with its help.
 
-A recipe is a YAML file with the sections below; every key must exist in the schema, so a typo
-fails at start with the key's name instead of silently training with a default:
+A recipe is a YAML file with the sections below, merged with omegaconf onto the defaults:
 
     cfg = load_recipe("recipes/tiny_cpu.yaml", ["rollout.n=8", "trainer.total_steps=50"])
     cfg.rollout.n            # 8 (typed attribute access; an OmegaConf DictConfig in struct mode)
     save_resolved(cfg, run_dir)   # writes run_dir/config.yaml (what actually ran)
+    print(describe(RecipeConfig))  # every key, its type, default and help (rl-prm train --help-config)
 
-Both backends (local and verl) read the same RecipeConfig; `verl` is a free-form mapping of
-extra hydra overrides used only by the verl backend.
+`load_recipe` fails before anything starts, with one message naming the problem: a YAML syntax
+error (file, line, column), an unknown or mistyped key, a value outside its choices (registries:
+estimator, credit mode, score map, KL type, dataset, logger) or range, a key the chosen backend
+cannot honour (`knob(backends=...)` or the rules in `_backend_rules`), and a key set in the recipe
+that has no effect given the rest of it (e.g. `reward.prm.k` with `reward.prm.enabled: false`).
+
+Sections whose knobs a stage owns are declared there and composed here: reward.prm extends
+rl_prm.score.types.ScoringOptions, reward.credit is rl_prm.credit.config.CreditConfig, optim is
+rl_prm.update.OptimConfig and algorithm extends rl_prm.update.LossConfig. Both backends read the
+same RecipeConfig; `verl` is a free-form mapping of extra hydra overrides (verl backend only).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
 
+from rl_prm.credit.config import CreditConfig
+from rl_prm.schema import check_values, describe, knob
+from rl_prm.score.types import ScoringOptions
+from rl_prm.update import LossConfig, OptimConfig
+
+BACKEND_NAMES = ("local", "verl")
+VERL_ONLY_ESTIMATORS = ("gae",)  # verl's built-in per-token estimator (needs a critic); rl_prm's are in ESTIMATORS
+
+
+def _estimators() -> list[str]:
+    from rl_prm.credit.estimators import ESTIMATORS
+
+    return ESTIMATORS.names() + list(VERL_ONLY_ESTIMATORS)
+
+
+def _datasets() -> list[str]:
+    from rl_prm.data.datasets import DATASETS
+
+    return DATASETS.names()
+
+
+def _is_parquet(v: Any) -> bool:
+    return isinstance(v, str) and v.endswith(".parquet")
+
 
 @dataclass
 class RunConfig:
-    """Run identity and where outputs go: <output_dir>/<name>/ holds config.yaml, checkpoints/,
-    metrics and the W&B offline run."""
+    """Run identity and where outputs go: <output_dir>/<name>/ holds config.yaml, checkpoints/, metrics, W&B."""
 
-    name: str = MISSING  # run name (required): also the W&B run name and the run dir name
-    output_dir: str = "runs"  # parent directory of run dirs
-    seed: int = 0  # seeds prompt sampling, rollout sampling, the learner and the judge
+    name: str = knob(MISSING, "run name (required): also the W&B run name and the run dir name")
+    output_dir: str = knob("runs", "parent directory of run dirs")
+    seed: int = knob(0, "seeds prompt order, rollout sampling, the learner and the judge's critiques")
 
 
 @dataclass
 class ModelConfig:
-    """Which models to load. Nothing is downloaded at run time: local dirs or cached HF ids."""
+    """Which models to load: a name built offline (tiny, world), a local HF model dir, or a hub id."""
 
-    policy: str = "tiny"  # "tiny" -> rl_prm.tiny.policy_path(); "world" -> rl_prm.world's SFT policy; else a local dir or HF id
-    judge: str = "tiny"  # R-PRM judge: "tiny" | "world" (built offline, cached) | a local dir or HF id
-    ref_policy: Optional[str] = None  # frozen KL reference; None = the initial policy weights
+    policy: str = knob("tiny", "policy: tiny (random plumbing model) | world (the miniature world's SFT policy) | "
+                       "a local model dir | an HF hub id")
+    judge: str = knob("tiny", "R-PRM judge: tiny | world | a local model dir | an HF hub id")
+    ref_policy: Optional[str] = knob(None, "frozen KL reference; null = the initial policy weights", backends=("local",))
 
 
 @dataclass
 class DataConfig:
     """Training and held-out prompts."""
 
-    train: str = "tiny_arith"  # tiny_arith | world | gsm8k | math | path to a verl parquet file
-    test: str = "tiny_arith"  # same choices; used for periodic eval (accuracy by verifiable reward)
-    train_limit: Optional[int] = None  # use at most this many train problems (None = all; tiny_arith: 1024)
-    test_limit: Optional[int] = 64  # evaluate on at most this many test problems
-    max_prompt_tokens: int = 512  # prompts longer than this (after the chat template) are skipped (counted)
-    prompt_instruction: str = "Let's think step by step and output the final answer within \\boxed{}."  # appended to each question
+    train: str = knob("tiny_arith", "training problems: a dataset name or a path to a verl parquet file",
+                      choices=_datasets, choices_help="| *.parquet",
+                      accept=_is_parquet)
+    test: str = knob("tiny_arith", "held-out problems for eval (accuracy by the verifiable reward); same choices",
+                     choices=_datasets, choices_help="| *.parquet",
+                      accept=_is_parquet)
+    train_limit: Optional[int] = knob(None, "use at most this many train problems (null = all)", gt=0)
+    test_limit: Optional[int] = knob(64, "evaluate on at most this many test problems (null = all)", gt=0)
+    max_prompt_tokens: int = knob(512, "prompts longer than this after the chat template are skipped (counted)", gt=0)
+    prompt_instruction: str = knob("Let's think step by step and output the final answer within \\boxed{}.",
+                                   "appended to each question (verl reads prompts from parquet: `rl-prm data prep`)",
+                                   backends=("local",))
 
 
 @dataclass
 class RolloutConfig:
     """Policy sampling (vLLM)."""
 
-    n: int = 4  # samples per prompt (the group for RLOO/GRPO baselines)
-    temperature: float = 1.0  # sampling temperature
-    top_p: float = 1.0  # nucleus sampling
-    max_tokens: int = 256  # max response tokens; longer responses are truncated (flagged)
-    prompts_per_step: int = 8  # prompts per training step (batch = prompts_per_step * n responses)
-    kv_cache_gib: int = 1  # CPU: VLLM_CPU_KVCACHE_SPACE in GiB for the policy engine
-    gpu_memory_utilization: float = 0.4  # GPU: fraction of GPU memory for the policy engine
+    n: int = knob(4, "samples per prompt (the group of the RLOO/GRPO baselines)", gt=0)
+    temperature: float = knob(1.0, "sampling temperature", ge=0)
+    top_p: float = knob(1.0, "nucleus sampling", gt=0, le=1)
+    max_tokens: int = knob(256, "max response tokens; longer responses are truncated (flagged)", gt=0)
+    prompts_per_step: int = knob(8, "prompts per training step (batch = prompts_per_step x n responses)", gt=0)
+    kv_cache_gib: int = knob(1, "CPU: KV cache of the policy engine in GiB (VLLM_CPU_KVCACHE_SPACE)", gt=0)
+    gpu_memory_utilization: float = knob(0.4, "GPU: fraction of GPU memory for the policy engine", gt=0, le=1)
 
 
 @dataclass
-class PRMConfig:
+class PRMConfig(ScoringOptions):
     """The R-PRM step scorer (frozen generative judge; K critiques per step, P(Yes) averaged)."""
 
-    enabled: bool = True  # False = verifiable reward only (no judge engine is started)
-    k: int = 2  # critiques sampled per step (R-PRM uses K=10 at eval; fewer in RL)
-    temperature: float = 0.95  # judge sampling temperature
-    top_p: float = 0.95  # judge nucleus sampling
-    max_critique_tokens: int = 256  # max tokens per critique
-    early_reject_threshold: Optional[float] = None  # stop scoring a solution after a step scores below this
-    adaptive_k: bool = False  # sample fewer critiques when the first ones agree
-    fallback_score: float = 0.5  # score of a step whose verdict could not be parsed (counted)
-    timeout_s: int = 600  # per scoring call; the worker is restarted and retried after this
-    num_workers: int = 1  # R-PRM worker actors (each holds one judge engine)
-    kv_cache_gib: int = 1  # CPU: KV cache (GiB) of the judge engine
-    gpu_memory_utilization: float = 0.3  # GPU: fraction of GPU memory for the judge engine
-    max_model_len: int = 4096  # judge context (prompt with all steps + critique)
-
-
-@dataclass
-class CreditConfig:
-    """Step scores -> token rewards (rl_prm.credit.assign_credit)."""
-
-    mode: str = "min_form"  # sum | min_form (PURE) | future_min
-    temperature: float = 0.1  # min-form softmin temperature
-    clip_eta: Optional[float] = None  # Clip mechanism (PRIME/“Clip”): r <- min(r - eta, 0); None = off
-    delta: bool = False  # Delta mechanism: r_k <- r_k - r_{k+1}
-    score_map: str = "2p-1"  # step probability -> reward: 2p-1 | identity
+    enabled: bool = knob(True, "false = verifiable reward only (no judge engine is started)")
+    timeout_s: int = knob(600, "seconds one scoring call may take; then it fails with a TimeoutError naming it", gt=0)
+    num_workers: int = knob(1, "R-PRM worker actors, each with its own judge engine (verl: the judge replicas are "
+                            "placed by reward.reward_model.* in the verl: section)", gt=0, backends=("local",))
+    kv_cache_gib: int = knob(1, "CPU: KV cache (GiB) of the judge engine", gt=0)
+    gpu_memory_utilization: float = knob(0.3, "GPU: fraction of GPU memory for the judge engine", gt=0, le=1)
+    max_model_len: int = knob(4096, "judge context (prompt with all previous steps + critique)", gt=0)
 
 
 @dataclass
 class VerifiableConfig:
     """Outcome reward from the \\boxed{} answer (math-verify)."""
 
-    enabled: bool = True  # add the verifiable (outcome) reward
-    coef: float = 1.0  # its weight relative to the process reward
+    enabled: bool = knob(True, "add the verifiable (outcome) reward")
+    coef: float = knob(1.0, "its weight relative to the process reward (a multiple of 0.25 times the 0/1 reward "
+                       "must stay within [-4, 4] on verl)")
 
 
 @dataclass
 class RewardConfig:
-    prm: PRMConfig = field(default_factory=PRMConfig)
-    credit: CreditConfig = field(default_factory=CreditConfig)
-    verifiable: VerifiableConfig = field(default_factory=VerifiableConfig)
+    """Rewards: R-PRM step scores (prm), their credit assignment (credit), the verifiable reward."""
+
+    prm: PRMConfig = knob(factory=PRMConfig)
+    credit: CreditConfig = knob(factory=CreditConfig)
+    verifiable: VerifiableConfig = knob(factory=VerifiableConfig)
 
 
 @dataclass
-class AlgorithmConfig:
-    """Advantage estimation and policy loss."""
+class AlgorithmConfig(LossConfig):
+    """Advantage estimation (rl_prm.credit.estimators) and the policy loss."""
 
-    estimator: str = "rprm_rloo"  # rprm_rloo | rprm_grpo | grpo (outcome only, VR) | gae (local: not supported)
-    kl_coef: float = 0.001  # weight of KL(policy || reference) in the loss (0 = no reference model)
-    kl_type: str = "low_var_kl"  # k1 | low_var_kl (k3) | mse (k2)
-    entropy_coef: float = 0.0  # entropy bonus weight
-    clip_ratio: float = 0.2  # PPO clip epsilon
-    whiten: bool = True  # whiten advantages over the batch
-    zero_separator_adv: bool = True  # zero the advantages of step-separator tokens (PURE)
-    gamma: float = 1.0  # discount (gae)
-    lam: float = 1.0  # GAE lambda (gae)
-
-
-@dataclass
-class OptimConfig:
-    """AdamW learner."""
-
-    lr: float = 1e-5  # learning rate
-    weight_decay: float = 0.0  # AdamW weight decay
-    grad_clip: float = 1.0  # max global grad norm
-    micro_batch_size: int = 8  # responses per forward/backward pass (gradient accumulation)
-    ppo_epochs: int = 1  # passes over each step's batch
-    warmup_steps: int = 0  # linear LR warmup (optimizer steps)
+    estimator: str = knob("rprm_rloo", "rprm_rloo (PURE RLOO; with reward.prm.enabled=false the VR-only "
+                          "baseline) | rprm_grpo (process GRPO) | outcome_grpo (GRPO on the verifiable reward) | "
+                          "gae (verl only, with a critic)", choices=_estimators)
+    whiten: bool = knob(True, "whiten advantages over the batch (separator and padding tokens excluded)")
+    zero_separator_adv: bool = knob(True, "zero the advantages of step-separator tokens (PURE)")
+    gamma: float = knob(1.0, "GAE discount", ge=0, le=1, backends=("verl",))
+    lam: float = knob(1.0, "GAE lambda", ge=0, le=1, backends=("verl",))
 
 
 @dataclass
 class TrainerConfig:
     """Loop control, logging and placement."""
 
-    backend: str = "local"  # local (one node, Ray actors, CPU or 1 GPU) | verl
-    total_steps: int = 20  # training steps (one batch of rollouts each)
-    eval_every: int = 5  # evaluate every N steps (and at the end); 0 = never
-    val_before_train: bool = False  # also evaluate the starting policy (logged at step 0), as verl's option
-    eval_samples: int = 0  # also sample N responses per test prompt at rollout.temperature: eval/sampled_accuracy (mean@N)
-    save_every: int = 5  # checkpoint every N steps (and at the end); 0 = only at the end
-    keep_checkpoints: int = 2  # keep the newest N checkpoints
-    resume: bool = True  # continue from the newest complete checkpoint in the run dir
-    logger: list[str] = field(default_factory=lambda: ["console", "wandb"])  # console | wandb (offline by default)
-    project: str = "rl-prm"  # W&B project
-    nnodes: int = 1  # nodes (verl backend)
-    gpus_per_node: int = 0  # GPUs per node (0 = CPU)
-    device: str = "auto"  # learner device: auto | cpu | cuda
+    backend: str = knob("local", "local (one node, Ray actors, CPU or 1 GPU) | verl", choices=BACKEND_NAMES)
+    total_steps: int = knob(20, "training steps (one batch of rollouts each)", gt=0)
+    eval_every: int = knob(5, "evaluate every N steps (and at the end); 0 = never", ge=0)
+    val_before_train: bool = knob(False, "also evaluate the starting policy (logged at step 0), as verl's option")
+    eval_samples: int = knob(0, "also sample N responses per test prompt at rollout.temperature: "
+                             "eval/sampled_accuracy (mean@N)", ge=0)
+    save_every: int = knob(5, "checkpoint every N steps (and at the end); 0 = only at the end", ge=0)
+    keep_checkpoints: int = knob(2, "keep the newest N checkpoints", gt=0)
+    resume: bool = knob(True, "continue from the newest complete checkpoint in the run dir")
+    logger: list[str] = knob(factory=lambda: ["console", "wandb"], help="console | wandb (offline by default) | jsonl",
+                             choices=("console", "wandb", "jsonl"))
+    project: str = knob("rl-prm", "W&B project")
+    nnodes: int = knob(1, "nodes", gt=0, backends=("verl",))
+    gpus_per_node: int = knob(0, "GPUs per node (0 = CPU)", ge=0)
+    device: str = knob("auto", "learner device: auto | cpu | cuda", choices=("auto", "cpu", "cuda"))
 
 
 @dataclass
 class RecipeConfig:
-    run: RunConfig = field(default_factory=RunConfig)
-    model: ModelConfig = field(default_factory=ModelConfig)
-    data: DataConfig = field(default_factory=DataConfig)
-    rollout: RolloutConfig = field(default_factory=RolloutConfig)
-    reward: RewardConfig = field(default_factory=RewardConfig)
-    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
-    optim: OptimConfig = field(default_factory=OptimConfig)
-    trainer: TrainerConfig = field(default_factory=TrainerConfig)
-    verl: dict[str, Any] = field(default_factory=dict)  # free-form verl hydra overrides (verl backend only)
+    run: RunConfig = knob(factory=RunConfig)
+    model: ModelConfig = knob(factory=ModelConfig)
+    data: DataConfig = knob(factory=DataConfig)
+    rollout: RolloutConfig = knob(factory=RolloutConfig)
+    reward: RewardConfig = knob(factory=RewardConfig)
+    algorithm: AlgorithmConfig = knob(factory=AlgorithmConfig)
+    optim: OptimConfig = knob(factory=OptimConfig)
+    trainer: TrainerConfig = knob(factory=TrainerConfig)
+    verl: dict[str, Any] = knob(factory=dict, help="free-form verl hydra overrides (verl backend only)")
+
+
+def help_config() -> str:
+    """Every recipe key with its type, default and help (`rl-prm train --help-config`)."""
+    return describe(RecipeConfig)
+
+
+# ------------------------------------------------------------------------------------------------ loading
 
 
 def _key_of(err: OmegaConfBaseException) -> str:
@@ -178,47 +198,49 @@ def _key_of(err: OmegaConfBaseException) -> str:
     return str(key) if key is not None else "?"
 
 
-def _check(cfg: DictConfig) -> None:
-    """Value checks omegaconf's types cannot express."""
-    positive = {
-        "rollout.n": cfg.rollout.n, "rollout.max_tokens": cfg.rollout.max_tokens,
-        "rollout.prompts_per_step": cfg.rollout.prompts_per_step, "reward.prm.k": cfg.reward.prm.k,
-        "reward.prm.num_workers": cfg.reward.prm.num_workers, "optim.micro_batch_size": cfg.optim.micro_batch_size,
-        "optim.ppo_epochs": cfg.optim.ppo_epochs, "trainer.total_steps": cfg.trainer.total_steps,
-        "trainer.keep_checkpoints": cfg.trainer.keep_checkpoints,
-    }
-    for k, v in positive.items():
-        if v <= 0:
-            raise ValueError(f"{k} must be > 0, got {v}")
-    for k in ("trainer.eval_every", "trainer.save_every", "optim.warmup_steps"):
-        if OmegaConf.select(cfg, k) < 0:
-            raise ValueError(f"{k} must be >= 0, got {OmegaConf.select(cfg, k)}")
-    if not 0 < cfg.rollout.top_p <= 1 or not 0 < cfg.reward.prm.top_p <= 1:
-        raise ValueError("rollout.top_p and reward.prm.top_p must be in (0, 1]")
-    if not 0 <= cfg.reward.prm.fallback_score <= 1:
-        raise ValueError(f"reward.prm.fallback_score must be in [0, 1], got {cfg.reward.prm.fallback_score}")
-    unknown_loggers = set(cfg.trainer.logger) - {"console", "wandb", "jsonl"}
-    if unknown_loggers:
-        raise ValueError(f"trainer.logger: unknown logger(s) {sorted(unknown_loggers)}; known: console, wandb, jsonl")
+def _leaves(node: Any, prefix: str = "") -> list[str]:
+    """Dotted keys of the leaves of a mapping (the `verl` section counts as one key)."""
+    if isinstance(node, (DictConfig, dict)) and prefix != "verl":
+        out = []
+        for k in node.keys():
+            out += _leaves(node[k] if isinstance(node, dict) else node._get_node(k), f"{prefix}.{k}" if prefix else str(k))
+        return out
+    return [prefix]
+
+
+def _load_yaml(path: str | os.PathLike, src: str) -> DictConfig:
+    import yaml
+
+    if not Path(path).is_file():
+        raise ValueError(f"recipe {src}: file not found")
+    try:
+        file_cfg = OmegaConf.load(path)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ValueError(f"recipe {src}: YAML syntax error{where}: {problem}") from None
+    except UnicodeDecodeError as e:
+        raise ValueError(f"recipe {src}: not UTF-8 text (byte {e.start})") from None
+    if not isinstance(file_cfg, DictConfig):
+        raise ValueError(f"recipe {src}: top level must be a mapping of sections")
+    return file_cfg
 
 
 def load_recipe(path: str | os.PathLike | None, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     """Schema <- YAML file <- `key=value` overrides; returns a typed, struct-mode DictConfig.
 
-    Unknown or mistyped keys raise ValueError naming the key and the recipe, e.g.
-    `recipe recipes/x.yaml: unknown key 'rollout.nn'`. `path` None = schema defaults only
-    (run.name must then come from an override).
+    Every problem raises ValueError with one line naming it (see the module doc). `path` None =
+    schema defaults only (run.name must then come from an override).
     """
     src = str(path) if path is not None else "(defaults)"
     schema = OmegaConf.structured(RecipeConfig)
+    explicit: set[str] = set()
     try:
         layers = [schema]
         if path is not None:
-            if not Path(path).is_file():
-                raise ValueError(f"recipe {src}: file not found")
-            file_cfg = OmegaConf.load(path)
-            if not isinstance(file_cfg, DictConfig):
-                raise ValueError(f"recipe {src}: top level must be a mapping of sections")
+            file_cfg = _load_yaml(path, src)
+            explicit.update(_leaves(file_cfg))
             layers.append(file_cfg)
         merged = OmegaConf.merge(*layers)
         for ov in overrides:
@@ -227,6 +249,7 @@ def load_recipe(path: str | os.PathLike | None, overrides: list[str] | tuple[str
             key = ov.split("=", 1)[0].strip().lstrip("+")
             if key.split(".")[0] != "verl" and not _has_key(merged, key):
                 raise ValueError(f"recipe {src}: unknown key {key!r} (override {ov!r})")
+            explicit.add(key if key.split(".")[0] != "verl" else "verl")
         if overrides:
             merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
     except (ConfigKeyError, ConfigAttributeError) as e:
@@ -234,12 +257,89 @@ def load_recipe(path: str | os.PathLike | None, overrides: list[str] | tuple[str
     except ValidationError as e:
         raise ValueError(f"recipe {src}: bad value for key {_key_of(e)!r}: {str(getattr(e, 'msg', e)).splitlines()[0]}") from None
     except OmegaConfBaseException as e:  # pragma: no cover - other omegaconf errors
-        raise ValueError(f"recipe {src}: {e}") from None
+        raise ValueError(f"recipe {src}: {str(e).splitlines()[0]}") from None
     if OmegaConf.is_missing(merged.run, "name"):
         raise ValueError(f"recipe {src}: run.name is required (set it in the recipe or pass run.name=...)")
     OmegaConf.set_struct(merged, True)
-    _check(merged)
+    try:
+        check_values(merged, RecipeConfig)
+        _check_data(merged)
+        _check_inactive(merged, explicit)
+        _backend_rules(merged)
+    except ValueError as e:
+        raise ValueError(f"recipe {src}: {e}") from None
     return merged
+
+
+def _check_data(cfg: DictConfig) -> None:
+    for split in ("train", "test"):
+        spec = cfg.data[split]
+        if spec.endswith(".parquet") and not Path(spec).is_file():
+            raise ValueError(f"data.{split}: parquet file {spec!r} not found")
+    for which in ("policy", "judge", "ref_policy"):
+        spec = cfg.model[which]
+        if spec and spec.startswith(("/", "./", "../", "~")):
+            p = Path(spec).expanduser()
+            if not (p / "config.json").is_file():
+                raise ValueError(f"model.{which} {spec!r}: " + ("directory has no config.json (not an HF model dir)"
+                                                                 if p.is_dir() else "no such model directory"))
+
+
+# keys that only matter when another key enables them: (key prefix, condition, reason)
+_INACTIVE = (
+    ("reward.prm.", lambda c: not c.reward.prm.enabled, "reward.prm.enabled=false"),
+    ("reward.credit.", lambda c: not c.reward.prm.enabled, "reward.prm.enabled=false (no step scores)"),
+    ("model.judge", lambda c: not c.reward.prm.enabled, "reward.prm.enabled=false"),
+    ("reward.verifiable.coef", lambda c: not c.reward.verifiable.enabled, "reward.verifiable.enabled=false"),
+    ("algorithm.gamma", lambda c: c.algorithm.estimator != "gae", "an estimator other than gae"),
+    ("algorithm.lam", lambda c: c.algorithm.estimator != "gae", "an estimator other than gae"),
+    ("algorithm.whiten", lambda c: c.algorithm.estimator == "gae", "algorithm.estimator=gae (verl whitens GAE)"),
+    ("algorithm.zero_separator_adv", lambda c: c.algorithm.estimator == "gae", "algorithm.estimator=gae"),
+)
+
+
+def _check_inactive(cfg: DictConfig, explicit: set[str]) -> None:
+    """A key set in the recipe (to a non-default value) that the rest of the recipe switches off is
+    an error, not ignored."""
+    defaults = OmegaConf.structured(RecipeConfig)
+    for prefix, off, why in _INACTIVE:
+        if not off(cfg):
+            continue
+        for key in sorted(explicit):
+            hit = key == prefix or (prefix.endswith(".") and key.startswith(prefix) and key != "reward.prm.enabled")
+            if hit and OmegaConf.select(cfg, key) != OmegaConf.select(defaults, key):
+                raise ValueError(f"{key}={OmegaConf.select(cfg, key)!r} has no effect with {why}; remove it")
+
+
+def _backend_rules(cfg: DictConfig) -> None:
+    """Refuse what the chosen backend cannot honour (the knobs' `backends` and cross-key rules)."""
+    from rl_prm.schema import knobs
+
+    backend = cfg.trainer.backend
+    for k in knobs(RecipeConfig):
+        allowed = k.meta.get("backends")
+        if allowed and backend not in allowed:
+            v = OmegaConf.select(cfg, k.key)
+            if v != k.default:
+                raise ValueError(f"{k.key}={v!r} is not supported on the {backend} backend (only on "
+                                 f"{', '.join(allowed)}); remove it")
+    est, prm = cfg.algorithm.estimator, cfg.reward.prm.enabled
+    if est == "outcome_grpo" and prm:
+        raise ValueError("algorithm.estimator=outcome_grpo ignores step scores: set reward.prm.enabled=false, or use "
+                         "rprm_rloo / rprm_grpo")
+    if est == "outcome_grpo" and not cfg.reward.verifiable.enabled:
+        raise ValueError("algorithm.estimator=outcome_grpo needs reward.verifiable.enabled=true")
+    if not prm and not cfg.reward.verifiable.enabled:
+        raise ValueError("reward.prm.enabled=false and reward.verifiable.enabled=false: no reward at all")
+    if backend == "local":
+        if est in VERL_ONLY_ESTIMATORS:
+            raise ValueError(f"algorithm.estimator={est} needs a critic, which only the verl backend has; "
+                             "use rprm_rloo / rprm_grpo / outcome_grpo, or trainer.backend=verl")
+        if cfg.verl:
+            raise ValueError("the verl: section only applies to trainer.backend=verl; remove it")
+        if cfg.trainer.gpus_per_node > 1:
+            raise ValueError(f"trainer.gpus_per_node={cfg.trainer.gpus_per_node}: the local backend uses one GPU at "
+                             "most; use trainer.backend=verl for more")
 
 
 def _has_key(cfg: DictConfig, key: str) -> bool:

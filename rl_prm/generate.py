@@ -188,3 +188,10 @@ def rollout_actor(num_cpus: float = 0, num_gpus: float = 0):
     import ray
 
     return ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(RolloutEngine)
+
+
+def step_seed(run_seed: int, step: int, prompts_per_step: int, n: int) -> int:
+    """Base sampling seed of training step `step` (1-based): generate() gives sample j of prompt i
+    seed + i*n + j, so each step owns the disjoint range [seed, seed + prompts_per_step * n) and no two
+    samples of a run share a random stream (runs with different seeds are 2**32 apart)."""
+    return int(run_seed) * 2**32 + (step - 1) * prompts_per_step * n

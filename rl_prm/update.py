@@ -24,27 +24,51 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Iterator, Optional, Sequence
 
 import torch
 
+from rl_prm.schema import knob
+
+
+KL_TYPES = ("kl", "k1", "low_var_kl", "k3", "mse", "k2")
+
 
 @dataclass
-class LearnerConfig:
-    lr: float = 1e-5  # AdamW learning rate
-    weight_decay: float = 0.0  # AdamW weight decay
-    grad_clip: float = 1.0  # max global grad norm (clip_grad_norm_)
-    micro_batch_size: int = 8  # sequences per forward/backward
-    ppo_epochs: int = 1  # optimizer steps per batch (one per epoch over the whole batch)
-    warmup_steps: int = 0  # linear LR warmup, in optimizer steps
-    clip_ratio: float = 0.2  # PPO epsilon
-    kl_coef: float = 0.001  # 0 = no reference model is loaded
-    kl_type: str = "low_var_kl"  # k1 ("kl") | low_var_kl (k3) | mse (k2)
-    entropy_coef: float = 0.0
+class OptimConfig:
+    """AdamW learner (the recipe's `optim` section)."""
+
+    lr: float = knob(1e-5, "learning rate", gt=0)
+    weight_decay: float = knob(0.0, "AdamW weight decay", ge=0)
+    grad_clip: float = knob(1.0, "max global grad norm", gt=0)
+    micro_batch_size: int = knob(8, "responses per forward/backward pass (gradient accumulation; per GPU on verl)", gt=0)
+    ppo_epochs: int = knob(1, "passes (optimizer steps) over each step's batch", gt=0)
+    warmup_steps: int = knob(0, "linear learning-rate warmup, in optimizer steps", ge=0)
+
+
+@dataclass
+class LossConfig:
+    """PPO-clip policy loss with KL to a frozen reference and an entropy bonus (verl's functions)."""
+
+    kl_coef: float = knob(0.001, "weight of KL(policy || reference) in the loss (0 = no reference model)", ge=0)
+    kl_type: str = knob("low_var_kl", "KL estimator: kl/k1, low_var_kl/k3, mse/k2 (Schulman 2020)", choices=KL_TYPES)
+    entropy_coef: float = knob(0.0, "entropy bonus weight", ge=0)
+    clip_ratio: float = knob(0.2, "PPO clip epsilon", gt=0)
+
+
+@dataclass
+class LearnerConfig(OptimConfig, LossConfig):
     temperature: float = 1.0  # rollout temperature (log-probs of logits / temperature); 0 -> 1
     device: str = "auto"  # auto | cpu | cuda
     seed: int = 0
+
+    @classmethod
+    def from_recipe(cls, cfg: Any) -> "LearnerConfig":
+        """The recipe's optim section + the loss knobs of its algorithm section + rollout temperature."""
+        pick = lambda node, schema: {f.name: node[f.name] for f in fields(schema)}  # noqa: E731
+        return cls(**pick(cfg.optim, OptimConfig), **pick(cfg.algorithm, LossConfig),
+                   temperature=cfg.rollout.temperature, device=cfg.trainer.device, seed=cfg.run.seed)
 
 
 @dataclass

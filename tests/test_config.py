@@ -59,7 +59,8 @@ def test_out_of_range_values_are_named(tmp_path, override, key):
 def test_overrides_apply_over_file_over_defaults(tmp_path):
     p = _write(tmp_path, "run: {name: x}\nrollout: {n: 3, max_tokens: 64}\n")
     cfg = load_recipe(p, ["rollout.n=8", "reward.prm.early_reject_threshold=0.3", "data.train_limit=null",
-                          "trainer.logger=[console]", "verl.actor_rollout_ref.rollout.name=vllm"])
+                          "trainer.logger=[console]", "trainer.backend=verl", "trainer.gpus_per_node=1",
+                          "verl.actor_rollout_ref.rollout.name=vllm"])
     assert cfg.rollout.n == 8  # override beats file
     assert cfg.rollout.max_tokens == 64  # file beats default
     assert cfg.rollout.temperature == 1.0  # default
@@ -103,6 +104,62 @@ def test_tiny_recipes_are_the_embedded_default():
     assert cfg.data.train == cfg.data.test == "world" and cfg.trainer.val_before_train
     assert cfg.reward.prm.enabled and cfg.algorithm.estimator == "rprm_rloo" and cfg.reward.credit.mode == "min_form"
     vr = load_recipe(root / "tiny_cpu_vr_only.yaml")
-    assert not vr.reward.prm.enabled and vr.algorithm.estimator == "grpo" and vr.reward.verifiable.enabled
-    for key in ("model", "data", "rollout", "optim"):  # the baseline differs only in its reward
+    # the one VR-only baseline: the same estimator and options with the process reward removed
+    assert not vr.reward.prm.enabled and vr.reward.verifiable.enabled
+    assert vr.algorithm == cfg.algorithm
+    assert vr.model.policy == cfg.model.policy
+    for key in ("data", "rollout", "optim"):  # the baseline differs only in its reward
         assert vr[key] == cfg[key], key
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path):
+    p = _write(tmp_path, "run:\n  name: x\nrollout:\n  n: [4\n  temperature: 1.0\n")
+    with pytest.raises(ValueError) as e:
+        load_recipe(p)
+    msg = str(e.value)
+    assert str(p) in msg and "YAML syntax error at line" in msg and "\n" not in msg
+
+
+@pytest.mark.parametrize("override, message", [
+    ("reward.credit.mode=bogus", "reward.credit.mode: unknown value 'bogus'; known: future_min, min_form, sum"),
+    ("reward.credit.score_map=identity", "reward.credit.score_map: unknown value 'identity'; known: 2p-1, p"),
+    ("algorithm.estimator=ppo", "algorithm.estimator: unknown value 'ppo'"),
+    ("algorithm.kl_type=k9", "algorithm.kl_type: unknown value 'k9'"),
+    ("data.train=nope", "data.train: unknown value 'nope'; known: gsm8k, math, tiny_arith, world"),
+    ("data.test=/no/such.parquet", "data.test: parquet file '/no/such.parquet' not found"),
+    ("model.policy=/nonexistent/policy", "model.policy '/nonexistent/policy': no such model directory"),
+    ("reward.credit.temperature=0", "reward.credit.temperature must be > 0"),
+    ("reward.prm.top_p=1.5", "reward.prm.top_p must be <= 1"),
+    ("optim.lr=-1", "optim.lr must be > 0"),
+    ("algorithm.estimator=gae", "algorithm.estimator=gae needs a critic, which only the verl backend has"),
+    ("trainer.nnodes=2", "trainer.nnodes=2 is not supported on the local backend"),
+    ("algorithm.estimator=outcome_grpo", "outcome_grpo ignores step scores"),
+    ("reward.verifiable.enabled=false", "reward.verifiable.coef=2.0 has no effect with reward.verifiable.enabled=false"),
+    ("reward.prm.enabled=false", "has no effect with reward.prm.enabled=false"),
+])
+def test_bad_values_are_named_at_load(override, message):
+    with pytest.raises(ValueError) as e:
+        load_recipe(RECIPES[0].parent / "tiny_cpu.yaml", [override])
+    assert message in str(e.value)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("model.ref_policy=tiny", "model.ref_policy='tiny' is not supported on the verl backend"),
+    ("reward.prm.num_workers=2", "reward.prm.num_workers=2 is not supported on the verl backend"),
+    ("data.prompt_instruction=Solve.", "data.prompt_instruction='Solve.' is not supported on the verl backend"),
+])
+def test_keys_verl_cannot_honour_are_refused(override, message):
+    with pytest.raises(ValueError, match=message):
+        load_recipe(RECIPES[0].parent / "grpo_rprm_qwen2.5_math_7b.yaml", [override])
+
+
+def test_help_config_lists_every_key_with_default_and_help():
+    from rl_prm.config import RecipeConfig, help_config
+    from rl_prm.schema import knobs
+
+    text = help_config()
+    for k in knobs(RecipeConfig):
+        assert f"  {k.key} (" in text, k.key
+        assert k.help, f"{k.key} has no help text"
+    assert "reward.credit.mode (str) = 'min_form'" in text and "choices: future_min, min_form, sum" in text
+    assert "run.name (str) = (required)" in text

@@ -10,14 +10,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rl_prm.credit import (
+    ESTIMATORS,
+    CreditConfig,
+    EstimatorOptions,
+    StepBatch,
     assign_credit,
     compute_gae,
     encode_rm_scores,
     grpo_process_advantage,
+    grpo_step_normalize,
     masked_whiten,
     rloo_process_advantage,
-    rprm_grpo,
-    rprm_rloo,
 )
 
 
@@ -166,32 +169,59 @@ def test_separator_zero_and_whiten():
     assert kept.mean().abs() < 1e-5 and (kept.std() - 1).abs() < 1e-3
 
 
-def test_rprm_estimators_on_encoded_scores_and_options():
+def _opts(**kw):
+    credit = {k: kw.pop(k) for k in ("mode", "temperature", "clip_eta", "delta", "score_map") if k in kw}
+    base = dict(whiten=False, zero_separator_adv=True, verifiable=True, outcome_coef=1.0)
+    return EstimatorOptions(CreditConfig(**credit), **{**base, **kw})
+
+
+def _step_batch(sc, m, e, rm, index, outcome=None, sep=None):
+    B, T = rm.shape
+    return StepBatch(sc.float(), m, e, rm.float(), sep if sep is not None else torch.zeros(B, T, dtype=torch.bool),
+                     outcome, None if outcome is None else torch.ones(B, dtype=torch.bool),
+                     torch.as_tensor([["p", "q", "r", "s"].index(i) if isinstance(i, str) and len(i) == 1 else 0
+                                      for i in index]))
+
+
+def test_estimators_on_a_step_batch():
     sc = torch.tensor([[0.9, 0.1], [0.8, 0.7]])
     m = torch.ones(2, 2, dtype=torch.bool)
     e = torch.tensor([[1, 3], [0, 2]])
     rm = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 1, 0]])
     sep = torch.zeros(2, 5, dtype=torch.bool)
     sep[0, 2] = True
-    code = encode_rm_scores(sc, m, e, rm, outcome=torch.tensor([0.0, 1.0]), separator_mask=sep)
-    idx = ["p", "p"]
-    opts = dict(mode="future_min", whiten=False, outcome_coef=0.5, zero_separator=True)
-    adv, ret = rprm_rloo(code, rm, idx, config={"rprm": opts})
+    batch = _step_batch(sc, m, e, rm, ["p", "p"], torch.tensor([0.0, 1.0]), sep)
+    adv, _ = ESTIMATORS.get("rprm_rloo")(batch, _opts(mode="future_min", outcome_coef=0.5))
     x = assign_credit(sc, m, e, rm, mode="future_min")
-    want, _ = rloo_process_advantage(
-        x, rm, idx, e, m, outcome=torch.tensor([0.0, 1.0]), outcome_coef=0.5, separator_mask=sep
-    )
+    want, _ = rloo_process_advantage(x, rm, ["p", "p"], e, m, outcome=torch.tensor([0.0, 1.0]), outcome_coef=0.5,
+                                     separator_mask=sep)
     assert torch.allclose(adv, want, atol=1e-6)
-    # keyword options override config
-    adv2, _ = rprm_rloo(code, rm, idx, config={"rprm": opts}, rprm={"mode": "sum"})
-    assert not torch.allclose(adv2, adv)
-    g, _ = rprm_grpo(code, rm, idx, config={"norm_adv_by_std_in_grpo": False})
-    want_g, _ = grpo_process_advantage(2 * sc - 1, m, e, rm, idx, norm_by_std=False)
+    assert not torch.allclose(ESTIMATORS.get("rprm_rloo")(batch, _opts(mode="sum", outcome_coef=0.5))[0], adv)
+    # process GRPO with mode=sum is DeepSeekMath's; separators zeroed; + the outcome's GRPO
+    g, _ = ESTIMATORS.get("rprm_grpo")(batch, _opts(mode="sum", outcome_coef=0.0))
+    want_g, _ = grpo_process_advantage(2 * sc - 1, m, e, rm, ["p", "p"], separator_mask=sep)
     assert torch.allclose(g, want_g, atol=1e-6)
-    with pytest.raises(ValueError, match="unknown rprm option"):
-        rprm_rloo(code, rm, idx, config={"rprm": {"tempreature": 1.0}})
-    with pytest.raises(ValueError, match="temperature must be > 0"):
-        rprm_rloo(code, rm, idx, rprm={"temperature": 0})
+    # min-form on the normalised step rewards: every token before the worst step gets about its value
+    gm, _ = ESTIMATORS.get("rprm_grpo")(batch, _opts(mode="min_form", temperature=0.01, outcome_coef=0.0))
+    z = grpo_step_normalize(2 * sc - 1, m, ["p", "p"])
+    assert torch.allclose(gm[0, 0], z[0].min(), atol=1e-4) and gm[0, 2] == 0  # a separator token
+    # outcome GRPO: only the verifiable reward counts
+    o, _ = ESTIMATORS.get("outcome_grpo")(batch, _opts(outcome_coef=2.0, zero_separator_adv=False))
+    assert torch.allclose(o[0, :5], torch.full((5,), -2 * 0.5 / (0.5**0.5 + 1e-6)), atol=1e-5)
+    assert torch.allclose(o[1, :4], torch.full((4,), 2 * 0.5 / (0.5**0.5 + 1e-6)), atol=1e-5) and o[1, 4] == 0
+    with pytest.raises(ValueError, match="needs reward.verifiable.enabled"):
+        ESTIMATORS.get("outcome_grpo")(_step_batch(sc, m, e, rm, ["p", "p"]), _opts())
+
+
+def test_estimator_options_round_trip_and_name_bad_keys():
+    o = _opts(mode="sum", clip_eta=0.2)
+    assert EstimatorOptions.from_dict(o.to_dict()) == o
+    d = o.to_dict()
+    d.pop("whiten")
+    with pytest.raises(ValueError, match="missing \\['whiten'\\]"):
+        EstimatorOptions.from_dict(d)
+    with pytest.raises(ValueError, match="unknown credit key"):
+        EstimatorOptions.from_dict({**o.to_dict(), "credit": {"mdoe": "sum"}})
 
 
 @settings(max_examples=40, deadline=None)
@@ -201,10 +231,12 @@ def test_estimators_are_batch_permutation_invariant(rows, data):
     code = encode_rm_scores(sc, m, e, rm, outcome=outcome)
     order = data.draw(st.permutations(list(range(len(rows)))))
     o = torch.tensor(order)
-    for fn in (rprm_rloo, rprm_grpo):
-        a, _ = fn(code, rm, index)
-        b, _ = fn(code[o], rm[o], [index[i] for i in order])
-        assert torch.allclose(b, a[o], atol=1e-5)
+    for name in ESTIMATORS.names():
+        fn = ESTIMATORS.get(name)
+        a, _ = fn(StepBatch.from_rm_scores(code, rm, index, has_outcome=True), _opts())
+        b, _ = fn(StepBatch.from_rm_scores(code[o], rm[o], [index[i] for i in order], has_outcome=True),
+                  _opts())
+        assert torch.allclose(b, a[o], atol=1e-5), name
 
 
 def test_gae_matches_recursion():

@@ -7,7 +7,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from rl_prm.credit import decode_rm_scores, decode_step_scores, encode_rm_scores, encode_step_scores
+from rl_prm.credit import SCORE_GRID, decode_rm_scores, encode_rm_scores, quantize_scores
 from rl_prm.credit.encoding import OUTCOME_LEVELS, OUTCOME_MIN, OUTCOME_STEP
 
 
@@ -78,9 +78,10 @@ def test_exact_zero_and_one_scores_survive():
     m = torch.ones(1, 3, dtype=torch.bool)
     e = torch.tensor([[0, 1, 3]])
     rm = torch.ones(1, 4)
-    code = encode_step_scores(sc, m, e, rm)
+    code = encode_rm_scores(sc, m, e, rm)
     assert code.tolist() == [[2.0, 3.0, 0.0, 2.0]]  # a zero score is not "no step"
-    s, mm, ee = decode_step_scores(code, rm)
+    d0 = decode_rm_scores(code, rm)
+    s, mm, ee = d0.step_scores, d0.step_mask, d0.step_ends
     assert s.tolist() == [[0.0, 1.0, 0.0]] and mm.all() and ee.tolist() == [[0, 1, 3]]
     # also with outcome and separator on the same (last) token
     code = encode_rm_scores(sc, m, e, rm, outcome=torch.tensor([1.0]), separator_mask=torch.tensor([[0, 0, 1, 1]]).bool())
@@ -112,3 +113,21 @@ def test_encode_rejects_off_grid_outcome():
         encode_rm_scores(sc, m, e, rm, outcome=torch.tensor([5.0]))
     with pytest.raises(ValueError, match="in \\[0, 1\\]"):
         encode_rm_scores(torch.tensor([[1.5]]), m, e, rm)
+
+
+@settings(max_examples=60, deadline=None)
+@given(batch=encoded_batches())
+def test_scores_on_the_grid_decode_exactly_in_float32(batch):
+    """StepBatch rounds scores to SCORE_GRID: then every code is exact in float32, with separators and
+    the largest outcome on the same tokens, so both backends see bit-identical scores."""
+    T, rows = batch
+    sc, m, e, rm, sep, _ = _tensors(T, rows)
+    q = quantize_scores(sc).float()
+    out = torch.where(rm.bool().any(1), torch.full((len(rows),), -OUTCOME_MIN), torch.full((len(rows),), float("nan")))
+    code = encode_rm_scores(q, m, e, rm, outcome=out.double(), separator_mask=sep)
+    assert code.dtype == torch.float32
+    d = decode_rm_scores(code, rm)
+    for b, (L, ends, scores, s, o) in enumerate(rows):
+        k = len(ends)
+        assert torch.equal(d.step_scores[b, :k], q[b, m[b]])
+    assert ((q * (1 / SCORE_GRID)).round() == q * (1 / SCORE_GRID)).all()

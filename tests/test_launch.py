@@ -51,7 +51,7 @@ def test_dry_run_prints_the_verl_command_and_it_validates_against_verl():
     cfg = compose(overrides)  # every key valid for verl 0.9.1's ppo_trainer (unknown ones raise)
     validate(cfg)
     assert cfg.reward.reward_model.model_path == "kevinpro/R-PRM-7B-DPO"
-    assert cfg.algorithm.rprm.temperature == 0.1 and cfg.actor_rollout_ref.rollout.n == 8
+    assert cfg.algorithm.rprm.credit.temperature == 0.1 and cfg.actor_rollout_ref.rollout.n == 8
 
 
 def test_dry_run_overrides_reach_the_command():
@@ -60,7 +60,8 @@ def test_dry_run_overrides_reach_the_command():
     assert r.returncode == 0, r.stderr
     argv = shlex.split(r.stdout.strip())
     assert "trainer.total_training_steps=7" in argv and "actor_rollout_ref.rollout.n=4" in argv
-    assert "algorithm.adv_estimator=grpo" in argv and "reward.reward_manager.name=naive" in argv
+    assert "algorithm.adv_estimator=rprm_rloo" in argv and "reward.reward_manager.name=rprm" in argv
+    assert "+reward.rprm.prm=null" in argv and "reward.reward_model.enable=true" not in argv  # no judge
 
 
 def test_local_recipe_dry_run_uses_rl_prm_train_and_python_discovery(tmp_path):

@@ -20,7 +20,7 @@ def _steps(run_dir: Path) -> list[int]:
 
 
 def test_batch_indices_are_a_function_of_the_step():
-    from rl_prm.backends.local import batch_indices
+    from rl_prm.data.datasets import batch_indices
 
     a = [batch_indices(10, s, 4, seed=0) for s in (1, 2, 3)]
     assert sorted(a[0] + a[1] + a[2][:2]) == list(range(10))  # one epoch covers every row once
@@ -29,7 +29,7 @@ def test_batch_indices_are_a_function_of_the_step():
 
 
 def test_tiny_arith_train_and_test_are_disjoint():
-    from rl_prm.backends.local import load_data
+    from rl_prm.data.datasets import load_data
 
     train = load_data("tiny_arith", "train", 300, seed=0)
     test = load_data("tiny_arith", "test", None, seed=0)
@@ -41,7 +41,7 @@ def test_tiny_arith_train_and_test_are_disjoint():
 
 
 def test_verl_parquet_rows_carry_prompt_and_gold(tmp_path):
-    from rl_prm.backends.local import load_data
+    from rl_prm.data.datasets import load_data
     from rl_prm.data.prep import prep
 
     prep(tmp_path, ["gsm8k"], limit=3, verbose=False)
@@ -54,16 +54,19 @@ def test_verl_parquet_rows_carry_prompt_and_gold(tmp_path):
 
 
 @pytest.mark.parametrize("override, message", [
-    ("model.policy=/nonexistent/policy", "model.policy '/nonexistent/policy': not a local model directory"),
-    ("algorithm.estimator=gae", "unknown local advantage estimator 'gae'"),
-    ("data.train=nope", "unknown dataset 'nope'"),
+    ("model.policy=/nonexistent/policy", "model.policy '/nonexistent/policy': no such model directory"),
+    ("algorithm.estimator=gae", "algorithm.estimator=gae needs a critic"),
+    ("data.train=nope", "data.train: unknown value 'nope'"),
+    ("reward.credit.mode=bogus", "reward.credit.mode: unknown value 'bogus'"),
 ])
 def test_cli_fails_fast_with_the_reason(tmp_path, capsys, override, message):
+    """Bad values exit 2 with one line naming the key, before any run dir or engine exists."""
     from rl_prm.cli import main
 
     rc = main(["train", str(ROOT / "recipes" / "tiny_cpu.yaml"), f"run.output_dir={tmp_path}", override])
-    assert rc == 1
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert rc == 2 and message in err and len(err.strip().splitlines()) == 1, err
+    assert not any(tmp_path.iterdir())
 
 
 def test_cli_rejects_unknown_keys_and_backends(tmp_path, capsys):
@@ -72,7 +75,7 @@ def test_cli_rejects_unknown_keys_and_backends(tmp_path, capsys):
     assert main(["train", str(ROOT / "recipes" / "tiny_cpu.yaml"), "rollout.nn=3"]) == 2
     assert "unknown key 'rollout.nn'" in capsys.readouterr().err
     assert main(["train", str(ROOT / "recipes" / "tiny_cpu.yaml"), "trainer.backend=jax"]) == 2
-    assert "unknown trainer.backend 'jax'" in capsys.readouterr().err
+    assert "trainer.backend: unknown value 'jax'; known: local, verl" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -132,8 +135,8 @@ def test_two_steps_update_and_sync_then_resume(tmp_path, tiny_policy_dir):
     with open(run_dir / "metrics.jsonl", "a") as f:
         f.write(json.dumps({"step": 3, "time": 0.0, "reward/mean": 123.0}) + "\n")
     (run_dir / "checkpoints" / ".tmp-step_000003-99999").mkdir()
-    cfg2 = load_recipe(ROOT / "recipes" / "tiny_cpu.yaml", common + [
-        "trainer.total_steps=3", "reward.prm.enabled=false", "algorithm.estimator=grpo"])
+    cfg2 = load_recipe(ROOT / "recipes" / "tiny_cpu_vr_only.yaml", common + [
+        "trainer.total_steps=3", "algorithm.estimator=outcome_grpo"])
     # spoil the shared engine's weights: the resumed run must push its checkpoint's weights in
     shared = engines.rollout(cfg2, str(tiny_policy_dir))
     spoiled = [(k, v * 0.5) for k, v in AutoModelForCausalLM.from_pretrained(tiny_policy_dir).state_dict().items()]

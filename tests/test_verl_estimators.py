@@ -19,7 +19,7 @@ before = "rl_prm.verl_plugin" in sys.modules
 import verl
 from verl.trainer.ppo import core_algos
 names = {}
-for n in ("rprm_rloo", "rprm_grpo"):
+for n in ("rprm_rloo", "rprm_grpo", "outcome_grpo"):
     try:
         names[n] = core_algos.get_adv_estimator_fn(n).__module__
     except ValueError:
@@ -50,7 +50,7 @@ def test_plugin_discovery_paths():
         res[k] = json.loads(out.strip().splitlines()[-1])
     for k in ("entry_point", "external_modules"):
         assert res[k]["before"] is False and res[k]["after"] is True, res[k]
-        assert res[k]["names"] == {"rprm_rloo": "rl_prm.verl_ext.estimators", "rprm_grpo": "rl_prm.verl_ext.estimators"}
+        assert res[k]["names"] == {n: "rl_prm.verl_ext.estimators" for n in ("rprm_rloo", "rprm_grpo", "outcome_grpo")}
     from importlib.metadata import entry_points
 
     eps = {ep.name: ep.value for ep in entry_points(group="verl.plugins")}
@@ -71,8 +71,17 @@ def _batch():
     return rm_scores, rm, uid
 
 
+def _options(**kw):
+    """EstimatorOptions as the verl backend writes them (+algorithm.rprm.*)."""
+    credit = {k: kw.pop(k) for k in ("mode", "temperature", "clip_eta", "delta", "score_map") if k in kw}
+    from rl_prm.credit import CreditConfig, EstimatorOptions
+
+    base = dict(whiten=True, zero_separator_adv=True, verifiable=True, outcome_coef=1.0)
+    return EstimatorOptions(CreditConfig(**credit), **{**base, **kw}).to_dict()
+
+
 def _run_verl(estimator, rprm, **cfg):
-    """Through verl's own compute_advantage (what the v1 trainer calls) on a DataProto."""
+    """Through verl's own compute_advantage (what verl's trainer calls) on a DataProto."""
     from omegaconf import OmegaConf
     from verl import DataProto
     from verl.trainer.ppo.ray_trainer import compute_advantage
@@ -95,12 +104,12 @@ def test_get_adv_estimator_fn_returns_ours():
 
     from rl_prm.verl_ext import estimators
 
-    assert get_adv_estimator_fn("rprm_rloo") is estimators.compute_rprm_rloo_advantage
-    assert get_adv_estimator_fn("rprm_grpo") is estimators.compute_rprm_grpo_advantage
+    for name in ("rprm_rloo", "rprm_grpo", "outcome_grpo"):
+        assert get_adv_estimator_fn(name) is estimators.ADAPTERS[name]
 
 
 def test_rprm_rloo_through_verl_hand_computed():
-    adv, ret = _run_verl("rprm_rloo", {"mode": "sum", "whiten": False, "outcome_coef": 1.0})
+    adv, ret = _run_verl("rprm_rloo", _options(mode="sum", whiten=False, outcome_coef=1.0))
     # r = 2p - 1. Prompt q0 (same as the pure hand example):
     #   resp 0: steps end 1 (r=1), 3 (r=0); R=1, L=4. resp 1: step end 1 (r=-1); R=-1, L=2.
     #   resp 0: baseline per token -1/2 x 2 tokens per step = -1 -> 2 at t1, 1 at t3; VR 1-0=+1 at t3
@@ -120,7 +129,7 @@ def test_rprm_rloo_through_verl_hand_computed():
 def test_rprm_rloo_whitened_and_min_form_through_verl():
     from rl_prm.credit import assign_credit, decode_rm_scores, rloo_process_advantage
 
-    adv, _ = _run_verl("rprm_rloo", {"mode": "min_form", "temperature": 0.1})
+    adv, _ = _run_verl("rprm_rloo", _options(mode="min_form", temperature=0.1))
     rm_scores, rm, uid = _batch()
     d = decode_rm_scores(rm_scores, rm)
     x = assign_credit(d.step_scores, d.step_mask, d.step_ends, rm, mode="min_form", temperature=0.1)
@@ -131,7 +140,7 @@ def test_rprm_rloo_whitened_and_min_form_through_verl():
 
 
 def test_rprm_grpo_through_verl_hand_computed():
-    adv, ret = _run_verl("rprm_grpo", {})
+    adv, ret = _run_verl("rprm_grpo", _options(mode="sum", whiten=False, outcome_coef=0.0))
     # q0 step rewards {1, 0, -1}: mean 0, std 1 -> resp 0: t0..1: 1 + 0 = 1, t2..3: 0; resp 1: -1, -1
     # q1 step rewards {0.5, -0.5}: mean 0, std sqrt(0.5) -> z = +-0.7071
     eps = 1e-6
@@ -141,9 +150,15 @@ def test_rprm_grpo_through_verl_hand_computed():
     )
     assert torch.allclose(adv, want, atol=1e-5), adv
     assert torch.equal(adv, ret)
-    # Dr.GRPO variant follows verl's norm_adv_by_std_in_grpo
-    adv2, _ = _run_verl("rprm_grpo", {}, norm_adv_by_std_in_grpo=False)
-    assert torch.allclose(adv2[2], torch.tensor([0.5, 0.5, 0.5, 0.0]), atol=1e-6)
+
+
+def test_missing_options_are_named():
+    with pytest.raises(ValueError, match="algorithm.rprm"):
+        _run_verl("rprm_rloo", None)
+    bad = _options()
+    bad.pop("outcome_coef")
+    with pytest.raises(ValueError, match="missing \\['outcome_coef'\\]"):
+        _run_verl("rprm_rloo", bad)
 
 
 def test_pure_gae_matches_verl_gae():

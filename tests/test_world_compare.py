@@ -15,15 +15,18 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_arms_are_the_recipe_with_only_the_reward_changed():
     from rl_prm.config import load_recipe
+    from rl_prm.world.compare import arm_recipe
 
     base = load_recipe(ROOT / "recipes" / "tiny_cpu.yaml")
-    cfgs = {arm: load_recipe(ROOT / "recipes" / "tiny_cpu.yaml", ov) for arm, ov in ARMS.items()}
+    cfgs = {arm: load_recipe(*arm_recipe(arm, ROOT / "recipes" / "tiny_cpu.yaml")) for arm in ARMS}
+    assert arm_recipe("vr_only", "x.yaml")[0].name == "tiny_cpu_vr_only.yaml"  # the one VR-only baseline
     assert cfgs["min_form"].reward.prm.enabled and cfgs["min_form"].reward.credit.mode == "min_form"
     assert cfgs["sum"].reward.prm.enabled and cfgs["sum"].reward.credit.mode == "sum"
     assert not cfgs["vr_only"].reward.prm.enabled and cfgs["vr_only"].reward.verifiable.enabled
-    for cfg in cfgs.values():
-        for key in ("model", "data", "rollout", "algorithm", "optim", "trainer"):
-            assert cfg[key] == base[key], key
+    for arm, cfg in cfgs.items():
+        for key in ("data", "rollout", "algorithm", "optim", "trainer"):
+            assert cfg[key] == base[key], (arm, key)
+        assert cfg.model.policy == base.model.policy
 
 
 def _fake_run(d: Path, evals: dict[int, tuple[float, float]], steps_per_response: float) -> Path:
@@ -93,7 +96,7 @@ def test_read_metrics_merges_lines_of_a_step(tmp_path):
 
 
 def test_world_dataset_is_fixed_and_disjoint():
-    from rl_prm.backends.local import load_data
+    from rl_prm.data.datasets import load_data
 
     train = load_data("world", "train", 300, seed=0)
     test = load_data("world", "test", 100, seed=0)

@@ -1,39 +1,22 @@
-"""Advantage estimators for process rewards (pure torch; the verl registration is in rl_prm.verl_ext).
+"""Advantage math for process rewards on explicit tensors (pure torch).
 
-Two layers:
-  * pure math on explicit tensors: `rloo_process_advantage`, `grpo_process_advantage`,
-    `compute_gae`, `masked_whiten`;
-  * verl-contract functions `fn(token_level_rewards, response_mask, index=None, config=None, **kw)
-    -> (advantages, returns)` that read rl_prm's rm_scores encoding (rl_prm.credit.encoding),
-    run credit assignment and call the pure math: `rprm_rloo`, `rprm_grpo` (registry ESTIMATORS).
-    rl_prm.verl_ext.estimators registers them with verl under the same names.
+    rloo_process_advantage   PURE's RLOO with the token baseline (+ RLOO-centred outcome)
+    grpo_step_normalize      DeepSeekMath's per-group normalisation of step rewards
+    grpo_process_advantage   process GRPO: normalised step rewards summed over the remaining steps
+    compute_gae, masked_whiten
 
-Options of the verl-contract functions (`CreditOptions`) come, in increasing priority, from the
-defaults, `config["rprm"]` (e.g. hydra `+algorithm.rprm.mode=min_form`), and a `rprm=` keyword.
+The registered estimators that both backends call (`rprm_rloo`, `rprm_grpo`, `outcome_grpo`) are
+in rl_prm.credit.estimators; they read a StepBatch and call these functions.
 """
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Mapping
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import torch
 
-from rl_prm.credit.encoding import decode_rm_scores, last_token_index
-from rl_prm.credit.modes import (
-    MODES,
-    SCORE_MAPS,
-    _check_float,
-    assign_credit,
-    place_at_ends,
-    prepare_step_rewards,
-    reverse_cumsum,
-)
-from rl_prm.registry import Registry
-
-Estimator = Callable[..., tuple[torch.Tensor, torch.Tensor]]
-ESTIMATORS: Registry[Estimator] = Registry("advantage estimator")
+from rl_prm.credit.encoding import last_token_index
+from rl_prm.credit.modes import _check_float, place_at_ends, reverse_cumsum
 
 
 # --------------------------------------------------------------------------- helpers
@@ -190,6 +173,44 @@ def rloo_process_advantage(
     return advantages, returns
 
 
+def grpo_step_normalize(
+    step_rewards: torch.Tensor,
+    step_mask: torch.Tensor,
+    index: Any,
+    *,
+    epsilon: float = 1e-6,
+    norm_by_std: bool = True,
+) -> torch.Tensor:
+    """DeepSeekMath's normalisation: r~ = (r - mean(R)) / (std(R) + eps) over every valid step R of a group.
+
+    Unbiased std, as verl's grpo; without /std when norm_by_std is False (Dr.GRPO). A group with a
+    single step uses mean 0, std 1 (verl's singleton rule).
+
+    Args:
+        step_rewards: `(torch.Tensor)` shape (B, S); step_mask: `(torch.Tensor)` shape (B, S) bool
+        index: group label per row, or None
+    Returns:
+        `(torch.Tensor)` shape (B, S), 0 on invalid slots
+    """
+    B = step_rewards.shape[0]
+    valid = step_mask.bool()
+    r = torch.where(valid, step_rewards, torch.zeros_like(step_rewards))
+    gid = group_index(index, B, r.device)
+    G = int(gid.max().item()) + 1 if B else 0
+    vf = valid.to(r.dtype)
+    cnt = _group_sum(vf.sum(1), gid, G)
+    mean = _group_sum(r.sum(1), gid, G) / cnt.clamp(min=1)
+    dev2 = (((r - mean[gid].unsqueeze(1)) ** 2) * vf).sum(1)
+    std = torch.sqrt(_group_sum(dev2, gid, G) / (cnt - 1).clamp(min=1))
+    single = cnt <= 1
+    mean = torch.where(single, torch.zeros_like(mean), mean)
+    std = torch.where(single, torch.ones_like(std), std)
+    z = r - mean[gid].unsqueeze(1)
+    if norm_by_std:
+        z = z / (std[gid].unsqueeze(1) + epsilon)
+    return z * vf
+
+
 def grpo_process_advantage(
     step_rewards: torch.Tensor,
     step_mask: torch.Tensor,
@@ -204,11 +225,8 @@ def grpo_process_advantage(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """GRPO with process supervision (DeepSeekMath, Shao et al. 2024, sec. 4.1.3).
 
-    For each prompt (uid) collect every valid step reward of every response into R; normalise
-    r~ = (r - mean(R)) / (std(R) + eps) (unbiased std, as verl's grpo; without /std when
-    norm_by_std is False, as Dr.GRPO); the advantage of token t is the sum of r~ over the
-    response's steps ending at or after t. A group with a single step uses mean 0, std 1 (verl's
-    singleton rule). Returns = advantages (as verl's grpo).
+    `grpo_step_normalize` per prompt (uid); the advantage of token t is the sum of the normalised
+    rewards of the response's steps ending at or after t. Returns = advantages (as verl's grpo).
 
     Args:
         step_rewards: `(torch.Tensor)` shape (B, S), rewards (already mapped, e.g. 2p - 1)
@@ -218,25 +236,11 @@ def grpo_process_advantage(
     Returns:
         advantages, returns: `(torch.Tensor)` shape (B, T)
     """
-    B, T = response_mask.shape
+    T = response_mask.shape[1]
     valid = step_mask.bool()
-    r = torch.where(valid, step_rewards, torch.zeros_like(step_rewards))
     ends = torch.where(valid, step_ends.long(), torch.zeros_like(step_ends.long()))
-    gid = group_index(index, B, r.device)
-    G = int(gid.max().item()) + 1 if B else 0
-    vf = valid.to(r.dtype)
-    cnt = _group_sum(vf.sum(1), gid, G)
-    s1 = _group_sum(r.sum(1), gid, G)
-    mean = s1 / cnt.clamp(min=1)
-    dev2 = (((r - mean[gid].unsqueeze(1)) ** 2) * vf).sum(1)
-    std = torch.sqrt(_group_sum(dev2, gid, G) / (cnt - 1).clamp(min=1))
-    single = cnt <= 1
-    mean = torch.where(single, torch.zeros_like(mean), mean)
-    std = torch.where(single, torch.ones_like(std), std)
-    z = r - mean[gid].unsqueeze(1)
-    if norm_by_std:
-        z = z / (std[gid].unsqueeze(1) + epsilon)
-    adv = reverse_cumsum(place_at_ends(z * vf, valid, ends, T)) * response_mask.to(r.dtype)
+    z = grpo_step_normalize(step_rewards, step_mask, index, epsilon=epsilon, norm_by_std=norm_by_std)
+    adv = reverse_cumsum(place_at_ends(z, valid, ends, T)) * response_mask.to(z.dtype)
     adv = _finish(adv, response_mask, separator_mask, whiten)
     return adv, adv.clone()
 
@@ -282,135 +286,3 @@ def compute_gae(
         if whiten:
             adv = masked_whiten(adv, response_mask.bool())
     return adv, returns
-
-
-# --------------------------------------------------------------------------- verl-contract layer
-
-
-@dataclasses.dataclass
-class CreditOptions:
-    """Options of the rprm_* estimators (config["rprm"] / `rprm=` keyword).
-
-    mode, temperature, clip_eta, delta, score_map: as `assign_credit` (rprm_grpo ignores mode and
-    temperature: it sums normalised step rewards). outcome_coef: weight of the verifiable reward
-    (rprm_rloo). baseline: "token" | "step" (rprm_rloo). zero_separator / whiten: None = the
-    estimator's default (rprm_rloo: True / True as PURE; rprm_grpo: False / False).
-    epsilon: GRPO std epsilon. norm_by_std: None = config.norm_adv_by_std_in_grpo (default True).
-    """
-
-    mode: str = "min_form"
-    temperature: float = 0.1
-    clip_eta: Optional[float] = None
-    delta: bool = False
-    score_map: str = "2p-1"
-    outcome_coef: float = 1.0
-    baseline: str = "token"
-    zero_separator: Optional[bool] = None
-    whiten: Optional[bool] = None
-    epsilon: float = 1e-6
-    norm_by_std: Optional[bool] = None
-
-    def validate(self) -> "CreditOptions":
-        MODES.get(self.mode)
-        SCORE_MAPS.get(self.score_map)
-        _check_float("temperature", self.temperature, positive=True)
-        _check_float("clip_eta", self.clip_eta)
-        _check_float("outcome_coef", self.outcome_coef)
-        if self.baseline not in ("token", "step"):
-            raise ValueError(f"baseline must be 'token' or 'step', got {self.baseline!r}")
-        return self
-
-
-def _cfg_get(config: Any, key: str, default: Any = None) -> Any:
-    if config is None:
-        return default
-    getter = getattr(config, "get", None)
-    if callable(getter):
-        try:
-            return getter(key, default)
-        except Exception:  # noqa: BLE001 - struct configs may refuse unknown keys
-            return default
-    return getattr(config, key, default)
-
-
-def resolve_options(config: Any = None, rprm: Mapping | None = None) -> CreditOptions:
-    """Defaults <- config["rprm"] <- `rprm` mapping; unknown keys raise ValueError."""
-    fields = {f.name for f in dataclasses.fields(CreditOptions)}
-    merged: dict[str, Any] = {}
-    for src in (_cfg_get(config, "rprm"), rprm):
-        if src is None:
-            continue
-        items = dict(src.items()) if hasattr(src, "items") else dataclasses.asdict(src)
-        unknown = set(items) - fields
-        if unknown:
-            raise ValueError(f"unknown rprm option(s) {sorted(unknown)}; known: {sorted(fields)}")
-        merged.update(items)
-    opts = CreditOptions(**merged)
-    if opts.norm_by_std is None:
-        opts.norm_by_std = bool(_cfg_get(config, "norm_adv_by_std_in_grpo", True))
-    return opts.validate()
-
-
-@ESTIMATORS.register("rprm_rloo")
-def rprm_rloo(
-    token_level_rewards: torch.Tensor,
-    response_mask: torch.Tensor,
-    index: Any = None,
-    config: Any = None,
-    **kwargs: Any,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """PURE-style RLOO on rl_prm-encoded rm_scores (verl estimator contract).
-
-    token_level_rewards must be `encode_rm_scores` output (step scores, outcome, separators).
-    Steps: decode -> assign_credit(mode, T, clip, delta, score_map) -> rloo_process_advantage
-    (token baseline, RLOO-centred verifiable reward x outcome_coef on the last token, zero
-    separator advantages, batch whitening). Source: PURE (CJReinforce/PURE).
-
-    Args:
-        token_level_rewards, response_mask: `(torch.Tensor)` shape (B, T)
-        index: uids (B,); config: verl AlgoConfig/DictConfig (reads config["rprm"]); rprm= options
-    Returns:
-        advantages, returns: `(torch.Tensor)` shape (B, T)
-    """
-    opts = resolve_options(config, kwargs.get("rprm"))
-    d = decode_rm_scores(token_level_rewards, response_mask)
-    x = assign_credit(
-        d.step_scores, d.step_mask, d.step_ends, response_mask, mode=opts.mode, temperature=opts.temperature,
-        clip_eta=opts.clip_eta, delta=opts.delta, score_map=opts.score_map,
-    )
-    zero_sep = True if opts.zero_separator is None else opts.zero_separator
-    return rloo_process_advantage(
-        x, response_mask, index, d.step_ends, d.step_mask,
-        outcome=d.outcome, outcome_mask=d.outcome_mask, outcome_coef=opts.outcome_coef, baseline=opts.baseline,
-        separator_mask=d.separator_mask if zero_sep else None,
-        whiten=True if opts.whiten is None else opts.whiten,
-    )
-
-
-@ESTIMATORS.register("rprm_grpo")
-def rprm_grpo(
-    token_level_rewards: torch.Tensor,
-    response_mask: torch.Tensor,
-    index: Any = None,
-    config: Any = None,
-    **kwargs: Any,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """DeepSeekMath process-supervised GRPO on rl_prm-encoded rm_scores (verl estimator contract).
-
-    Steps: decode -> r = score_map(p) (then Clip, Delta if set) -> grpo_process_advantage
-    (per-uid normalisation of all step rewards, token advantage = sum of normalised rewards of
-    the steps ending at or after t). The outcome code, if any, is ignored. Source: Shao et al.
-    2024 (DeepSeekMath) sec. 4.1.3.
-
-    Args / Returns: as `rprm_rloo`.
-    """
-    opts = resolve_options(config, kwargs.get("rprm"))
-    d = decode_rm_scores(token_level_rewards, response_mask)
-    r, valid, ends = prepare_step_rewards(
-        d.step_scores, d.step_mask, d.step_ends, response_mask,
-        clip_eta=opts.clip_eta, delta=opts.delta, score_map=opts.score_map,
-    )
-    return grpo_process_advantage(
-        r, valid, ends, response_mask, index, epsilon=opts.epsilon, norm_by_std=bool(opts.norm_by_std),
-        separator_mask=d.separator_mask if opts.zero_separator else None, whiten=bool(opts.whiten),
-    )

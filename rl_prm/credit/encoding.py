@@ -1,35 +1,37 @@
-"""Step scores (+ outcome reward, + separator flags) packed into verl's token-level `rm_scores`.
+"""A StepBatch packed into verl's token-level `rm_scores` (one float per token), and back.
 
-verl's v1 trainer hands an advantage estimator only `rm_scores` [B, T] (as token_level_rewards),
-the response mask and the uids, so step boundaries must travel inside rm_scores. Our reward
-manager writes `encode_rm_scores(...)`; our estimators (`rprm_rloo`, `rprm_grpo`) decode it.
+verl hands an advantage estimator only `token_level_rewards` (= our rm_scores), the response mask
+and the uids, so step scores, step ends, separator flags and the outcome travel inside rm_scores.
+Our reward manager writes `encode_rm_scores(...)` rows; rl_prm.credit.batch.StepBatch.from_rm_scores
+decodes them.
 
-Encoding (one float per token; float32-safe):
+Encoding of a token:
 
-    code = 0                              ordinary token (no event)
-    code = 2 + f + 2 m                    event token, with
-        f in [0, 1]   the step score p = P(Yes) when the token ends a step
-        f = 1.5       no step ends here (a pure separator / outcome token)
-        m = sep + 2 k sep = 1 if the token is a step-separator token (zero-advantage option)
-                      k = 0: no outcome here; k = 1 + j: the response's outcome (verifiable)
-                      reward o = OUTCOME_MIN + j * OUTCOME_STEP sits here (j = 0..OUTCOME_LEVELS-1)
+    code = 0                 no event on this token
+    code = 2 + f + 2 m       an event token, where
+        f = p in [0, 1]      the score P(Yes) of the step that ends on this token, or
+        f = 1.5              no step ends here (a separator token or the outcome token only)
+        m = s + 2 k          s = 1 if the token is a step-separator token, else 0;
+                             k = 0 if no outcome sits here, else k = 1 + j, where the response's
+                             outcome (verifiable) reward is o = OUTCOME_MIN + j * OUTCOME_STEP
 
-    So a plain step end is 2 + p in [2, 3] (a score of exactly 0.0 is 2.0, never confused with "no
-    step"); a separator token without a step end is 3.5; the outcome sits on the last response
-    token. Decoding: m = floor((code - 2 + 0.25) / 2), f = code - 2 - 2 m.
+So a plain step end is 2 + p in [2, 3] (a score of exactly 0 is 2.0, never "no event"); a separator
+token without a step end is 3.5; the outcome sits on the last response token. Decoding:
+m = floor((code - 2 + 0.25) / 2), f = code - 2 - 2 m.
 
-Precision: codes are at most 2 + 1.5 + 2 * (1 + 2 * OUTCOME_LEVELS) = 137.5, so in float32 a
-decoded p is exact to ~1e-5 (2.4e-7 for plain step ends in [2, 3]); 0.0 and 1.0 are exact.
-Outcome rewards must lie on the grid {-4, -3.75, ..., 4} (binary/ternary verifiable rewards do);
-`encode_rm_scores` raises otherwise.
+Precision: codes are below 2 + 1.5 + 2 * (1 + 2 * OUTCOME_LEVELS) = 137.5 < 256, where float32 has a
+resolution of 2**-16; StepBatch rounds step scores to that grid (SCORE_GRID), so every code is
+exact in float32 and decoding returns the very scores the batch was built with. Outcome rewards
+must lie on the grid {-4, -3.75, ..., 4} (binary/ternary verifiable rewards do); `encode_rm_scores`
+raises otherwise.
 
-Consequences for verl (document in the recipe):
+Consequences for verl (the verl backend sets them):
   * `algorithm.use_kl_in_reward` must be False (use the actor KL loss): the in-reward KL penalty
-    is added to rm_scores and breaks the code; `decode_rm_scores` then raises.
-  * `rm_scores.sum(-1)` (verl's logged "reward", DAPO filter metric "reward") is not a reward
-    under this encoding: log real scalars through reward_extra_info.
-  * verl's built-in per-token estimators (`gae`, `reinforce_plus_plus`, `remax`) need plain token
-    rewards: for them the reward manager writes `assign_credit(...)` output instead.
+    is added to rm_scores and breaks the code; decoding then raises.
+  * `rm_scores.sum(-1)` (verl's logged "reward") is not a reward under this encoding: real scalars
+    are logged through reward_extra_info.
+  * verl's built-in per-token estimators (`gae`) need plain token rewards: for them the reward
+    manager writes StepBatch.plain_rewards(...) instead.
 """
 
 from __future__ import annotations
@@ -208,16 +210,3 @@ def decode_rm_scores(rm_scores: torch.Tensor, response_mask: torch.Tensor) -> De
     step_ends[sb, rank] = st
     step_mask[sb, rank] = True
     return DecodedScores(step_scores, step_mask, step_ends, outcome.to(out_dtype), outcome_mask, separator_mask)
-
-
-def encode_step_scores(
-    step_scores: torch.Tensor, step_mask: torch.Tensor, step_ends: torch.Tensor, response_mask: torch.Tensor, **kw
-) -> torch.Tensor:
-    """Alias of `encode_rm_scores` (step scores only unless outcome/separator_mask are given)."""
-    return encode_rm_scores(step_scores, step_mask, step_ends, response_mask, **kw)
-
-
-def decode_step_scores(rm_scores: torch.Tensor, response_mask: torch.Tensor):
-    """`decode_rm_scores` reduced to (step_scores [B, S], step_mask [B, S], step_ends [B, S])."""
-    d = decode_rm_scores(rm_scores, response_mask)
-    return d.step_scores, d.step_mask, d.step_ends

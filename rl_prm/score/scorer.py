@@ -26,100 +26,30 @@ scored in order; after a step scored below it, later steps get score None, flag 
 and adaptive K (`adaptive_k`: sample `adaptive_min_k` first; if their verdicts agree (all P(Yes)
 >= 0.5 or all < 0.5) stop, else sample the remaining k - adaptive_min_k).
 
-Not-scored steps and training: `rl_prm.credit.assign_credit` ignores steps whose step_mask is
-False. With min-form credit (PURE) the rejecting step already carries the minimum, so the
-recommended handling is to give not-scored steps the rejecting step's score
-(`ItemScore.filled_step_scores()`), which leaves min/future-min credit unchanged and keeps sum
-credit pessimistic; setting step_mask False for them is the alternative (no reward on those
-tokens at all).
+Not-scored steps and training: both backends turn an ItemScore into one score per step with
+`ItemScore.training_scores` (early-rejected steps get the rejecting step's score, which leaves
+min/future-min credit unchanged and keeps sum credit pessimistic; unscorable steps get
+`fallback_score`, counted).
 """
 
 from __future__ import annotations
 
 import time
 import zlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from rl_prm.score.engines import GenParams, JudgeEngine, Sample, p_yes
 from rl_prm.score.prompt import NO, VERDICT_QUESTION, YES, judge_prompt
+from rl_prm.score.types import ItemScore, ScoreConfig, StepScore
 from rl_prm.steps import split_steps
+
+__all__ = ["FALLBACK_QUESTION", "ItemScore", "RPRMScorer", "STATUSES", "ScoreConfig", "StepScore"]
 
 # The reference evaluation's text appended to a critique that has no verdict question
 # (NJUNLP/R-PRM src/evaluate/GenPRM/evaluate-PRM-CoT.py); the next token is then scored.
 FALLBACK_QUESTION = "\nBased on your analysis. Is the answer correct (Yes/No)?"
 STATUSES = ("ok", "no_steps", "empty_step", "too_long", "bad_input", "error")
-
-
-@dataclass
-class ScoreConfig:
-    k: int = 4  # critiques per step
-    temperature: float = 0.95
-    top_p: float = 0.95
-    max_critique_tokens: int = 1024
-    fallback_score: float = 0.5  # score of a step whose every sample failed (flagged)
-    early_reject_threshold: float | None = None  # score steps in order; after a step < threshold, later steps are not scored
-    adaptive_k: bool = False  # stop sampling a step once its first samples agree
-    adaptive_min_k: int = 2
-    adaptive_margin: float = 0.0  # adaptive K: first samples "agree" only if all P(Yes) >= 0.5+m or all < 0.5-m
-    max_prompt_tokens: int | None = None  # default: engine context - max_critique_tokens
-    seed: int | None = 0
-    keep_critiques: int = 1  # critiques kept per step in results (for logging)
-    exact_tokenization: bool = True  # re-score (2nd pass) a sample whose generated tokens != the reference's retokenization
-    stop_at_verdict: bool = True  # stop generation right after the verdict token
-    single_pass: bool = True  # False: always the reference's second forward pass (benchmarks)
-
-    def __post_init__(self) -> None:
-        if self.k < 1:
-            raise ValueError(f"ScoreConfig.k must be >= 1, got {self.k}")
-        if self.adaptive_k and not 1 <= self.adaptive_min_k <= self.k:
-            raise ValueError(f"ScoreConfig.adaptive_min_k must be in [1, k={self.k}], got {self.adaptive_min_k}")
-        if self.max_critique_tokens < 1:
-            raise ValueError(f"ScoreConfig.max_critique_tokens must be >= 1, got {self.max_critique_tokens}")
-
-
-@dataclass
-class StepScore:
-    score: float | None  # mean P(Yes) over samples; None when not scored (early rejection / too long)
-    p_yes: list[float]  # per-sample P(Yes) (failed samples left out)
-    n_samples: int  # critiques sampled
-    n_fallback: int  # samples whose critique lacked the verdict (scored by the fallback question)
-    flag: str | None  # None | "all_failed" | "not_scored" | "too_long"
-    critiques: list[str]
-    n_second_pass: int = 0  # samples scored by a second one-token pass (incl. the fallbacks)
-    n_failed: int = 0  # samples with no P(Yes) at all
-
-
-@dataclass
-class ItemScore:
-    status: str  # "ok" | "no_steps" | "empty_step" | "too_long" | "bad_input" | "error"
-    steps: list[StepScore]
-    error: str | None
-    generated_tokens: int  # judge tokens generated (critiques)
-    prompt_tokens: int  # judge prompt tokens processed (incl. second passes), before prefix caching
-    seconds: float  # this item's share of its batch's wall time
-    cached_prompt_tokens: int = 0  # of prompt_tokens, served from the engine's prefix cache (when reported)
-
-    @property
-    def step_scores(self) -> list[float | None]:
-        return [s.score for s in self.steps]
-
-    def filled_step_scores(self) -> list[float | None]:
-        """Step scores with not-scored steps (early rejection) given the rejecting step's score."""
-        out: list[float | None] = []
-        last: float | None = None
-        for s in self.steps:
-            if s.flag == "not_scored":
-                out.append(last)
-            else:
-                out.append(s.score)
-                last = s.score if s.score is not None else last
-        return out
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["step_scores"] = self.step_scores
-        return d
 
 
 # ---------------------------------------------------------------------------------------------

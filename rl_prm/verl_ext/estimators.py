@@ -1,63 +1,51 @@
-"""Register rl_prm's advantage estimators with verl (`register_adv_est`).
+"""Register rl_prm's estimators with verl (`register_adv_est`): a decoder + the shared function.
 
-Imported by rl_prm.verl_plugin, i.e. on `import verl` in every process (entry point group
-`verl.plugins`, or VERL_USE_EXTERNAL_MODULES=rl_prm.verl_plugin). Select one with
-`algorithm.adv_estimator=rprm_rloo` (or rprm_grpo) and options under `+algorithm.rprm.*`
-(see rl_prm.credit.advantages.CreditOptions). The math lives in rl_prm.credit (pure torch);
-these are thin wrappers with verl's estimator contract:
+Imported by rl_prm.verl_plugin, i.e. on `import verl` in every process. For each name in
+rl_prm.credit.ESTIMATORS (rprm_rloo, rprm_grpo, outcome_grpo) verl gets
 
     fn(token_level_rewards, response_mask, index=None, config=None, **kw) -> (advantages, returns)
 
-token_level_rewards must be rl_prm's rm_scores encoding (rl_prm.credit.encoding), which needs
-`algorithm.use_kl_in_reward=False`. For PPO-GAE use verl's built-in `gae` with plain token
-rewards from rl_prm.credit.assign_credit written as rm_scores (verl passes `values` only to its
-own gae, so no rprm_gae is registered).
+which decodes rm_scores into a StepBatch (rl_prm.credit.batch) and calls the very function the
+local backend calls, with `EstimatorOptions.from_dict(config.rprm)`: the `+algorithm.rprm.*`
+overrides that rl_prm.backends.verl_backend derives from the recipe.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import torch
 from verl.trainer.ppo.core_algos import register_adv_est
 
-from rl_prm.credit import advantages as _adv
+from rl_prm.credit import ESTIMATORS, EstimatorOptions, StepBatch
 
-NAMES = ("rprm_rloo", "rprm_grpo")
-
-
-@register_adv_est("rprm_rloo")
-def compute_rprm_rloo_advantage(
-    token_level_rewards: torch.Tensor,
-    response_mask: torch.Tensor,
-    index: Any = None,
-    config: Any = None,
-    **kwargs: Any,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """PURE-style RLOO with R-PRM process rewards; see rl_prm.credit.advantages.rprm_rloo.
-
-    Args:
-        token_level_rewards: `(torch.Tensor)` shape (bs, response_length), rl_prm-encoded rm_scores
-        response_mask: `(torch.Tensor)` shape (bs, response_length)
-        index: `(np.ndarray)` uid per row; config: algorithm config (reads config.rprm)
-    Returns:
-        advantages, returns: `(torch.Tensor)` shape (bs, response_length)
-    """
-    with torch.no_grad():
-        return _adv.rprm_rloo(token_level_rewards, response_mask, index=index, config=config, **kwargs)
+NAMES = tuple(ESTIMATORS.names())
+ADAPTERS: dict[str, Callable] = {}
 
 
-@register_adv_est("rprm_grpo")
-def compute_rprm_grpo_advantage(
-    token_level_rewards: torch.Tensor,
-    response_mask: torch.Tensor,
-    index: Any = None,
-    config: Any = None,
-    **kwargs: Any,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """DeepSeekMath process-supervised GRPO; see rl_prm.credit.advantages.rprm_grpo.
+def options_from_config(config: Any) -> EstimatorOptions:
+    rprm = config.get("rprm") if hasattr(config, "get") else getattr(config, "rprm", None)
+    if rprm is None:
+        raise ValueError("rl_prm estimators need algorithm.rprm (set by rl_prm.backends.verl_backend from the recipe)")
+    return EstimatorOptions.from_dict(rprm)
 
-    Args / Returns: as compute_rprm_rloo_advantage.
-    """
-    with torch.no_grad():
-        return _adv.rprm_grpo(token_level_rewards, response_mask, index=index, config=config, **kwargs)
+
+def _adapter(name: str) -> Callable:
+    fn = ESTIMATORS.get(name)
+
+    def compute(token_level_rewards: torch.Tensor, response_mask: torch.Tensor, index: Any = None,
+                config: Any = None, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """rl_prm estimator `name` on rl_prm-encoded rm_scores. Shapes (bs, response_length)."""
+        opts = options_from_config(config)
+        with torch.no_grad():
+            batch = StepBatch.from_rm_scores(token_level_rewards, response_mask, index, has_outcome=opts.verifiable)
+            adv, ret = fn(batch, opts)
+        return adv.to(token_level_rewards.dtype), ret.to(token_level_rewards.dtype)
+
+    compute.__name__ = f"compute_{name}_advantage"
+    compute.__qualname__ = compute.__name__
+    return compute
+
+
+for _name in NAMES:
+    ADAPTERS[_name] = register_adv_est(_name)(_adapter(_name))

@@ -10,14 +10,13 @@ Imported through rl_prm.verl_plugin (PLUGIN_MODULES) in every process that impor
      i.e. the judge served by vLLM replicas on the reward resource pool);
   3. compute the verifiable reward with `compute_score` (verl passes our
      `reward.custom_reward_function`, reward_fns/math_verify_reward.py:compute_score);
-  4. build the response's token-level rm_scores row:
-       output="encoded"        `rl_prm.credit.encode_rm_scores` (step scores at step ends, outcome on
-                               the last token, separator flags) for the rprm_rloo / rprm_grpo
-                               estimators, which decode it (verl's v1 trainer hands estimators only
-                               rm_scores, response_mask, uid);
-       output="token_rewards"  plain `assign_credit(...)` token rewards + outcome_coef x verifiable
-                               reward on the last token, for verl's per-token `gae` (PPO) or
-                               outcome estimators (grpo/rloo then see the return from token 0).
+  4. build the response's token-level rm_scores row: its one-row `rl_prm.credit.StepBatch` (the
+     batch type the local backend builds), as
+       output="encoded"        `StepBatch.to_rm_scores()` (step scores at step ends, outcome on the
+                               last token, separator flags) for rl_prm's estimators, which decode
+                               the batch back (verl hands estimators only rm_scores, mask, uid);
+       output="token_rewards"  `StepBatch.plain_rewards(...)`: credit-assigned token rewards +
+                               outcome_coef x verifiable reward on the last token, for verl's `gae`.
 
 The row travels to verl as `reward_score`: a `TokenReward`, a float (the real scalar reward, so
 verl's scalar paths keep working) that carries the per-token row in `.codes`. Two verl paths use it:
@@ -29,7 +28,7 @@ verl's scalar paths keep working) that carries the per-token row in `.codes`. Tw
 Real values (acc, prm_min/mean/last, num_steps, ...) are logged through reward_extra_info, since
 `rm_scores.sum()` is not a reward under the encoding.
 
-Options: `+reward.rprm.<name>=...` (see `RPRMRewardOptions`).
+Options: `reward.rprm` (`RewardManagerOptions`), written by rl_prm.backends.verl_backend from the recipe.
 """
 
 from __future__ import annotations
@@ -43,7 +42,8 @@ from typing import Any, Optional, Protocol, Sequence
 
 import torch
 
-from rl_prm.credit import assign_credit, encode_rm_scores
+from rl_prm.credit import CreditConfig, StepBatch
+from rl_prm.score.types import ScoringOptions
 from rl_prm.steps import StepSpans, step_token_ends
 
 logger = logging.getLogger(__name__)
@@ -53,58 +53,70 @@ OUTPUTS = ("encoded", "token_rewards")
 
 
 @dataclass
-class RPRMRewardOptions:
-    """Options of the `rprm` reward manager (`+reward.rprm.*`).
+class RewardManagerOptions:
+    """What the `rprm` reward manager reads from `reward.rprm`; rl_prm.backends.verl_backend writes
+    it from the recipe (`from_recipe`), so its values are the recipe's and nothing is declared twice.
 
-    k / temperature / top_p / max_critique_tokens: R-PRM sampling (K critiques per step, mean P(Yes)).
-    fallback_score: score of a step the judge could not score (counted in `prm_fallbacks`).
-    output: "encoded" (rprm_* estimators) | "token_rewards" (gae, outcome estimators).
-    verifiable: add the math-verify outcome reward; outcome_coef weights it (token_rewards only:
-        the rprm_* estimators weight it with algorithm.rprm.outcome_coef).
-    separators: mark step-separator tokens in the encoding (zero-advantage option of rprm_rloo).
-    mode / credit_temperature / clip_eta / delta / score_map: credit for output="token_rewards".
-    prm: False = no judge (verifiable reward only, still as a row).
+    prm: the recipe's reward.prm scoring knobs (rl_prm.score.types.ScoringOptions), None = no judge;
+    seed: critique seed base (run.seed); timeout_s: one judge call's limit; verifiable: add the
+    math-verify outcome; output: "encoded" (StepBatch rows for rl_prm's estimators) |
+    "token_rewards" (plain rewards for verl's gae: credit + outcome_coef x outcome).
     """
 
-    k: int = 4
-    temperature: float = 0.95
-    top_p: float = 0.95
-    max_critique_tokens: int = 1024
-    fallback_score: float = 0.5
-    output: str = "encoded"
-    verifiable: bool = True
-    outcome_coef: float = 1.0
-    separators: bool = True
-    mode: str = "min_form"
-    credit_temperature: float = 0.1
-    clip_eta: Optional[float] = None
-    delta: bool = False
-    score_map: str = "2p-1"
-    prm: bool = True
+    prm: Optional[ScoringOptions]
+    seed: int
+    timeout_s: float
+    verifiable: bool
+    output: str
+    credit: CreditConfig
+    outcome_coef: float
 
     @classmethod
-    def from_config(cls, config: Any) -> "RPRMRewardOptions":
-        """Read `config.reward.rprm` (a DictConfig/dict, or None for defaults); unknown keys raise."""
+    def from_recipe(cls, cfg: Any) -> "RewardManagerOptions":
+        from omegaconf import OmegaConf
+
+        est = cfg.algorithm.estimator
+        prm = None
+        if cfg.reward.prm.enabled:
+            p = OmegaConf.to_container(cfg.reward.prm, resolve=True)
+            prm = ScoringOptions(**{f.name: p[f.name] for f in dataclasses.fields(ScoringOptions)})
+        credit = CreditConfig(**OmegaConf.to_container(cfg.reward.credit, resolve=True))
+        return cls(prm, int(cfg.run.seed), float(cfg.reward.prm.timeout_s), bool(cfg.reward.verifiable.enabled),
+                   "token_rewards" if est == "gae" else "encoded", credit, float(cfg.reward.verifiable.coef))
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_config(cls, config: Any) -> "RewardManagerOptions":
+        """Read `config.reward.rprm` (a DictConfig/dict); a missing or unknown key raises naming it."""
         src = None
         if config is not None:
             reward = config.get("reward") if hasattr(config, "get") else getattr(config, "reward", None)
             if reward is not None:
                 src = reward.get("rprm") if hasattr(reward, "get") else getattr(reward, "rprm", None)
-        items = dict(src.items()) if src is not None else {}
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(items) - known
-        if unknown:
-            raise ValueError(f"unknown reward.rprm option(s) {sorted(unknown)}; known: {sorted(known)}")
-        return cls(**items).validate()
+        if src is None:
+            raise ValueError("rprm reward manager: no reward.rprm options (rl_prm.backends.verl_backend writes them "
+                             "from the recipe: run through `rl-prm train` / launch/grpo_rprm.sh)")
+        d = {k: src[k] for k in src.keys()}
+        names = [f.name for f in dataclasses.fields(cls)]
+        missing, unknown = [n for n in names if n not in d], sorted(set(d) - set(names))
+        if missing or unknown:
+            raise ValueError(f"reward.rprm: missing {missing}, unknown {unknown}")
 
-    def validate(self) -> "RPRMRewardOptions":
-        if self.output not in OUTPUTS:
-            raise ValueError(f"reward.rprm.output must be one of {OUTPUTS}, got {self.output!r}")
-        if self.k < 1:
-            raise ValueError(f"reward.rprm.k must be >= 1, got {self.k}")
-        if not 0.0 <= self.fallback_score <= 1.0:
-            raise ValueError(f"reward.rprm.fallback_score must be in [0, 1], got {self.fallback_score}")
-        return self
+        def sub(schema: type, node: Any) -> Any:
+            items = {k: node[k] for k in node.keys()}
+            bad = set(items) - {f.name for f in dataclasses.fields(schema)}
+            if bad:
+                raise ValueError(f"reward.rprm: unknown {schema.__name__} key(s) {sorted(bad)}")
+            return schema(**items)
+
+        opts = cls(sub(ScoringOptions, d["prm"]) if d["prm"] is not None else None, int(d["seed"]),
+                   float(d["timeout_s"]), bool(d["verifiable"]), str(d["output"]), sub(CreditConfig, d["credit"]),
+                   float(d["outcome_coef"]))
+        if opts.output not in OUTPUTS:
+            raise ValueError(f"reward.rprm.output must be one of {OUTPUTS}, got {opts.output!r}")
+        return opts
 
 
 class TokenReward(float):
@@ -127,8 +139,8 @@ class TokenReward(float):
 class StepScorer(Protocol):
     """Called from an executor thread unless it has `thread_safe = False` (then inline)."""
 
-    def __call__(self, question: str, steps: list[str]) -> tuple[list[Optional[float]], int]:
-        """Scores (P(Yes), mean over K; None = could not score) of `steps` and the number of failed critiques."""
+    def __call__(self, question: str, steps: list[str]) -> tuple[list[float], dict[str, float]]:
+        """One training score per step (see `score_with`) and counts logged as reward_extra_info."""
         ...
 
 
@@ -137,59 +149,30 @@ class StepScorer(Protocol):
 
 def build_row(
     spans: StepSpans,
-    step_scores: Sequence[Optional[float]],
+    step_scores: Optional[Sequence[float]],
     outcome: Optional[float],
     n_tokens: int,
-    opts: RPRMRewardOptions,
+    opts: RewardManagerOptions,
 ) -> tuple[list[float], dict[str, float]]:
     """Token-level rm_scores row (length n_tokens) and logged scalars for one response.
 
-    step_scores: one P(Yes) per step of `spans` (None -> opts.fallback_score, counted).
-    outcome: verifiable reward (None = unavailable: no outcome code / no bonus).
+    step_scores: one training score per step of `spans` (ItemScore.training_scores), or None when
+    the judge is off (no step is scored). outcome: verifiable reward (None = off/unavailable).
+    The row is this one response's StepBatch, encoded (or as plain rewards for gae), exactly as the
+    local backend builds its batch.
     """
-    if len(step_scores) != spans.num_steps:
+    if step_scores is not None and len(step_scores) != spans.num_steps:
         raise ValueError(f"{len(step_scores)} step scores for {spans.num_steps} steps")
-    fallbacks = sum(s is None for s in step_scores)
-    p = [opts.fallback_score if s is None else float(s) for s in step_scores]
-    bad = [x for x in p if not (0.0 <= x <= 1.0)]
-    if bad:
-        raise ValueError(f"step score {bad[0]!r} is not a probability in [0, 1]")
-    S = max(1, len(p))
-    scores = torch.zeros(1, S, dtype=torch.float64)
-    mask = torch.zeros(1, S, dtype=torch.bool)
-    ends = torch.zeros(1, S, dtype=torch.long)
-    if p:
-        scores[0, : len(p)] = torch.tensor(p, dtype=torch.float64)
-        mask[0, : len(p)] = True
-        ends[0, : len(p)] = torch.tensor(spans.ends, dtype=torch.long)
-    response_mask = torch.ones(1, n_tokens, dtype=torch.long)
-    if opts.output == "encoded":
-        sep = None
-        if opts.separators and n_tokens:
-            flags = spans.separator_mask()[:n_tokens]
-            sep = torch.zeros(1, n_tokens, dtype=torch.bool)
-            if flags:
-                sep[0, : len(flags)] = torch.tensor(flags, dtype=torch.bool)
-        out = None
-        if outcome is not None and n_tokens:
-            out = torch.tensor([float(outcome)], dtype=torch.float64)
-        row = encode_rm_scores(scores, mask, ends, response_mask, outcome=out, separator_mask=sep)
-    else:
-        row = torch.zeros(1, n_tokens, dtype=torch.float64)
-        if p:
-            row = assign_credit(
-                scores, mask, ends, response_mask, mode=opts.mode, temperature=opts.credit_temperature,
-                clip_eta=opts.clip_eta, delta=opts.delta, score_map=opts.score_map,
-            )
-        if outcome is not None and n_tokens:
-            row[0, n_tokens - 1] += opts.outcome_coef * float(outcome)
+    batch = StepBatch.from_spans([spans], [n_tokens], None if step_scores is None else [list(step_scores)],
+                                 None if outcome is None or not n_tokens else [float(outcome)], [0])
+    row = batch.to_rm_scores() if opts.output == "encoded" else batch.plain_rewards(opts.credit, opts.outcome_coef)
+    p = [float(x) for x in (step_scores or [])]
     info = {
         "acc": float("nan") if outcome is None else float(outcome),
         "prm_min": min(p) if p else float("nan"),
         "prm_mean": sum(p) / len(p) if p else float("nan"),
         "prm_last": p[-1] if p else float("nan"),
-        "num_steps": float(len(p)),
-        "prm_fallbacks": float(fallbacks),
+        "num_steps": float(spans.num_steps),
     }
     return row[0].float().tolist(), info
 
@@ -222,39 +205,36 @@ def question_of(non_tensor: dict) -> str:
 class RouterStepScorer:
     """R-PRM step scoring against verl's reward-model router (vLLM replicas on the reward pool).
 
-    Builds the rl_prm scorer (`rl_prm.score.scorer.RPRMScorer`) over `HTTPJudgeEngine` pointed at
-    the router, which load-balances OpenAI `/v1/completions` requests over the judge replicas.
+    The rl_prm scorer (`rl_prm.score.scorer.RPRMScorer`, with the recipe's reward.prm knobs) over
+    `HTTPJudgeEngine` pointed at the router, which load-balances `/v1/completions` over the replicas.
     """
 
-    def __init__(self, router_address: str, tokenizer: Any, opts: RPRMRewardOptions):
+    def __init__(self, router_address: str, tokenizer: Any, opts: RewardManagerOptions):
         from rl_prm.score.engines import HTTPJudgeEngine
         from rl_prm.score.scorer import RPRMScorer, ScoreConfig
 
         url = router_address if router_address.startswith("http") else f"http://{router_address}"
-        self.engine = HTTPJudgeEngine(url, tokenizer)
-        fields = {f.name for f in dataclasses.fields(ScoreConfig)}
-        want = {"k": opts.k, "temperature": opts.temperature, "top_p": opts.top_p,
-                "max_critique_tokens": opts.max_critique_tokens, "fallback_score": opts.fallback_score}
-        self.scorer = RPRMScorer(self.engine, ScoreConfig(**{k: v for k, v in want.items() if k in fields}))
+        self.engine = HTTPJudgeEngine(url, tokenizer, timeout=opts.timeout_s)
+        self.scorer = RPRMScorer(self.engine, ScoreConfig.from_options(opts.prm, seed=opts.seed))
 
-    def __call__(self, question: str, steps: list[str]) -> tuple[list[Optional[float]], int]:
+    def __call__(self, question: str, steps: list[str]) -> tuple[list[float], dict[str, float]]:
         return score_with(self.scorer, question, steps)
 
 
-def score_with(scorer: Any, question: str, steps: list[str]) -> tuple[list[Optional[float]], int]:
-    """Score one solution with an `RPRMScorer` (rl_prm.score.scorer) -> (step scores, failed critiques).
+def score_with(scorer: Any, question: str, steps: list[str]) -> tuple[list[float], dict[str, float]]:
+    """Score one solution with an `RPRMScorer` -> (one training score per step, counts).
 
-    Steps the scorer could not score (status != ok, all samples failed, too long) come back None;
-    the caller substitutes the fallback score and counts them.
+    The same rule as the local backend (`ItemScore.training_scores`): early-rejected steps get the
+    rejecting step's score, unscorable steps `fallback_score` (counted in prm_fallbacks).
     """
     if not steps:
-        return [], 0
+        return [], {"prm_fallbacks": 0.0, "prm_failed_critiques": 0.0}
     item = scorer.score([{"question": question, "steps": steps}])[0]
-    if item.status != "ok" or len(item.steps) != len(steps):
+    if item.status != "ok":
         logger.warning("rprm: judge could not score a response (%s: %s)", item.status, item.error)
-        return [None] * len(steps), len(steps)
-    scores = [None if s is None or math.isnan(s) else float(s) for s in item.filled_step_scores()]
-    return scores, sum(int(getattr(st, "n_failed", 0)) for st in item.steps)
+    scores, n_fallback = item.training_scores(len(steps), scorer.config.fallback_score)
+    return scores, {"prm_fallbacks": float(n_fallback),
+                    "prm_failed_critiques": float(sum(int(st.n_failed) for st in item.steps))}
 
 
 # ------------------------------------------------------------------------------------ verl manager
@@ -277,7 +257,7 @@ if RewardManagerBase is not None:
         def __init__(self, config, tokenizer, compute_score, reward_router_address=None,
                      reward_model_tokenizer=None, step_scorer: Optional[StepScorer] = None):
             super().__init__(config, tokenizer, compute_score)
-            self.opts = RPRMRewardOptions.from_config(config)
+            self.opts = RewardManagerOptions.from_config(config)
             self.reward_router_address = reward_router_address
             self.reward_model_tokenizer = reward_model_tokenizer
             self._step_scorer = step_scorer
@@ -285,12 +265,12 @@ if RewardManagerBase is not None:
 
         @property
         def step_scorer(self) -> Optional[StepScorer]:
-            if self._step_scorer is None and self.opts.prm:
+            if self._step_scorer is None and self.opts.prm is not None:
                 if self.reward_router_address is None or self.reward_model_tokenizer is None:
                     raise RuntimeError(
                         "rprm reward manager: no judge. Set reward.reward_model.enable=True with "
                         "reward.reward_model.model_path=<R-PRM judge> (verl serves it and passes the router "
-                        "address), or +reward.rprm.prm=false for verifiable reward only."
+                        "address), or reward.prm.enabled=false in the recipe for verifiable reward only."
                     )
                 self._step_scorer = RouterStepScorer(self.reward_router_address, self.reward_model_tokenizer, self.opts)
             return self._step_scorer
@@ -314,19 +294,19 @@ if RewardManagerBase is not None:
                                                      ground_truth=gt, extra_info=nt.get("extra_info") or {}))
                 outcome = float(result["score"] if isinstance(result, dict) else result)
 
-            scores: list[Optional[float]] = [None] * spans.num_steps
-            failures = 0
-            if self.opts.prm and spans.num_steps:
-                question = question_of(nt)
-                scorer = self.step_scorer
-                if getattr(scorer, "thread_safe", True):
-                    scores, failures = await self.loop.run_in_executor(None, lambda: scorer(question, list(spans.texts)))
-                else:  # e.g. an in-process vLLM engine: only from the thread that made it (blocks the loop)
-                    scores, failures = scorer(question, list(spans.texts))
-            elif not self.opts.prm:
-                scores = [0.5] * spans.num_steps  # neutral: no process signal
+            scores: Optional[list[float]] = None  # judge off: no step is scored (as on the local backend)
+            counts: dict[str, float] = {}
+            if self.opts.prm is not None:
+                scores = []
+                if spans.num_steps:
+                    question = question_of(nt)
+                    scorer = self.step_scorer
+                    if getattr(scorer, "thread_safe", True):
+                        scores, counts = await self.loop.run_in_executor(None, lambda: scorer(question, list(spans.texts)))
+                    else:  # e.g. an in-process vLLM engine: only from the thread that made it (blocks the loop)
+                        scores, counts = scorer(question, list(spans.texts))
             row, info = build_row(spans, scores, outcome, n, self.opts)
-            info["prm_failed_critiques"] = float(failures)
+            info.update(counts)
             info["outcome_missing"] = float(self.opts.verifiable and outcome is None)
             info["truncated"] = float(truncated)
             return {"reward_score": TokenReward(scalar_reward(info), row), "reward_extra_info": info}

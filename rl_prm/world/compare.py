@@ -20,18 +20,30 @@ import time
 from pathlib import Path
 from typing import Iterable, Optional
 
-# arm -> recipe overrides (the recipe itself is the min-form R-PRM arm)
+# arm -> recipe overrides on the R-PRM recipe; the VR-only arm runs the VR-only baseline recipe itself
+# (the same estimator and options with the process reward removed: recipes/tiny_cpu_vr_only.yaml)
+VR_ONLY = "vr_only"
 ARMS: dict[str, list[str]] = {
     "min_form": ["reward.prm.enabled=true", "reward.credit.mode=min_form"],
-    "vr_only": ["reward.prm.enabled=false"],
+    VR_ONLY: [],
     "sum": ["reward.prm.enabled=true", "reward.credit.mode=sum"],
 }
+VR_RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "tiny_cpu_vr_only.yaml"
 ARM_LABELS = {"min_form": "R-PRM min-form + VR", "vr_only": "VR only", "sum": "R-PRM sum-form + VR"}
 
 
+def arm_recipe(arm: str, recipe: str | Path, vr_recipe: str | Path = VR_RECIPE) -> tuple[Path, list[str]]:
+    """(recipe file, overrides) of an arm."""
+    if arm not in ARMS:
+        raise ValueError(f"unknown arm {arm!r}; expected one of {list(ARMS)}")
+    return Path(vr_recipe if arm == VR_ONLY else recipe), list(ARMS[arm])
+
+
 def run_arms(recipe: str | Path, out_dir: str | Path, seeds: Iterable[int] = (0, 1), steps: Optional[int] = None,
-             arms: Iterable[str] = tuple(ARMS), overrides: Iterable[str] = ()) -> dict[tuple[str, int], Path]:
-    """Train every (arm, seed) from ``recipe`` into out_dir/runs/<arm>_s<seed>; returns the run dirs."""
+             arms: Iterable[str] = tuple(ARMS), overrides: Iterable[str] = (),
+             vr_recipe: str | Path = VR_RECIPE) -> dict[tuple[str, int], Path]:
+    """Train every (arm, seed) into out_dir/runs/<arm>_s<seed>; returns the run dirs. `overrides` apply to
+    every arm."""
     import os
 
     from rl_prm.backends.local import Engines, train
@@ -41,15 +53,14 @@ def run_arms(recipe: str | Path, out_dir: str | Path, seeds: Iterable[int] = (0,
     runs: dict[tuple[str, int], Path] = {}
     extra = list(overrides) + ([f"trainer.total_steps={steps}"] if steps else [])
     arms = list(arms)
-    for arm in arms:
-        if arm not in ARMS:
-            raise ValueError(f"unknown arm {arm!r}; expected one of {list(ARMS)}")
+    plans = {arm: arm_recipe(arm, recipe, vr_recipe) for arm in arms}
     with Engines() as engines:
         for seed in seeds:
             for i, arm in enumerate(arms):
                 shared_start = ["trainer.val_before_train=false"] if i else []  # step 0 = the first arm's eval
-                cfg = load_recipe(recipe, [f"run.output_dir={Path(out_dir) / 'runs'}", f"run.name={arm}_s{seed}",
-                                           f"run.seed={seed}", *ARMS[arm], *extra, *shared_start])
+                path, arm_ov = plans[arm]
+                cfg = load_recipe(path, [f"run.output_dir={Path(out_dir) / 'runs'}", f"run.name={arm}_s{seed}",
+                                         f"run.seed={seed}", *arm_ov, *extra, *shared_start])
                 t0 = time.time()
                 print(f"=== arm {arm} seed {seed} ===", flush=True)
                 train(cfg, engines=engines)

@@ -1,0 +1,99 @@
+"""The local backend's engines: the policy's vLLM rollout actor and the R-PRM worker pool, and Ray.
+
+    with Engines() as engines:                  # kept alive across runs (e.g. the arms of a comparison)
+        for overrides in arms:
+            train(load_recipe(path, overrides), engines=engines)
+
+Each run gets the policy engine with its own starting weights pushed in, and shares an R-PRM pool
+when its judge and scoring settings are the same (the critique seed is set per run).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import torch
+
+from rl_prm.score.pool import RPRMPool, engine_kwargs
+from rl_prm.score.types import ScoreConfig
+
+
+def ray_init() -> None:
+    """Join $RAY_ADDRESS (ray job submit) or start a private local cluster, quiet, with our env."""
+    import ray
+
+    if ray.is_initialized():
+        return
+    env = {k: os.environ[k] for k in ("WANDB_MODE", "RL_PRM_CACHE", "VLLM_CPU_KVCACHE_SPACE", "HF_HOME") if k in os.environ}
+    env.update(VLLM_ALLOW_INSECURE_SERIALIZATION="1", TOKENIZERS_PARALLELISM="false",
+               VLLM_LOGGING_LEVEL=os.environ.get("VLLM_LOGGING_LEVEL", "WARNING"))
+    address = os.environ.get("RAY_ADDRESS") or None
+    kwargs: dict[str, Any] = dict(address=address, runtime_env={"env_vars": env}, log_to_driver=True,
+                                  logging_level="ERROR")
+    if address is None:
+        kwargs.update(include_dashboard=False, num_cpus=max(2, os.cpu_count() or 2),
+                      object_store_memory=256 * 1024**2)
+    ray.init(**kwargs)
+
+
+def device_gpus(cfg: Any) -> int:
+    if cfg.trainer.gpus_per_node:
+        return int(cfg.trainer.gpus_per_node)
+    return 1 if torch.cuda.is_available() and cfg.trainer.device != "cpu" else 0
+
+
+def kill(actor: Any) -> None:
+    import ray
+
+    try:
+        ray.get(actor.shutdown.remote(), timeout=30)
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        ray.kill(actor)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+class Engines:
+    """vLLM actors kept alive across several runs in one process (see the module doc)."""
+
+    def __init__(self) -> None:
+        self._rollouts: dict[tuple, Any] = {}
+        self._prms: dict[tuple, RPRMPool] = {}
+
+    def rollout(self, cfg: Any, weights: str) -> Any:
+        from rl_prm.generate import rollout_actor
+
+        key = (cfg.data.max_prompt_tokens + cfg.rollout.max_tokens, cfg.rollout.kv_cache_gib,
+               cfg.rollout.gpu_memory_utilization, device_gpus(cfg))
+        if key not in self._rollouts:
+            self._rollouts[key] = rollout_actor(num_gpus=0.4 if key[-1] else 0).remote(
+                weights, max_model_len=key[0], seed=cfg.run.seed, kv_cache_gib=key[1], gpu_memory_utilization=key[2])
+        return self._rollouts[key]
+
+    def prm(self, cfg: Any, judge_path: str) -> RPRMPool:
+        p = cfg.reward.prm
+        scoring = ScoreConfig.from_options(p, seed=None)  # the seed is set per run
+        kw = engine_kwargs(p, 0)
+        key = (judge_path, repr(scoring), kw["max_model_len"], kw["kv_cache_gib"], kw["gpu_memory_utilization"],
+               p.num_workers, float(p.timeout_s), device_gpus(cfg))
+        if key not in self._prms:
+            self._prms[key] = RPRMPool.from_recipe(cfg, judge_path, num_gpus=0.3 if key[-1] else 0)
+        else:
+            self._prms[key].set_seed(cfg.run.seed)
+        return self._prms[key]
+
+    def close(self) -> None:
+        for prm in self._prms.values():
+            prm.shutdown()
+        for actor in self._rollouts.values():
+            kill(actor)
+        self._prms, self._rollouts = {}, {}
+
+    def __enter__(self) -> "Engines":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()

@@ -1,0 +1,130 @@
+"""Training datasets by name (`data.train` / `data.test`), verl parquet files, and the data order.
+
+    rows = load_data("world", "train", limit=1024, seed=0)   # [{"problem", "answer", "source", ("prompt")}]
+    ids = prompt_ids(tokenizer, rows[0], instruction)        # chat-templated prompt token ids
+    batch_indices(len(rows), step, per_step, seed)           # which rows step `step` trains on
+
+A name is a DATASETS entry (tiny_arith, world, gsm8k, math); a path ending in .parquet is read as a
+verl-format file (prompt chat messages, reward_model.ground_truth; `rl-prm data prep` writes them).
+"""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from rl_prm.registry import Registry
+
+DATASETS: Registry[Callable[..., list[dict]]] = Registry("dataset")
+TINY_ARITH_SIZE = {"train": 1024, "test": 256}
+
+
+@DATASETS.register("tiny_arith")
+def _tiny_arith(split: str, limit: Optional[int], seed: int) -> list[dict]:
+    """Synthetic arithmetic word problems (rl_prm.tiny.arith); train and test questions are disjoint
+    (fixed generator seeds; test questions are removed from train)."""
+    from rl_prm.tiny.arith import make_problem
+
+    def gen(rng_seed: int, n: int, exclude: set[str]) -> list[dict]:
+        rng, out, seen = random.Random(rng_seed), [], set(exclude)
+        while len(out) < n:
+            p = make_problem(rng)
+            if p.question not in seen:
+                seen.add(p.question)
+                out.append({"problem": p.question, "answer": str(p.answer), "source": "tiny_arith"})
+        return out
+
+    test = gen(1_000_003, TINY_ARITH_SIZE["test"], set())
+    if split == "test":
+        rows = test
+    else:
+        rows = gen(7_000_001, limit or TINY_ARITH_SIZE["train"], {r["problem"] for r in test})
+    return rows[:limit] if limit else rows
+
+
+@DATASETS.register("world")
+def _world(split: str, limit: Optional[int], seed: int) -> list[dict]:
+    """The miniature world's problems (rl_prm.world.tasks): train/test disjoint by a hash of the
+    question; a fixed set (seed 0) whatever the run seed, so every arm of a comparison sees the
+    same test problems."""
+    from rl_prm.world.tasks import problems
+
+    n = limit or TINY_ARITH_SIZE[split]
+    return [{"problem": p.question, "answer": str(p.answer), "source": "world"} for p in problems(split, n, seed=0)]
+
+
+def _benchmark(name: str):
+    def load(split: str, limit: Optional[int], seed: int) -> list[dict]:
+        from rl_prm.data import load_benchmark
+
+        rows = load_benchmark(name, split)
+        return rows[:limit] if limit else rows
+
+    return load
+
+
+for _name in ("gsm8k", "math"):
+    DATASETS.register(_name)(_benchmark(_name))
+
+
+def _parquet(path: str, limit: Optional[int]) -> list[dict]:
+    """verl parquet (rl-prm data prep): prompt messages, reward_model.ground_truth, extra_info.question."""
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    missing = {"prompt", "reward_model"} - set(table.column_names)
+    if missing:
+        raise ValueError(f"data file {path}: missing column(s) {sorted(missing)} (expected verl parquet)")
+    rows = []
+    for r in table.to_pylist()[: limit or None]:
+        extra = r.get("extra_info") or {}
+        user = [m["content"] for m in r["prompt"] if m.get("role") == "user"]
+        rows.append({"problem": extra.get("question") or (user[-1] if user else ""), "prompt": r["prompt"],
+                     "answer": str(r["reward_model"]["ground_truth"]), "source": r.get("data_source") or "parquet"})
+    return rows
+
+
+def load_data(spec: str, split: str, limit: Optional[int], seed: int) -> list[dict]:
+    """`spec`: a DATASETS name or a .parquet path."""
+    if spec.endswith(".parquet"):
+        if not Path(spec).is_file():
+            raise ValueError(f"data file {spec} not found")
+        rows = _parquet(spec, limit)
+    else:
+        rows = DATASETS.get(spec)(split, limit, seed)
+    if not rows:
+        raise ValueError(f"data {spec!r} ({split}) has no rows")
+    return rows
+
+
+def prompt_ids(tokenizer: Any, row: dict, instruction: str) -> list[int]:
+    from rl_prm.generate import chat_prompt_ids
+
+    if "prompt" in row:  # verl parquet: messages already carry the instruction
+        ids = tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True)
+        ids = ids["input_ids"] if isinstance(ids, dict) or hasattr(ids, "input_ids") else ids
+        return [int(i) for i in ids]
+    return chat_prompt_ids(tokenizer, row["problem"], instruction)
+
+
+def batch_indices(n_rows: int, step: int, per_step: int, seed: int) -> list[int]:
+    """Row indices of training step `step` (1-based): consecutive slices of per-epoch shuffles.
+    A pure function of (step, seed), so a resumed run sees exactly the prompts it would have."""
+    out = []
+    start = (step - 1) * per_step
+    for pos in range(start, start + per_step):
+        epoch, i = divmod(pos, n_rows)
+        perm = list(range(n_rows))
+        random.Random(seed * 1_000_003 + epoch).shuffle(perm)
+        out.append(perm[i])
+    return out
+
+
+def tokenize_prompts(rows: list[dict], tokenizer: Any, instruction: str, max_tokens: int) -> tuple[list[dict], list[list[int]], int]:
+    """Chat-templated prompt ids of `rows`, dropping prompts longer than `max_tokens`.
+
+    Returns (kept rows, their ids, number dropped)."""
+    ids = [prompt_ids(tokenizer, r, instruction) for r in rows]
+    keep = [i for i, x in enumerate(ids) if len(x) <= max_tokens]
+    return [rows[i] for i in keep], [ids[i] for i in keep], len(rows) - len(keep)

@@ -1,0 +1,36 @@
+"""Held-out evaluation of the policy during training (the local backend's `eval/*` metrics).
+
+    m = evaluate_policy(rollout, tokenizer, rows, cfg)
+        eval/accuracy               greedy accuracy by the verifiable reward
+        eval/sampled_accuracy       mean accuracy of trainer.eval_samples samples per problem at
+                                    rollout.temperature (fixed seeds: the same draws at every eval)
+        eval/response_length, eval/truncated_frac, eval/steps_per_response, eval/n
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rl_prm.data.datasets import prompt_ids
+from rl_prm.score.verifiable import verifiable_rewards
+from rl_prm.steps import split_steps
+
+
+def evaluate_policy(rollout: Any, tokenizer: Any, rows: list[dict], cfg: Any) -> dict[str, float]:
+    import ray
+
+    ids = [prompt_ids(tokenizer, r, cfg.data.prompt_instruction) for r in rows]
+    outs = ray.get(rollout.generate.remote(ids, n=1, temperature=0.0, top_p=1.0, max_tokens=cfg.rollout.max_tokens))
+    acc = verifiable_rewards(rows, [o.text for o in outs])
+    lens = [len(o.response_ids) for o in outs]
+    m = {"eval/accuracy": sum(acc) / len(acc), "eval/response_length": sum(lens) / len(lens),
+         "eval/truncated_frac": sum(o.truncated for o in outs) / len(outs), "eval/n": float(len(outs)),
+         "eval/steps_per_response": sum(len(split_steps(o.text)) for o in outs) / len(outs)}
+    n = int(cfg.trainer.eval_samples)
+    if n > 0:
+        outs = ray.get(rollout.generate.remote(ids, n=n, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
+                                               max_tokens=cfg.rollout.max_tokens, seed=2**31 + int(cfg.run.seed)))
+        sampled = verifiable_rewards([rows[o.prompt_index] for o in outs], [o.text for o in outs])
+        m["eval/sampled_accuracy"] = sum(sampled) / len(sampled)
+        m["eval/sampled_steps_per_response"] = sum(len(split_steps(o.text)) for o in outs) / len(outs)
+    return m

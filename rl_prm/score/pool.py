@@ -1,0 +1,110 @@
+"""The R-PRM workers of a run: one or more Ray actors (rl_prm.score.worker), scored across.
+
+    pool = RPRMPool.from_recipe(cfg, judge_path, num_gpus=0)
+    scores, metrics = pool.score_responses(questions, spans)   # one training score per step (see below)
+
+Items are split into contiguous shards, one per worker, scored concurrently. Each worker restarts
+after a crash and retries (rl_prm.score.worker.RPRMClient); a call slower than reward.prm.timeout_s
+raises a TimeoutError naming it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from rl_prm.score.types import ItemScore, ScoreConfig
+
+
+def engine_kwargs(prm: Any, seed: int) -> dict:
+    return dict(max_model_len=prm.max_model_len, kv_cache_gib=prm.kv_cache_gib,
+                gpu_memory_utilization=prm.gpu_memory_utilization, seed=seed)
+
+
+class RPRMPool:
+    def __init__(self, judge_path: str, config: ScoreConfig, *, num_workers: int = 1, timeout_s: float = 600.0,
+                 num_gpus: float = 0.0, engine_kwargs: dict | None = None):
+        from rl_prm.score.worker import RPRMClient, start_rprm_worker
+
+        self.config = config
+        self.handles = [
+            start_rprm_worker(judge_path, config, num_cpus=0, num_gpus=num_gpus / num_workers,
+                              engine_kwargs=engine_kwargs or {}, ready_timeout=max(600.0, float(timeout_s)))
+            for _ in range(num_workers)
+        ]
+        self.clients = [RPRMClient(h, timeout=float(timeout_s)) for h in self.handles]
+
+    @classmethod
+    def from_recipe(cls, cfg: Any, judge_path: str, num_gpus: float = 0.0) -> "RPRMPool":
+        p = cfg.reward.prm
+        return cls(judge_path, ScoreConfig.from_options(p, seed=cfg.run.seed), num_workers=p.num_workers,
+                   timeout_s=p.timeout_s, num_gpus=num_gpus, engine_kwargs=engine_kwargs(p, cfg.run.seed))
+
+    def score(self, items: list[dict]) -> list[ItemScore]:
+        if len(self.clients) == 1 or len(items) < 2:
+            return self.clients[0].score(items)
+        from concurrent.futures import ThreadPoolExecutor
+
+        size = -(-len(items) // len(self.clients))
+        shards = [items[i: i + size] for i in range(0, len(items), size)]
+        with ThreadPoolExecutor(len(shards)) as pool:
+            parts = list(pool.map(lambda cs: cs[0].score(cs[1]), zip(self.clients, shards)))
+        return [r for part in parts for r in part]
+
+    def score_responses(self, questions: Sequence[str], spans: Sequence[Any]) -> tuple[list[list[float]], dict]:
+        """Training scores of every step of every response (`ItemScore.training_scores`: one per step,
+        fallback_score where the judge could not score, counted) and the scorer's prm/* metrics."""
+        todo = [b for b, sp in enumerate(spans) if sp.num_steps]
+        results = self.score([{"question": questions[b], "steps": list(spans[b].texts)} for b in todo]) if todo else []
+        scores: list[list[float]] = [[] for _ in spans]
+        n_fallback = 0
+        for b, res in zip(todo, results):
+            scores[b], n = res.training_scores(spans[b].num_steps, self.config.fallback_score)
+            n_fallback += n
+        m = scorer_metrics(results)
+        m["prm/steps_fallback"] = float(n_fallback)
+        m["prm/worker_retries"] = float(self.retries)
+        return scores, m
+
+    def set_seed(self, seed: int) -> None:
+        """Critique seeds of the next run (the engine stays; only the content-derived seeds change)."""
+        self.config.seed = seed
+        for c in self.clients:
+            c.set_seed(seed)
+
+    @property
+    def retries(self) -> int:
+        return sum(c.n_retries for c in self.clients)
+
+    def shutdown(self) -> None:
+        import ray
+
+        for h in self.handles:
+            try:
+                ray.kill(h)
+            except Exception:  # noqa: BLE001 - best effort at exit
+                pass
+
+
+def scorer_metrics(results: Sequence[ItemScore]) -> dict[str, float]:
+    """Scorer cost and health: tokens, latency, verdict-parse fallbacks, failures, statuses."""
+    if not results:
+        return {}
+    steps = [s for r in results for s in r.steps]
+    gen = sum(r.generated_tokens for r in results)
+    secs = sum(r.seconds for r in results)
+    out = {
+        "prm/generated_tokens": float(gen),
+        "prm/prompt_tokens": float(sum(r.prompt_tokens for r in results)),
+        "prm/seconds": float(secs),
+        "prm/tokens_per_s": gen / secs if secs > 0 else 0.0,
+        "prm/critiques": float(sum(s.n_samples for s in steps)),
+        "prm/verdict_fallbacks": float(sum(s.n_fallback for s in steps)),
+        "prm/verdict_failures": float(sum(s.n_failed for s in steps)),
+        "prm/steps_all_failed": float(sum(s.flag == "all_failed" for s in steps)),
+        "prm/items_not_ok": float(sum(r.status != "ok" for r in results)),
+    }
+    n = sum(s.n_samples for s in steps)
+    if n:  # a critique without a verdict is scored by the fallback question (counted, documented)
+        out["prm/verdict_fallback_rate"] = out["prm/verdict_fallbacks"] / n
+        out["prm/verdict_failure_rate"] = out["prm/verdict_failures"] / n
+    return out
