@@ -41,7 +41,10 @@ import time
 from functools import lru_cache
 from typing import Any
 
-from rl_prm.data.answers import last_boxed
+from rl_prm.data.answers import NUMERIC as _NUMERIC
+from rl_prm.data.answers import extract_answer, gold_text as _gold_text
+from rl_prm.data.answers import normalize_answer as _normalize, strip_wrappers as _strip_wrappers
+from rl_prm.data.answers import last_boxed_or_earlier as _last_boxed  # noqa: F401
 
 __all__ = ["STATS", "compute_score", "extract_answer", "get_stats", "reset_stats", "score_detail"]
 
@@ -78,80 +81,6 @@ def get_stats() -> dict[str, int]:
 def reset_stats() -> None:
     with _STATS_LOCK:
         STATS.clear()
-
-
-# --------------------------------------------------------------------------------------- extraction
-
-def _last_boxed(text: str) -> str | None:
-    """Content of the last complete \\boxed{...}/\\fbox{...} (brace-balanced; also ``\\boxed 5``);
-    an unbalanced last box (truncated response) falls back to the one before it; None if none."""
-    return last_boxed(text, earlier_if_unbalanced=True)
-
-
-_HASHES = re.compile(r"####\s*([^\n]*)")
-
-
-def extract_answer(solution: str) -> tuple[str | None, str]:
-    """(answer string, how) from a model solution: how in {"boxed", "hashes", "anchor", "none"}.
-
-    "anchor" returns the tail of the text (math_verify finds the anchored answer in it)."""
-    boxed = _last_boxed(solution)
-    if boxed is not None:
-        return boxed, "boxed"
-    hashes = _HASHES.findall(solution)
-    if hashes:
-        return hashes[-1].strip(), "hashes"
-    tail = solution[-2000:]
-    if re.search(r"answer", tail, re.IGNORECASE):
-        return tail, "anchor"
-    return None, "none"
-
-
-# ------------------------------------------------------------------------------------ normalisation
-
-_NUM = r"[+-]?(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)?"
-_NUMERIC = re.compile(rf"^{_NUM}$")
-_NUM_WORDS = re.compile(rf"^({_NUM})\s*((?:[A-Za-z]{{2,}}\.?\s*)+)$")
-_NOT_UNITS = {"pi", "sqrt", "frac", "infty", "inf", "infinity", "cdot", "times", "and", "or"}
-
-
-def _strip_wrappers(s: str) -> str:
-    s = s.strip()
-    # math delimiters around the whole answer
-    for a, b in (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]")):
-        if len(s) > len(a) + len(b) and s.startswith(a) and s.endswith(b):
-            s = s[len(a) : -len(b)].strip()
-    s = s.replace("\\!", "").replace("{,}", ",")
-    s = re.sub(r"\\(?:d|t)frac", r"\\frac", s)
-    # brace-less \frac ab / \frac \pi4 (math_verify misreads the command-name form)
-    s = re.sub(r"\\frac\s*(\\[A-Za-z]+|[A-Za-z0-9])\s*(\\[A-Za-z]+|[A-Za-z0-9])", r"\\frac{\1}{\2}", s)
-    s = s.rstrip(" .")  # "5." at the end of a sentence
-    # currency in front of a number: $18, \$18, \$ 1,000
-    s = re.sub(r"^(?:\\\$|\$)\s*(?=[+-]?\d)", "", s)
-    return s.strip()
-
-
-def _normalize(ans: str, gold_is_number: bool = False) -> str:
-    s = _strip_wrappers(ans)
-    m = _NUMERIC.match(s)
-    if m:
-        return s.replace(",", "")
-    if gold_is_number:
-        m = _NUM_WORDS.match(s)  # "18 dollars", "3 hours"
-        if m and not any(w.lower().rstrip(".") in _NOT_UNITS for w in m.group(2).split()):
-            return m.group(1).replace(",", "")
-    return s
-
-
-def _gold_text(gt: str) -> str:
-    """A gold may come as a GSM8K answer text ("... #### 72") or a boxed solution."""
-    if "####" in gt:
-        return gt.rsplit("####", 1)[1].strip()
-    if "\\boxed" in gt or "\\fbox" in gt:
-        b = _last_boxed(gt)
-        if b is not None:
-            return b
-    return gt.strip()
 
 
 # ------------------------------------------------------------------------------------------ grading

@@ -16,7 +16,7 @@ loader packs q/k/v etc.). The callable travels pickled, which vLLM only allows w
 VLLM_ALLOW_INSECURE_SERIALIZATION=1 (set by rl_prm.vllm_engine.make_llm). The prefix cache
 is reset afterwards: cached KV blocks were computed with the old weights.
 
-`RolloutActor` is the same class as a Ray actor (used by the local backend).
+`rollout_actor()` wraps the same class as a Ray actor (used by the local backend).
 """
 
 from __future__ import annotations

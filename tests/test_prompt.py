@@ -1,4 +1,4 @@
-"""The R-PRM judge prompt is byte-exact (PROTOCOLS.md, "R-PRM step scoring").
+"""The R-PRM judge prompt is byte-exact (docs/protocols.md, "R-PRM step scoring").
 
 Expected strings are built here independently of rl_prm.score.prompt: literal pieces, the
 template file read from disk, and the tiny judge's chat-template markup written out by hand.

@@ -1,6 +1,6 @@
 """`rl-prm bench prm`: R-PRM scoring work, reference protocol vs ours, side by side in one run.
 
-Reference (PROTOCOLS.md, R-PRM evaluation): K=10 critiques for every step, generation until the
+Reference (docs/protocols.md, R-PRM step scoring): K=10 critiques for every step, generation until the
 model stops, then a second full forward pass over prompt + critique prefix for every critique;
 an engine WITHOUT prefix caching. Ours: single pass (P(Yes) read from the generation), prefix
 caching, generation stopped right after the verdict token, early rejection, adaptive K, smaller K.
@@ -39,8 +39,6 @@ def _engine(judge: str, max_model_len: int, prefix_caching: bool):
 
     return VLLMJudgeEngine(make_llm(judge, enable_prefix_caching=prefix_caching, max_model_len=max_model_len,
                                     kv_cache_gib=1))
-    del engine
-    gc.collect()
 
 
 def _first_error(scores: list[float | None], thr: float) -> int:

@@ -4,8 +4,8 @@
     rl-prm train recipes/tiny_cpu.yaml trainer.total_steps=4 run.name=smoke
     rl-prm train recipes/my.yaml trainer.backend=verl           # multi-GPU via verl
 
-Overrides use the recipe's dotted keys (rl_prm.config); an unknown key fails before anything
-starts. `trainer.backend` picks the backend (rl_prm.backends.BACKENDS). A killed run restarted
+Overrides use the recipe's dotted keys (rl_prm.config; `rl-prm train --help-config` lists them); a
+bad key or value fails before anything starts, with one line naming it (exit code 2). `trainer.backend` picks the backend (rl_prm.backends.BACKENDS). A killed run restarted
 with the same recipe/run.name resumes from its newest checkpoint (trainer.resume=true).
 """
 
@@ -17,17 +17,26 @@ import traceback
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("recipe", help="recipe YAML (see recipes/ and rl_prm/config.py for every key)")
+    p.add_argument("recipe", nargs="?", help="recipe YAML (see recipes/; `--help-config` lists every key)")
     p.add_argument("overrides", nargs="*", metavar="key=value", help="override recipe keys, e.g. rollout.n=8")
     p.add_argument("--print-config", action="store_true", help="print the resolved recipe and exit")
+    p.add_argument("--help-config", action="store_true",
+                   help="list every recipe key with its type, default, choices and help, and exit")
 
 
 def run(args: argparse.Namespace) -> int:
     from omegaconf import OmegaConf
 
     from rl_prm.backends import get_backend
-    from rl_prm.config import load_recipe, run_dir_of
+    from rl_prm.config import help_config, load_recipe, run_dir_of
 
+    if args.help_config:
+        print(help_config(), end="")
+        return 0
+    if not args.recipe:
+        print("rl-prm train: a recipe is required (e.g. recipes/tiny_cpu.yaml; --help-config lists every key)",
+              file=sys.stderr)
+        return 2
     try:
         cfg = load_recipe(args.recipe, list(args.overrides))
         train_fn = get_backend(cfg.trainer.backend)

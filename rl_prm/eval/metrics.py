@@ -1,10 +1,10 @@
 """Pure metric functions for judge and policy evaluation (no I/O, no models).
 
-ProcessBench (PROTOCOLS.md "ProcessBench metric"):
+ProcessBench (docs/protocols.md, "ProcessBench metric"):
     predict_first_error(scores, threshold) -> first step index with score < threshold, or -1
     processbench_metrics(labels, preds) -> error/correct accuracy and F1 = 2*a_err*a_cor/(a_err+a_cor), percent
     threshold_sweep(labels, step_scores, thresholds)
-PRMBench (PROTOCOLS.md "PRMBench metric"; step = binary case, positive = correct step):
+PRMBench (docs/protocols.md, "PRMBench metric"; step = binary case, positive = correct step):
     prmbench_counts(error_steps, scores, threshold) -> Confusion(tp, fp, tn, fn) in the harness's naming
     prf(Confusion) -> positive/negative precision, recall, F1 and PRMScore
 Policy evaluation:
@@ -152,7 +152,7 @@ def _f1(p: float, r: float) -> float:
 
 def prf(c: Confusion) -> dict:
     """Positive (correct-step) and negative (error-step) precision/recall/F1, percent, plus PRMScore =
-    (positive F1 + negative F1) / 2 (equal weights: recalled from the PRMBench paper, see PROTOCOLS.md).
+    (positive F1 + negative F1) / 2 (equal weights: recalled from the PRMBench paper, see docs/protocols.md).
     A ratio with a zero denominator is NaN (the harness writes -1)."""
     p, r = _ratio(c.tp, c.tp + c.fp), _ratio(c.tp, c.tp + c.fn)
     np_, nr = _ratio(c.tn, c.tn + c.fn), _ratio(c.tn, c.tn + c.fp)

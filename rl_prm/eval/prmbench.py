@@ -1,4 +1,4 @@
-"""PRMBench evaluation of an R-PRM judge (PROTOCOLS.md "PRMBench metric").
+"""PRMBench evaluation of an R-PRM judge (docs/protocols.md, "PRMBench metric").
 
 Items follow the reference harness (PRMBench mr_eval, task prmtest_classified): one item per distinct
 (classification, idx) built from modified_question / modified_process / error_steps, plus one

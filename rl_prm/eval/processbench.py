@@ -1,4 +1,4 @@
-"""ProcessBench evaluation of an R-PRM judge (PROTOCOLS.md "ProcessBench metric").
+"""ProcessBench evaluation of an R-PRM judge (docs/protocols.md, "ProcessBench metric").
 
     records = score_processbench(source, items)            # {id: {"p_yes", "step_scores", ...}}
     results = processbench_results(items, records, ks=[1, 2, 4], threshold=0.5)

@@ -84,7 +84,7 @@ class JudgeEngine(Protocol):
 
 
 def verdict_token_ids(tokenizer: Any) -> tuple[int, int]:
-    """First token ids of " Yes" and " No" (PROTOCOLS: leading space, first token of each)."""
+    """First token ids of " Yes" and " No" (docs/protocols.md: leading space, first token of each)."""
     yes = tokenizer.encode(YES, add_special_tokens=False)
     no = tokenizer.encode(NO, add_special_tokens=False)
     if not yes or not no or yes[0] == no[0]:

@@ -1,4 +1,4 @@
-"""The exact R-PRM judge prompt (PROTOCOLS.md, "R-PRM step scoring").
+"""The exact R-PRM judge prompt (docs/protocols.md, "R-PRM step scoring").
 
 The user turn is `rprm_prompt_template.txt` (shipped verbatim, the interface the released
 R-PRM-7B-DPO was trained on) with its three `{}` slots filled, in order, by
