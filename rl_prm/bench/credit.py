@@ -15,15 +15,17 @@ from typing import Callable
 import torch
 
 from rl_prm.credit import (
+    ESTIMATORS,
     MODES,
+    CreditConfig,
+    EstimatorOptions,
+    StepBatch,
     assign_credit,
     compute_gae,
     decode_rm_scores,
     encode_rm_scores,
     grpo_process_advantage,
     rloo_process_advantage,
-    rprm_grpo,
-    rprm_rloo,
 )
 
 
@@ -95,8 +97,12 @@ def main(argv: list[str] | None = None) -> int:
         lambda: rloo_process_advantage(x, rm, d["index"], e, m, outcome=d["outcome"], separator_mask=d["sep"], whiten=True),
         a.repeats, sync)))
     rows.append(("grpo_process_advantage", _time(lambda: grpo_process_advantage(r, m, e, rm, d["index"]), a.repeats, sync)))
-    rows.append(("rprm_rloo (verl contract: decode+min_form+rloo)", _time(lambda: rprm_rloo(code, rm, d["index"]), a.repeats, sync)))
-    rows.append(("rprm_grpo (verl contract: decode+grpo)", _time(lambda: rprm_grpo(code, rm, d["index"]), a.repeats, sync)))
+    opts = EstimatorOptions(CreditConfig(mode="min_form"), whiten=True, zero_separator_adv=True, verifiable=True,
+                            outcome_coef=1.0)
+    for name in ESTIMATORS.names():  # what verl runs per step: decode the StepBatch, then the estimator
+        fn = ESTIMATORS.get(name)
+        rows.append((f"{name} (decode StepBatch + estimator, min_form)", _time(
+            lambda: fn(StepBatch.from_rm_scores(code, rm, d["index"], has_outcome=True), opts), a.repeats, sync)))
     if not a.skip_gae:
         rows.append(("compute_gae (loop over T)", _time(lambda: compute_gae(x, d["values"], rm, 1.0, 0.95), max(1, a.repeats // 2), sync)))
 
