@@ -20,6 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("rl_prm.commands.bench", "run a benchmark script (credit, reward, prm, train)"),
     "data": ("rl_prm.commands.data", "list shipped benchmarks or write verl parquet files (GSM8K, MATH)"),
     "tiny": ("rl_prm.commands.tiny", "build the tiny offline policy and judge models and print their paths"),
+    "models": ("rl_prm.commands.models", "fetch the models a recipe names into the HF cache (pull [--dry-run])"),
     "plot": ("rl_prm.commands.plot", "render the key panels of a local run to PNG files"),
     "world": ("rl_prm.commands.world", "build the miniature R-PRM world and compare min-form / VR-only / sum-form RL"),
 }

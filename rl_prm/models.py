@@ -1,36 +1,255 @@
 """Model specs in a recipe (`model.policy`, `model.judge`, `model.ref_policy`) -> local model dirs.
 
-    resolve_model("world", "judge")        # the miniature world's judge (built offline, cached)
-    resolve_model("/path/to/dir", "policy")
-    resolve_model("Qwen/Qwen2.5-Math-1.5B", "policy")
+    resolve_model("world", "judge")                    # the miniature world's judge (built offline, cached)
+    resolve_model("/path/to/dir", "policy")            # a local HF model dir, as given
+    resolve_model("Qwen/Qwen2.5-Math-1.5B", "policy")  # a hub id: its snapshot dir in the HF cache
+    check_model("Qwen/Qwen2.5-Math-7B", "policy")      # no download: what will happen (ValueError if it cannot work)
+    plan_hub_model("Qwen/Qwen2.5-Math-7B")             # dry run: files and bytes a fetch would download
+
+Hub ids resolve as transformers, vLLM and verl resolve them (huggingface_hub.snapshot_download): the
+first use downloads the repo into the standard HF cache ($HF_HUB_CACHE, default $HF_HOME/hub) with a
+progress bar; later uses ask the Hub for its newest revision and read the cached files (an unreachable
+Hub falls back to the cached copy, with a note). HF_HUB_OFFLINE=1 reads the cache only; HF_ENDPOINT
+and HF_TOKEN are honoured. Fetched: what our stack loads. Skipped: other frameworks' files (flax, tf,
+onnx, gguf, ...) and, when the repo has safetensors, pickle weights (*.bin, *.pt, *.pth).
 """
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
+from typing import Any, Callable, Optional
+
+from rl_prm.registry import Registry
+
+# name -> (kind -> model dir). Built offline on first use and cached (never downloaded).
+BUILT: Registry[Callable[[str], Path]] = Registry("built-in model")
+OTHER_FRAMEWORKS = ("*.msgpack", "*.h5", "*.ot", "*.onnx", "*.onnx_data", "*.tflite", "*.gguf", "*.mlmodel",
+                    "onnx/*", "openvino/*", "coreml/*")
+PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth")
+_TRUE = ("1", "ON", "YES", "TRUE")
+
+
+@BUILT.register("tiny")
+def _tiny(kind: str) -> Path:
+    """rl_prm.tiny: random plumbing models (the judge is overfit on synthetic critiques)."""
+    from rl_prm.tiny import judge_path, policy_path
+
+    return judge_path() if kind == "judge" else policy_path()
+
+
+@BUILT.register("world")
+def _world(kind: str) -> Path:
+    """rl_prm.world: the miniature world's SFT policy / R-PRM judge."""
+    if kind == "judge":
+        from rl_prm.world.judge import judge_path
+
+        return judge_path()
+    from rl_prm.world.policy import policy_path
+
+    return policy_path()
+
+
+def is_hub_id(spec: str) -> bool:
+    """A Hub repo id ("org/name" or a legacy "name"), not a built-in name or a path on this machine."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    if spec in BUILT or spec.startswith(("/", "./", "../", "~")) or Path(spec).exists():
+        return False
+    try:
+        validate_repo_id(spec)
+    except HFValidationError:
+        return False
+    return True
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is on: huggingface_hub's setting at import, or the env now."""
+    from huggingface_hub import constants
+
+    env = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
+    return bool(constants.is_offline_mode()) or env.upper() in _TRUE
+
+
+def hub_cache() -> str:
+    from huggingface_hub import constants
+
+    return constants.HF_HUB_CACHE
+
+
+def hub_endpoint() -> str:
+    from huggingface_hub import constants
+
+    return constants.ENDPOINT
+
+
+def ignore_patterns(files: list[str]) -> list[str]:
+    """Files of a repo we do not fetch: other frameworks' weights; pickle weights next to safetensors."""
+    pats = list(OTHER_FRAMEWORKS)
+    if any(f.endswith(".safetensors") for f in files):
+        pats += PICKLE_WEIGHTS
+    return pats
+
+
+def dir_size(path: str | os.PathLike) -> int:
+    """Bytes of the files under `path` (symlinks into the HF blob store followed)."""
+    return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def human_size(n: int) -> str:
+    from tqdm import tqdm
+
+    return tqdm.format_sizeof(n, suffix="B", divisor=1024)
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    return f"{type(e).__name__}: {lines[0]}" if lines else type(e).__name__
+
+
+def cached_snapshot(repo_id: str) -> Optional[str]:
+    """The complete cached snapshot dir of `repo_id` (its main revision), or None; never uses the network."""
+    from huggingface_hub import get_cached_repo_tree, snapshot_download
+
+    try:
+        pats = ignore_patterns([f.path for f in get_cached_repo_tree(repo_id)])
+    except Exception:  # noqa: BLE001 - no cached tree listing: snapshot_download checks what it can
+        pats = None
+    try:
+        return snapshot_download(repo_id, local_files_only=True, ignore_patterns=pats)
+    except Exception:  # noqa: BLE001 - not cached, or cached partly (LocalEntryNotFoundError / IncompleteSnapshotError)
+        return None
+
+
+def _hub_files(repo_id: str, kind: str, files_metadata: bool = False) -> Any:
+    """The Hub's model info of `repo_id` (siblings = its files); ValueError naming a missing/gated repo.
+    Other failures (Hub unreachable, 5xx) propagate."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
+
+    try:
+        return HfApi().model_info(repo_id, files_metadata=files_metadata)
+    except GatedRepoError:
+        raise ValueError(f"model.{kind} {repo_id!r}: a gated repo on the Hub ({hub_endpoint()}): accept its terms on "
+                         "the model page and log in (`hf auth login`, or set HF_TOKEN)") from None
+    except (RepositoryNotFoundError, RevisionNotFoundError):
+        raise ValueError(f"model.{kind} {repo_id!r}: no such model on the Hub ({hub_endpoint()}); check the id "
+                         "(a private repo needs `hf auth login` or HF_TOKEN)") from None
+
+
+def _not_cached(repo_id: str, kind: str, why: str) -> ValueError:
+    return ValueError(f"model.{kind} {repo_id!r}: not in the local HF cache ({hub_cache()}) and {why}; fetch it "
+                      "with network access first (`rl-prm models pull RECIPE`)")
+
+
+def fetch_hub_model(repo_id: str, kind: str) -> str:
+    """The snapshot dir of hub repo `repo_id`, downloading it (progress bar) when the cache lacks it or the
+    Hub has a newer revision. ValueError with one line naming the id when it cannot be had."""
+    from huggingface_hub import snapshot_download
+
+    cached = cached_snapshot(repo_id)
+    if hub_offline():
+        if cached is None:
+            raise _not_cached(repo_id, kind, "HF_HUB_OFFLINE=1 stops downloads")
+        return cached
+    try:
+        info = _hub_files(repo_id, kind)
+    except ValueError:
+        raise
+    except Exception as e:  # noqa: BLE001 - Hub unreachable / down: the cached copy, as huggingface_hub does
+        if cached is None:
+            raise _not_cached(repo_id, kind, f"the Hub ({hub_endpoint()}) cannot be reached ({_first_line(e)})") from None
+        print(f"model.{kind} {repo_id}: the Hub ({hub_endpoint()}) cannot be reached ({_first_line(e)}); "
+              f"using the cached copy {cached}", file=sys.stderr, flush=True)
+        return cached
+    files = [s.rfilename for s in info.siblings or []]
+    if "config.json" not in files:
+        raise ValueError(f"model.{kind} {repo_id!r}: the Hub repo has no config.json (not a transformers model)")
+    if cached is None:
+        print(f"model.{kind} {repo_id}: downloading from {hub_endpoint()} into {hub_cache()} (first use; "
+              "HF_HUB_OFFLINE=1 keeps a run offline)", file=sys.stderr, flush=True)
+    try:
+        return snapshot_download(repo_id, ignore_patterns=ignore_patterns(files))
+    except Exception as e:  # noqa: BLE001 - interrupted transfer, disk full, ...: say which model and how far
+        raise ValueError(f"model.{kind} {repo_id!r}: download from {hub_endpoint()} into {hub_cache()} failed "
+                         f"({_first_line(e)}); run it again to resume") from None
 
 
 def resolve_model(spec: str, kind: str) -> str:
-    """"tiny" -> the tiny model's dir (built/cached offline); "world" -> the world's policy/judge; a
-    local dir as given; an HF id if it is already in the local HF cache."""
-    if spec == "tiny":
-        from rl_prm.tiny import judge_path, policy_path
+    """A local model dir for a recipe model spec: a BUILT name (built/cached offline), a local HF model dir
+    as given, or a hub id (fetch_hub_model). `kind`: policy | judge | ref_policy."""
+    if spec in BUILT:
+        return str(BUILT.get(spec)(kind))
+    if is_hub_id(spec):
+        return fetch_hub_model(spec, kind)
+    path = Path(spec).expanduser()
+    if not path.is_dir():
+        raise ValueError(f"model.{kind} {spec!r}: no such model directory (and not a Hub id)")
+    if not (path / "config.json").is_file():
+        raise ValueError(f"model.{kind} {spec!r}: directory has no config.json (not an HF model dir)")
+    return str(path)
 
-        return str(policy_path() if kind == "policy" or kind == "ref_policy" else judge_path())
-    if spec == "world":
-        if kind == "judge":
-            from rl_prm.world.judge import judge_path as world_judge
-            return str(world_judge())
-        from rl_prm.world.policy import policy_path as world_policy
-        return str(world_policy())
-    if Path(spec).is_dir():
-        if not (Path(spec) / "config.json").is_file():
-            raise ValueError(f"model.{kind} {spec!r}: directory has no config.json (not an HF model dir)")
-        return spec
+
+def check_model(spec: str, kind: str) -> str:
+    """For a run whose workers load `spec` themselves (verl on a cluster: each node resolves hub ids into its
+    own HF cache): a one-line note of what will happen, without downloading. ValueError when it cannot
+    work: a bad local dir; offline and not cached; no such repo on the Hub."""
+    if spec in BUILT:
+        return f"model.{kind} {spec}: built locally ({resolve_model(spec, kind)})"
+    if not is_hub_id(spec):
+        return f"model.{kind} {resolve_model(spec, kind)}: a local model dir (every node needs it at this path)"
+    cached = cached_snapshot(spec)
+    if hub_offline():
+        if cached is None:
+            raise _not_cached(spec, kind, "HF_HUB_OFFLINE=1 stops downloads")
+        return f"model.{kind} {spec}: cached here ({cached}); HF_HUB_OFFLINE=1: every node needs it in its HF cache"
     try:
-        from huggingface_hub import snapshot_download
+        _hub_files(spec, kind)
+    except ValueError:
+        raise
+    except Exception as e:  # noqa: BLE001 - a driver without network may still run workers that have it
+        return (f"model.{kind} {spec}: could not check it on the Hub ({hub_endpoint()}: {_first_line(e)}); verl's "
+                "workers download it on first use")
+    where = f"cached here ({cached})" if cached else "not cached here"
+    return (f"model.{kind} {spec}: on the Hub, {where}; verl's workers download it into each node's HF cache on "
+            "first use (`rl-prm models pull RECIPE` on each node, or a shared HF_HOME, fetches it ahead)")
 
-        return snapshot_download(spec, local_files_only=True)
-    except Exception:  # noqa: BLE001 - any failure means: not available offline
-        raise ValueError(f"model.{kind} {spec!r}: not a local model directory and not in the local HF cache "
-                         "(rl-prm never downloads weights at run time; download it first)") from None
+
+def plan_hub_model(repo_id: str, kind: str = "policy") -> dict[str, Any]:
+    """What fetch_hub_model would do, without downloading: {"cached": dir | None, "files": n | None,
+    "download_bytes": int | None, "total_bytes": int | None, "note": str}. ValueError for a missing repo."""
+    from huggingface_hub import snapshot_download
+
+    cached = cached_snapshot(repo_id)
+    out: dict[str, Any] = {"cached": cached, "files": None, "download_bytes": None, "total_bytes": None}
+    if hub_offline():
+        out["note"] = "HF_HUB_OFFLINE=1: " + ("read from the cache" if cached else "not cached, cannot be fetched")
+        return out
+    try:
+        files = [s.rfilename for s in _hub_files(repo_id, kind).siblings or []]
+        plan = snapshot_download(repo_id, ignore_patterns=ignore_patterns(files), dry_run=True)
+    except ValueError:
+        raise
+    except Exception as e:  # noqa: BLE001 - no Hub from here: say so, size unknown
+        out["note"] = (f"the Hub ({hub_endpoint()}) cannot be reached from here ({_first_line(e)}): "
+                       + ("runs use the cached copy" if cached else "size unknown; a pull needs network access"))
+        return out
+    out.update(files=len(plan), total_bytes=sum(f.file_size or 0 for f in plan),
+               download_bytes=sum(f.file_size or 0 for f in plan if f.will_download))
+    skipped = len(files) - len(plan)
+    out["note"] = (f"{len(plan)} files, {human_size(out['download_bytes'])} to download of {human_size(out['total_bytes'])}"
+                   + (f" ({skipped} files of other weight formats skipped)" if skipped else ""))
+    return out
+
+
+def recipe_models(cfg: Any) -> list[tuple[str, str]]:
+    """(kind, spec) of every model a recipe loads: the policy, the judge when reward.prm.enabled, the
+    reference policy when set."""
+    out = [("policy", cfg.model.policy)]
+    if cfg.reward.prm.enabled:
+        out.append(("judge", cfg.model.judge))
+    if cfg.model.get("ref_policy"):
+        out.append(("ref_policy", cfg.model.ref_policy))
+    return out
