@@ -272,10 +272,13 @@ def load_recipe(path: str | os.PathLike | None, overrides: list[str] | tuple[str
 
 
 def _check_data(cfg: DictConfig) -> None:
+    from rl_prm.data.verl_schema import check_data_files
+
     for split in ("train", "test"):
         spec = cfg.data[split]
         if spec.endswith(".parquet") and not Path(spec).is_file():
             raise ValueError(f"data.{split}: parquet file {spec!r} not found")
+    check_data_files(cfg)  # verl's parquet schema, for the recipe's backend (rl_prm.data.verl_schema)
     for which in ("policy", "judge", "ref_policy"):
         spec = cfg.model[which]
         if spec and spec.startswith(("/", "./", "../", "~")):

@@ -5,7 +5,9 @@
     batch_indices(len(rows), step, per_step, seed)           # which rows step `step` trains on
 
 A name is a DATASETS entry (tiny_arith, world, gsm8k, math); a path ending in .parquet is read as a
-verl-format file (prompt chat messages, reward_model.ground_truth; `rl-prm data prep` writes them).
+verl RL parquet file (rl_prm.data.verl_schema: prompt chat messages or a plain string,
+reward_model.ground_truth str | number | list, optional data_source / extra_info; `rl-prm data prep`
+writes them). A row's "answer" is then a str or a list of acceptable answers.
 """
 
 from __future__ import annotations
@@ -69,19 +71,18 @@ for _name in ("gsm8k", "math"):
 
 
 def _parquet(path: str, limit: Optional[int]) -> list[dict]:
-    """verl parquet (rl-prm data prep): prompt messages, reward_model.ground_truth, extra_info.question."""
-    import pyarrow.parquet as pq
+    """A verl RL parquet file (rl_prm.data.verl_schema: `rl-prm data prep` output or any file in verl's
+    schema); rows that cannot train are skipped and counted on stderr."""
+    import sys
 
-    table = pq.read_table(path)
-    missing = {"prompt", "reward_model"} - set(table.column_names)
-    if missing:
-        raise ValueError(f"data file {path}: missing column(s) {sorted(missing)} (expected verl parquet)")
-    rows = []
-    for r in table.to_pylist()[: limit or None]:
-        extra = r.get("extra_info") or {}
-        user = [m["content"] for m in r["prompt"] if m.get("role") == "user"]
-        rows.append({"problem": extra.get("question") or (user[-1] if user else ""), "prompt": r["prompt"],
-                     "answer": str(r["reward_model"]["ground_truth"]), "source": r.get("data_source") or "parquet"})
+    from rl_prm.data.verl_schema import check_file, read_rows
+
+    check_file(path)
+    rows, skipped = read_rows(path, limit)
+    if skipped:
+        why = ", ".join(f"{n} {reason}" for reason, n in sorted(skipped.items()))
+        print(f"data file {path}: skipped {sum(skipped.values())} rows that cannot train ({why})",
+              file=sys.stderr, flush=True)
     return rows
 
 

@@ -1,6 +1,7 @@
 """Write verl RL parquet files from the shipped benchmarks.
 
-Schema (as verl's examples/data_preprocess/{gsm8k,math_dataset}.py and RLHFDataset expect)::
+Schema (rl_prm.data.verl_schema.ARROW_SCHEMA; as verl's examples/data_preprocess/{gsm8k,math_dataset}.py
+write and RLHFDataset reads; both backends train on these files)::
 
     data_source  str                      e.g. "openai/gsm8k" (routes verl's default_compute_score)
     prompt       list<{role, content}>    chat messages; RLHFDataset reads config.prompt_key="prompt"
@@ -75,32 +76,13 @@ def verl_rows(dataset: str, split: str, limit: int | None = None, instruction: s
 
 
 def write_parquet(rows: list[dict], path: str | Path) -> None:
+    """`rows` as a parquet file in verl's schema (rl_prm.data.verl_schema.ARROW_SCHEMA)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    msg = pa.struct([("role", pa.string()), ("content", pa.string())])
-    schema = pa.schema(
-        [
-            ("data_source", pa.string()),
-            ("prompt", pa.list_(msg)),
-            ("ability", pa.string()),
-            ("reward_model", pa.struct([("style", pa.string()), ("ground_truth", pa.string())])),
-            (
-                "extra_info",
-                pa.struct(
-                    [
-                        ("split", pa.string()),
-                        ("index", pa.int64()),
-                        ("id", pa.string()),
-                        ("source", pa.string()),
-                        ("answer", pa.string()),
-                        ("question", pa.string()),
-                    ]
-                ),
-            ),
-        ]
-    )
-    table = pa.Table.from_pylist(rows, schema=schema)
+    from rl_prm.data.verl_schema import ARROW_SCHEMA
+
+    table = pa.Table.from_pylist(rows, schema=ARROW_SCHEMA)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, str(path))
 
