@@ -162,7 +162,7 @@ def test_hub_id_downloads_once_then_serves_from_cache_and_offline_errors_name_th
     assert r.returncode == 0, r.stderr
     snap = hf_home / "hub" / "models--rlprm-test--tiny-policy" / "snapshots" / hub.sha[REPO]
     assert f"model.policy {REPO}: {snap}" in r.stdout
-    assert "model.judge tiny: built locally" in r.stdout
+    assert "model.judge tiny: built-in (made on this machine, never downloaded)" in r.stdout
     assert "downloading from" in r.stderr and hub.url in r.stderr  # says where from, the first time
     src = Path(tiny_policy_dir)
     for f in ("config.json", "model.safetensors", "tokenizer.json"):
@@ -217,19 +217,27 @@ def test_missing_repo_and_dry_run(hub, tmp_path):
     assert not list((tmp_path / "hf_home").rglob("model.safetensors"))
 
 
-def test_verl_cluster_check_names_what_happens(hub, tmp_path):
-    """The verl backend's cluster preflight (rl_prm.models.check_model): no download, a note, or an error."""
+def test_verl_backend_hub_ids(hub, tmp_path):
+    """verl backend: a cluster run hands verl the id after checking it (no download; a note or one error
+    line); a one-node CPU run fetches it into this machine's HF cache (model_path(fetch=True))."""
     env = _env(tmp_path / "hf_home", hub, offline=False)
-    code = ("import sys\nfrom rl_prm.models import check_model\ntry:\n    print(check_model(sys.argv[1], 'judge'))\n"
+    code = ("import sys\nfrom rl_prm.backends.verl_backend import check_model, model_path\n"
+            "here = sys.argv[2] == 'here'\ntry:\n    check_model(sys.argv[1], 'judge', here)\n"
+            "    print(model_path(sys.argv[1], 'judge'), model_path(sys.argv[1], 'judge', fetch=here))\n"
             "except ValueError as e:\n    print(e, file=sys.stderr); sys.exit(2)\n")
-    r = _run(["-c", code, REPO], env)
+    r = _run(["-c", code, REPO, "cluster"], env)
     assert r.returncode == 0, r.stderr
-    assert "on the Hub, not cached here" in r.stdout and "verl's workers download it" in r.stdout
-    assert not any("/resolve/" in p for _, p in hub.log)
-    r = _run(["-c", code, "rlprm-test/no-such-model"], env)
-    assert r.returncode == 2 and "'rlprm-test/no-such-model'" in r.stderr
-    r = _run(["-c", code, REPO], _env(tmp_path / "hf_home", None, offline=True))
+    assert "on the Hub, not cached here" in r.stderr and "verl's workers download it" in r.stderr
+    assert r.stdout.split() == [REPO, REPO] and not any("/resolve/" in p for _, p in hub.log)
+    r = _run(["-c", code, "rlprm-test/no-such-model", "cluster"], env)
+    assert r.returncode == 2 and "'rlprm-test/no-such-model'" in r.stderr and "Traceback" not in r.stderr
+    r = _run(["-c", code, REPO, "cluster"], _env(tmp_path / "hf_home", None, offline=True))
     assert r.returncode == 2 and "HF_HUB_OFFLINE=1" in r.stderr and REPO in r.stderr
+
+    r = _run(["-c", code, REPO, "here"], env)
+    assert r.returncode == 0, r.stderr
+    snap = tmp_path / "hf_home" / "hub" / "models--rlprm-test--tiny-policy" / "snapshots" / hub.sha[REPO]
+    assert r.stdout.split() == [REPO, str(snap)] and (snap / "model.safetensors").is_file()
 
 
 def test_model_specs_resolve_without_network(tiny_policy_dir, tmp_path):

@@ -69,11 +69,14 @@ def data_file(spec: str, split: str) -> str:
     )
 
 
-def model_path(spec: str, which: str) -> str:
-    if spec == "tiny":
-        from rl_prm import tiny
+def model_path(spec: str, which: str, fetch: bool = False) -> str:
+    """What verl loads for a recipe model spec: tiny / world -> the dir built here (rl_prm.models, as the
+    local backend); a hub id -> the id (verl's workers resolve it on each node, as transformers does), or
+    with `fetch` its snapshot dir in this machine's HF cache (downloaded on first use); a local dir as given."""
+    from rl_prm.models import BUILT, is_hub_id, resolve_model
 
-        return str(tiny.policy_path() if which == "policy" else tiny.judge_path())
+    if spec in BUILT or (fetch and is_hub_id(spec)):
+        return resolve_model(spec, which)
     return spec
 
 

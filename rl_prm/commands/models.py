@@ -29,8 +29,8 @@ def _line(kind: str, spec: str, dry_run: bool) -> str:
     from rl_prm.models import BUILT, dir_size, human_size, is_hub_id, plan_hub_model, resolve_model
 
     if spec in BUILT:
-        by = (BUILT.get(spec).__doc__ or "").split(":")[0]
-        return f"model.{kind} {spec}: built locally on first use by {by} (offline, cached), nothing to fetch"
+        what = (BUILT.get(spec).__doc__ or "").strip().rstrip(".")
+        return f"model.{kind} {spec}: built-in (made on this machine, never downloaded), nothing to fetch ({what})"
     if not is_hub_id(spec):
         path = resolve_model(spec, kind)
         return f"model.{kind} {spec}: a local dir, nothing to fetch ({human_size(dir_size(path))})"
