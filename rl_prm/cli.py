@@ -4,6 +4,10 @@ Each subcommand lives in its own module, imported only when that subcommand runs
 `rl-prm --help` is instant. A command module exposes:
     add_arguments(parser: argparse.ArgumentParser) -> None
     run(args: argparse.Namespace) -> int | None
+
+Console: a command runs inside rl_prm.logs.session, which sends vLLM / Ray / transformers output to
+log files and prints where they are; `--verbose` anywhere on the line (or RL_PRM_VERBOSE=1) keeps
+it on the console.
 """
 
 from __future__ import annotations
@@ -37,11 +41,15 @@ def _top_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("command", choices=list(COMMANDS), metavar="SUBCOMMAND", help="one of: " + ", ".join(COMMANDS))
     p.add_argument("--version", action="version", version=f"rl-prm {__import__('rl_prm').__version__}")
+    p.add_argument("--verbose", action="store_true",
+                   help="print engine / library output (vLLM, Ray, transformers) on the console instead of log files")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    verbose = "--verbose" in argv
+    argv = [a for a in argv if a != "--verbose"]
     top = _top_parser()
     if not argv or argv[0] in ("-h", "--help") or argv[0].startswith("--version"):
         top.parse_args(argv or ["--help"])
@@ -53,8 +61,12 @@ def main(argv: list[str] | None = None) -> int:
     module = importlib.import_module(module_name)
     parser = argparse.ArgumentParser(prog=f"rl-prm {name}", description=help_)
     module.add_arguments(parser)
+    parser.add_argument("--verbose", action="store_true", help="engine / library output on the console, not in log files")
     args = parser.parse_args(rest)
-    rc = module.run(args)
+    from rl_prm import logs
+
+    with logs.session(name, verbose_flag=verbose):
+        rc = module.run(args)
     return int(rc or 0)
 
 

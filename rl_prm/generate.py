@@ -16,16 +16,28 @@ loader packs q/k/v etc.). The callable travels pickled, which vLLM only allows w
 VLLM_ALLOW_INSECURE_SERIALIZATION=1 (set by rl_prm.vllm_engine.make_llm). The prefix cache
 is reset afterwards: cached KV blocks were computed with the old weights.
 
-`rollout_actor()` wraps the same class as a Ray actor (used by the local backend).
+The reload's one vLLM warning, "RotaryEmbedding: Failed to load weights", is not a failure:
+vLLM's layerwise reloader (model_loader/reload/layerwise.py, finalize_layerwise_processing) counts
+every parameter and buffer of a layer as loadable, and RotaryEmbedding's only tensor is the
+non-persistent buffer cos_sin_cache, computed from the config and never in a checkpoint. No weight
+arrives for it, so vLLM warns and puts the cache it had back in place (the right result). The
+reload installs a logging filter in the worker that drops this line for layers whose tensors are
+all non-persistent buffers (`_ComputedBufferFilter`); any other layer's failure is still logged.
+
+`rollout_actor()` wraps the same class as a restartable Ray actor, and `RolloutClient` calls it
+(used by the local backend): an engine that dies or hangs is restarted and gets the learner's
+current weights back before the call is tried again (rl_prm.actors).
 """
 
 from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import torch
+
+from rl_prm.actors import RestartingClient
 
 Prompt = Sequence[int] | str | list[dict]  # token ids | raw text | chat messages
 
@@ -65,10 +77,31 @@ def chat_prompt_ids(tokenizer: Any, question: str, instruction: str = "") -> lis
     return [int(i) for i in ids]
 
 
+class _ComputedBufferFilter:
+    """Drops vLLM's "<Layer>: Failed to load weights" for layer classes whose tensors are all
+    non-persistent buffers (computed, never in a checkpoint; see the module doc)."""
+
+    def __init__(self, model: Any):
+        self.classes = {type(m).__name__ for m in model.modules()
+                        if not m._parameters and m._buffers and set(m._buffers) <= m._non_persistent_buffers_set}
+
+    def filter(self, record: Any) -> bool:
+        return not (record.msg == "%s: Failed to load weights" and record.args and record.args[0] in self.classes)
+
+
+def _quiet_reload(worker: Any) -> None:
+    import logging
+
+    lg = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
+    if not any(isinstance(f, _ComputedBufferFilter) for f in lg.filters):
+        lg.addFilter(_ComputedBufferFilter(worker.model_runner.get_model()))
+
+
 def _reload_fn(weights: list[tuple[str, torch.Tensor]]):
     """A picklable fn(worker) loading `weights` (HF names) into the worker's model in place."""
 
     def fn(worker):
+        _quiet_reload(worker)
         worker.model_runner.reload_weights(weights_iterator=iter(weights))
         return True
 
@@ -89,10 +122,16 @@ class RolloutEngine:
     """A vLLM engine for the policy with `generate` and `load_weights`.
 
     model: a local model dir (HF format). `llm`: reuse an existing vllm.LLM (tests share one).
+    log_file: (an actor in a quiet session) where this process and its engine print (rl_prm.logs).
     """
 
     def __init__(self, model: str | os.PathLike | None = None, *, max_model_len: int = 2048, seed: int = 0,
-                 kv_cache_gib: int = 1, gpu_memory_utilization: float = 0.4, llm: Any = None):
+                 kv_cache_gib: int = 1, gpu_memory_utilization: float = 0.4, llm: Any = None,
+                 log_file: str | None = None):
+        if log_file:
+            from rl_prm.logs import redirect_process
+
+            redirect_process(log_file)
         os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
         if llm is None:
             if model is None:
@@ -182,12 +221,55 @@ class RolloutEngine:
     def ready(self) -> bool:
         return True
 
+    def pid(self) -> int:
+        return os.getpid()
 
-def rollout_actor(num_cpus: float = 0, num_gpus: float = 0):
-    """RolloutEngine as a Ray actor class (the local backend's rollout worker)."""
+
+def rollout_actor(num_cpus: float = 0, num_gpus: float = 0, max_restarts: int = 3):
+    """RolloutEngine as a restartable Ray actor class (the local backend's rollout worker). No task
+    retries: a call pending when the engine died is retried by `RolloutClient`, once the fresh
+    engine holds the learner's weights (Ray's retry would sample from the start weights)."""
     import ray
 
-    return ray.remote(num_cpus=num_cpus, num_gpus=num_gpus)(RolloutEngine)
+    return ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=max_restarts,
+                      max_task_retries=0)(RolloutEngine)
+
+
+class RolloutClient(RestartingClient):
+    """The rollout actor's calls, with RolloutEngine's signatures; a dead, engine-dead or hung
+    (past `timeout`) actor is restarted, given the learner's current weights (`weights()`, else
+    the last `load_weights` tensors) and the call tried again (rl_prm.actors)."""
+
+    what = "rollout engine"
+
+    def __init__(self, handle: Any, weights: Callable[[], Iterable[tuple[str, torch.Tensor]]] | None = None,
+                 timeout: float | None = None, retries: int = 2, ready_timeout: float = 900.0):
+        super().__init__(handle, retries=retries, ready_timeout=ready_timeout)
+        self.weights, self.timeout = weights, timeout
+        self._last: list[tuple[str, torch.Tensor]] | None = None
+
+    def generate(self, prompts: Sequence[Prompt], **kwargs: Any) -> list[Rollout]:
+        return self.call("generate", list(prompts), timeout=self.timeout, **kwargs)
+
+    def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> int:
+        self._last = list(named_tensors)
+        return self.call("load_weights", self._last, timeout=self.timeout)
+
+    def fetch_weights(self, names: list[str]) -> dict[str, torch.Tensor]:
+        return self.call("fetch_weights", list(names), timeout=self.timeout)
+
+    def ready(self) -> bool:
+        return self.call("ready", timeout=self.timeout)
+
+    def pid(self) -> int:
+        return self.call("pid", timeout=self.timeout)
+
+    def on_restart(self) -> None:
+        import ray
+
+        weights = list(self.weights()) if self.weights is not None else self._last
+        if weights:  # a fresh actor holds the weights it was created from
+            ray.get(self.handle.load_weights.remote(weights), timeout=self.timeout)
 
 
 def step_seed(run_seed: int, step: int, prompts_per_step: int, n: int) -> int:

@@ -1,4 +1,5 @@
-"""The R-PRM Ray worker: batching of concurrent callers, timeouts, surviving an engine crash.
+"""The R-PRM Ray worker: batching of concurrent callers, timeouts, surviving an actor kill, a hung
+actor and an engine-core death.
 
 Starts a local Ray and one worker actor (its own judge engine), so it is slow."""
 
@@ -30,7 +31,7 @@ def ray_worker(tiny_judge_dir):
              runtime_env={"env_vars": {"VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false"}})
     try:
         handle = start_rprm_worker(tiny_judge_dir, ScoreConfig(k=1, max_critique_tokens=48), num_cpus=1,
-                                   max_restarts=2, max_task_retries=2, batch_window_s=0.05,
+                                   max_restarts=4, batch_window_s=0.05,
                                    engine_kwargs={"max_model_len": 2048, "kv_cache_gib": 1})
         yield handle
     finally:
@@ -64,11 +65,16 @@ def test_worker_scores_and_merges_concurrent_callers(ray_worker):
 
 
 @pytest.mark.slow
-def test_timeout_names_batch_size_and_timeout(ray_worker):
+def test_a_batch_that_times_out_every_try_gets_counted_fallback_scores(ray_worker):
+    """Never a silent zero: the items say why, and every step gets the fallback score, counted."""
     from rl_prm.score.worker import RPRMClient
 
-    with pytest.raises(TimeoutError, match=r"batch of 3 items timed out after 0\.001 s"):
-        RPRMClient(ray_worker, timeout=0.001).score(ITEMS)
+    client = RPRMClient(ray_worker, timeout=0.001, retries=0)
+    res = client.score(ITEMS)
+    assert [r.status for r in res] == ["error"] * 3 and client.timeouts == 1
+    assert "batch of 3 items timed out after 0.001 s" in res[0].error and "fallback" in res[0].error
+    assert res[0].training_scores(3, 0.5) == ([0.5, 0.5, 0.5], 3)
+    assert any("timed out" in e for e in client.pop_events())
 
 
 def _critiques(results):
@@ -116,3 +122,51 @@ def test_engine_crash_restarts_actor_and_retries_batch(ray_worker):
     _check(box["res"])
     assert _critiques(box["res"]) == expected
     assert ray.get(ray_worker.pid.remote()) != pid  # a restarted actor answered
+
+
+def _engine_core(pid):
+    import psutil
+
+    return [p for p in psutil.Process(pid).children(recursive=True) if "EngineCore" in " ".join(p.cmdline())]
+
+
+@pytest.mark.slow
+def test_hung_worker_is_restarted_and_the_batch_retried(ray_worker):
+    """A stopped actor process (a hang) times out; the client restarts it and the retry succeeds."""
+    import ray
+
+    from rl_prm.score.worker import RPRMClient
+
+    client = RPRMClient(ray_worker, timeout=300, retries=1)
+    client.set_seed(7)
+    expected = _critiques(client.score(ITEMS))
+    pid = ray.get(ray_worker.pid.remote())
+    os.kill(pid, signal.SIGSTOP)
+    client.timeout = 15.0  # a tiny-judge batch takes a few seconds; a stopped process never answers
+    try:
+        res = client.score(ITEMS)
+    finally:
+        try:
+            os.kill(pid, signal.SIGCONT)
+        except ProcessLookupError:
+            pass
+    _check(res)
+    assert _critiques(res) == expected  # the restarted actor got the run's seed again
+    assert client.timeouts == 1 and client.restarts == 1
+    assert ray.get(ray_worker.pid.remote()) != pid
+
+
+@pytest.mark.slow
+def test_engine_core_death_in_a_live_actor_restarts_it(ray_worker):
+    import ray
+
+    from rl_prm.score.worker import RPRMClient
+
+    pid = ray.get(ray_worker.pid.remote())
+    (core,) = _engine_core(pid)
+    core.kill()
+    core.wait(30)
+    client = RPRMClient(ray_worker, timeout=300, retries=2)
+    _check(client.score(ITEMS))
+    assert client.restarts == 1 and ray.get(ray_worker.pid.remote()) != pid
+    assert any("engine core died" in e for e in client.pop_events())

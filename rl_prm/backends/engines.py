@@ -5,7 +5,9 @@
             train(load_recipe(path, overrides), engines=engines)
 
 Each run gets the policy engine with its own starting weights pushed in, and shares an R-PRM pool
-when its judge and scoring settings are the same (the critique seed is set per run).
+when its judge and scoring settings are the same (the critique seed is set per run). Both are
+restartable actors (rl_prm.actors); in a quiet session each writes its own log file
+(LOGDIR/rollout.log, LOGDIR/judge<i>.log; rl_prm.logs) and the driver does not echo actor output.
 """
 
 from __future__ import annotations
@@ -20,18 +22,27 @@ from rl_prm.score.types import ScoreConfig
 
 
 def ray_init() -> None:
-    """Join $RAY_ADDRESS (ray job submit) or start a private local cluster, quiet, with our env."""
+    """Join $RAY_ADDRESS (ray job submit) or start a private local cluster, quiet, with our env.
+
+    A local cluster's raylet reaps the subprocesses of a worker that died (Ray's
+    kill_child_processes_on_worker_exit_with_raylet_subreaper): a kill -9'd engine actor leaves no
+    orphaned vLLM engine core behind. In a quiet session actors' output is not echoed here
+    (log_to_driver=False; they write their own log files) and vLLM logs at INFO into those files."""
     import ray
+
+    from rl_prm import logs
 
     if ray.is_initialized():
         return
-    env = {k: os.environ[k] for k in ("WANDB_MODE", "RL_PRM_CACHE", "VLLM_CPU_KVCACHE_SPACE", "HF_HOME") if k in os.environ}
+    env = {k: os.environ[k] for k in ("WANDB_MODE", "RL_PRM_CACHE", "VLLM_CPU_KVCACHE_SPACE", "HF_HOME",
+                                      "RL_PRM_VERBOSE", "HF_HUB_DISABLE_PROGRESS_BARS") if k in os.environ}
     env.update(VLLM_ALLOW_INSECURE_SERIALIZATION="1", TOKENIZERS_PARALLELISM="false",
-               VLLM_LOGGING_LEVEL=os.environ.get("VLLM_LOGGING_LEVEL", "WARNING"))
+               VLLM_LOGGING_LEVEL=os.environ.get("VLLM_LOGGING_LEVEL", "INFO" if logs.routing() else "WARNING"))
     address = os.environ.get("RAY_ADDRESS") or None
-    kwargs: dict[str, Any] = dict(address=address, runtime_env={"env_vars": env}, log_to_driver=True,
-                                  logging_level="ERROR")
+    kwargs: dict[str, Any] = dict(address=address, runtime_env={"env_vars": env},
+                                  log_to_driver=logs.ray_log_to_driver(), logging_level="ERROR")
     if address is None:
+        os.environ.setdefault("RAY_kill_child_processes_on_worker_exit_with_raylet_subreaper", "true")
         kwargs.update(include_dashboard=False, num_cpus=max(2, os.cpu_count() or 2),
                       object_store_memory=256 * 1024**2)
     ray.init(**kwargs)
@@ -64,17 +75,24 @@ class Engines:
         self._prms: dict[tuple, RPRMPool] = {}
 
     def rollout(self, cfg: Any, weights: str) -> Any:
+        """The policy engine's actor handle (wrap it in rl_prm.generate.RolloutClient to call it)."""
         from rl_prm.generate import rollout_actor
+        from rl_prm.logs import log_file
 
         key = (cfg.data.max_prompt_tokens + cfg.rollout.max_tokens, cfg.rollout.kv_cache_gib,
                cfg.rollout.gpu_memory_utilization, device_gpus(cfg))
         if key not in self._rollouts:
             self._rollouts[key] = rollout_actor(num_gpus=0.4 if key[-1] else 0).remote(
-                weights, max_model_len=key[0], seed=cfg.run.seed, kv_cache_gib=key[1], gpu_memory_utilization=key[2])
+                weights, max_model_len=key[0], seed=cfg.run.seed, kv_cache_gib=key[1], gpu_memory_utilization=key[2],
+                log_file=log_file("rollout"))
         return self._rollouts[key]
 
     def prm(self, cfg: Any, judge_path: str) -> RPRMPool:
         p = cfg.reward.prm
+        if judge_path == "oracle":  # model.judge: oracle, the world's checker (no engine)
+            from rl_prm.world.oracle import OracleScorer
+
+            return OracleScorer(fallback_score=p.fallback_score)
         scoring = ScoreConfig.from_options(p, seed=None)  # the seed is set per run
         kw = engine_kwargs(p, 0)
         key = (judge_path, repr(scoring), kw["max_model_len"], kw["kv_cache_gib"], kw["gpu_memory_utilization"],

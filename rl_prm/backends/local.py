@@ -47,7 +47,8 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
     from rl_prm.credit import ESTIMATORS, EstimatorOptions, StepBatch
     from rl_prm.data.datasets import batch_indices, load_data, tokenize_prompts
     from rl_prm.eval.during_training import evaluate_policy
-    from rl_prm.generate import step_seed
+    from rl_prm import logs
+    from rl_prm.generate import RolloutClient, step_seed
     from rl_prm.metrics import SpikeDetector
     from rl_prm.models import resolve_model
     from rl_prm.score.verifiable import verifiable_rewards
@@ -64,6 +65,7 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
 
     # --- run dir and resume point --------------------------------------------------------------
     run_dir = run_dir_of(cfg)
+    logs.set_dir(run_dir / "logs")  # engine / library output of a quiet session goes there
     ckpt_root = run_dir / "checkpoints"
     start_step, run_id, resume_from = ckpt.resume_point(ckpt_root, cfg.trainer.resume)
     summary: dict[str, Any] = {"run_dir": str(run_dir), "run_id": run_id, "start_step": start_step, "steps": [],
@@ -107,12 +109,12 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
     startup["timing/startup_ray"] = time.time() - t0
     own = engines is None
     engines = Engines() if own else engines
-    rollout, prm = engines.rollout(cfg, start_weights), None
+    rollout, prm = RolloutClient(engines.rollout(cfg, start_weights), weights=learner.named_weights), None
     try:
         t0 = time.time()
-        ray.get(rollout.ready.remote())
+        rollout.ready()
         if not own:  # a shared engine holds the previous run's weights
-            ray.get(rollout.load_weights.remote(list(learner.named_weights())))
+            rollout.load_weights(learner.named_weights())
         startup["timing/startup_rollout_engine"] = time.time() - t0
         if judge_path is not None:
             t0 = time.time()
@@ -137,10 +139,10 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
             # 1. generate ------------------------------------------------------------------------
             t0 = time.perf_counter()
             idx = batch_indices(len(train_rows), step, cfg.rollout.prompts_per_step, cfg.run.seed)
-            outs = ray.get(rollout.generate.remote(
+            outs = rollout.generate(
                 [train_ids[i] for i in idx], n=cfg.rollout.n, temperature=cfg.rollout.temperature,
                 top_p=cfg.rollout.top_p, max_tokens=cfg.rollout.max_tokens,
-                seed=step_seed(cfg.run.seed, step, cfg.rollout.prompts_per_step, cfg.rollout.n)))
+                seed=step_seed(cfg.run.seed, step, cfg.rollout.prompts_per_step, cfg.rollout.n))
             rows = [train_rows[idx[o.prompt_index]] for o in outs]
             m["timing/generate"] = time.perf_counter() - t0
 
@@ -170,7 +172,7 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
 
             # 5. sync weights into the rollout engine -------------------------------------------
             t0 = time.perf_counter()
-            ray.get(rollout.load_weights.remote(list(learner.named_weights())))
+            rollout.load_weights(learner.named_weights())
             m["timing/sync"] = time.perf_counter() - t0
 
             # 6. log, eval, checkpoint -----------------------------------------------------------
@@ -183,16 +185,22 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
                 m.update(startup)
             m["timing/step"] = m["perf/step_time"] = time.perf_counter() - t_step
             m["perf/throughput"] = float(batch.response_mask.sum()) / max(1e-9, m["timing/generate"])
+            m["rollout/engine_restarts"] = float(rollout.restarts)
             tracker.log(m, step=step)
             if step == start_step or step % max(1, cfg.trainer.eval_every or 1) == 0:
                 tracker.log_rollouts(_rollout_rows(outs[: min(4, len(outs))], rows, scores, vr), step=step)
-            for w in spikes.update(m):
+            for w in spikes.update(m) + rollout.pop_events() + (prm.pop_events() if prm is not None else []):
                 tracker.warn(w, step=step)
             if on_step is not None:
-                on_step(step, {"learner": learner, "rollout": rollout, "metrics": m})
+                on_step(step, {"learner": learner, "rollout": rollout.handle, "metrics": m})
             if (cfg.trainer.save_every and step % cfg.trainer.save_every == 0) or step == cfg.trainer.total_steps:
-                ckpt.save_checkpoint(ckpt_root, step, learner, tokenizer, run_id=tracker.run_id,
-                                     keep=cfg.trainer.keep_checkpoints)
+                try:  # a failed save (full disk) is loud, keeps the previous checkpoint; the last one must land
+                    ckpt.save_checkpoint(ckpt_root, step, learner, tokenizer, run_id=tracker.run_id,
+                                         keep=cfg.trainer.keep_checkpoints)
+                except ckpt.CheckpointError as e:
+                    tracker.warn(str(e), step=step)
+                    if step == cfg.trainer.total_steps:
+                        raise
             summary["steps"].append(step)
             bar.set_postfix(reward=f"{m.get('reward/mean', 0):.3f}", vr=f"{m['reward/vr_mean']:.2f}",
                             kl=f"{m.get('actor/kl', 0):.2e}", s=f"{m['timing/step']:.1f}")

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import shutil
 import sys
 from pathlib import Path
 from typing import Any, Sequence
@@ -234,7 +235,7 @@ def run_math(*, datasets: Sequence[str], n: int, policy_llm=None, policy: str | 
     when not given: the policy engine is shut down before the judge starts unless ``search`` needs both."""
     from rich.table import Table
 
-    from rl_prm.eval.io import prepare_out_dir, read_jsonl, write_jsonl
+    from rl_prm.eval.io import prepare_out_dir, read_samples, write_jsonl
     from rl_prm.eval.math_eval import grade_samples, math_items, math_results, sample_solutions, score_samples
     from rl_prm.eval.search import grade_search, guided_search
 
@@ -245,11 +246,11 @@ def run_math(*, datasets: Sequence[str], n: int, policy_llm=None, policy: str | 
     reset_stats()
     owned: list[Any] = []
     if samples_file:
-        rows = {r["id"]: r for r in read_jsonl(samples_file)}
-        missing = [it["id"] for it in items if it["id"] not in rows]
+        rows = read_samples(samples_file)
+        missing = [it["id"] for it in items if str(it["id"]) not in rows]
         if missing:
             raise KeyError(f"{samples_file}: no samples for {len(missing)} problems (first: {missing[:3]})")
-        samples = [{"id": it["id"], "responses": list(rows[it["id"]]["responses"])[:n]} for it in items]
+        samples = [{"id": it["id"], "responses": list(rows[str(it["id"])]["responses"])[:n]} for it in items]
         if any(len(s["responses"]) < n for s in samples):
             raise ValueError(f"{samples_file}: fewer than n={n} responses for some problems")
     else:
@@ -364,8 +365,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """The output dir is made first (engine logs of a quiet session go to OUT/logs); a bad file, value or
+    directory exits 2 with one line (files name their line: rl_prm.eval.io), leaving no empty OUT behind."""
+    from rl_prm import logs
+    from rl_prm.eval.io import prepare_out_dir
+
+    out, existed = None, args.out is not None and Path(args.out).exists()
     try:
+        out = prepare_out_dir(args.out, args.benchmark, args.overwrite)
+        args.out = str(out)
+        logs.set_dir(out / "logs")
         return EVALS.get(args.benchmark)(args)
-    except (FileExistsError, KeyError, ValueError, FileNotFoundError) as e:
+    except (OSError, KeyError, ValueError) as e:
         print(f"rl-prm eval {args.benchmark}: {e}", file=sys.stderr)
+        if out is not None and not existed and not any(p.is_file() for p in out.rglob("*")):
+            shutil.rmtree(out, ignore_errors=True)
         return 2

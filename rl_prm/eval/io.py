@@ -5,6 +5,12 @@ Run directory policy: every evaluator writes into ONE output directory. If it al
 evaluators wrote there (names in RESULT_FILES / matching ``*.png``) are deleted first, so old and new
 results never mix. Without ``--out`` a fresh ``runs/eval/<name>-<timestamp>`` directory is used.
 Every file is written to a temp file in the same directory and renamed into place (os.replace).
+A `logs/` folder (engine and library logs of a quiet session, rl_prm.logs) does not make the
+directory "hold results"; --overwrite empties it too.
+
+Readers (precomputed scores, samples) go through rl_prm.jsonl: a bad line (not UTF-8, not JSON,
+too long, not an object, a field of the wrong type) raises rl_prm.jsonl.InputError naming the file
+and line; blank lines are skipped.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ def prepare_out_dir(out: str | os.PathLike | None, name: str, overwrite: bool = 
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {out} exists and is not a directory")
-    if out.is_dir() and any(out.iterdir()):
+    if out.is_dir() and any(p.name != "logs" for p in out.iterdir()):
         if not overwrite:
             raise FileExistsError(
                 f"--out {out} already holds files; pass --overwrite to replace the results there, "
@@ -35,6 +41,9 @@ def prepare_out_dir(out: str | os.PathLike | None, name: str, overwrite: bool = 
         for p in out.iterdir():
             if p.is_file() and (p.name in RESULT_FILES or p.suffix == ".png"):
                 p.unlink()
+    if overwrite and (out / "logs").is_dir():
+        for p in (out / "logs").glob("*.log"):
+            p.unlink()
     out.mkdir(parents=True, exist_ok=True)
     return out
 
@@ -74,19 +83,16 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
 
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
-    rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise ValueError(f"{path}:{n}: not valid JSON ({e.msg})") from None
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}:{n}: expected a JSON object per line")
-            rows.append(row)
-    return rows
+    """The JSON objects of a JSONL file, blank lines skipped; InputError (PATH:LINE) at a bad line."""
+    from rl_prm.jsonl import read_objects
+
+    return [row for _, row in read_objects(path)]
+
+
+def _numbers(v: Any, allow_none: bool = True) -> bool:
+    """True when v is a list of numbers (None allowed where a sample or step was dropped)."""
+    return isinstance(v, list) and all((x is None and allow_none) or (isinstance(x, (int, float))
+                                                                     and not isinstance(x, bool)) for x in v)
 
 
 def read_scores(path: str | os.PathLike) -> dict[str, dict]:
@@ -96,15 +102,42 @@ def read_scores(path: str | os.PathLike) -> dict[str, dict]:
         {"id": "gsm8k-1", "step_scores": [0.85, 0.3]}          # or per-step scores directly
 
     ``p_yes`` lets several K be evaluated from one file (mean of the first k samples); with only
-    ``step_scores`` every K gets the same scores. Duplicate ids are an error."""
+    ``step_scores`` every K gets the same scores. A missing or mistyped field or a duplicate id
+    raises InputError naming the file and line."""
+    from rl_prm.jsonl import InputError, read_objects
+
     out: dict[str, dict] = {}
-    for n, row in enumerate(read_jsonl(path), 1):
+    for n, row in read_objects(path):
         rid = row.get("id")
-        if rid is None:
-            raise ValueError(f"{path}: line {n} has no 'id'")
+        if not isinstance(rid, (str, int)) or isinstance(rid, bool):
+            raise InputError(path, n, "no 'id' (a string or an integer)")
         if "p_yes" not in row and "step_scores" not in row:
-            raise ValueError(f"{path}: line {n} (id {rid!r}) has neither 'p_yes' nor 'step_scores'")
+            raise InputError(path, n, f"id {rid!r} has neither 'p_yes' nor 'step_scores'")
+        p_yes = row.get("p_yes")
+        if p_yes is not None and not (isinstance(p_yes, list) and all(_numbers(x) for x in p_yes)):
+            raise InputError(path, n, f"id {rid!r}: 'p_yes' must be a list (per step) of lists of numbers")
+        if row.get("step_scores") is not None and not _numbers(row["step_scores"]):
+            raise InputError(path, n, f"id {rid!r}: 'step_scores' must be a list of numbers (or null)")
         if str(rid) in out:
-            raise ValueError(f"{path}: duplicate id {rid!r}")
+            raise InputError(path, n, f"duplicate id {rid!r}")
+        out[str(rid)] = row
+    return out
+
+
+def read_samples(path: str | os.PathLike) -> dict[str, dict]:
+    """Precomputed policy samples ``{"id": ..., "responses": ["...", ...]}`` per line, keyed by id;
+    a missing or mistyped field or a duplicate id raises InputError naming the file and line."""
+    from rl_prm.jsonl import InputError, read_objects
+
+    out: dict[str, dict] = {}
+    for n, row in read_objects(path):
+        rid = row.get("id")
+        if not isinstance(rid, (str, int)) or isinstance(rid, bool):
+            raise InputError(path, n, "no 'id' (a string or an integer)")
+        resp = row.get("responses")
+        if not isinstance(resp, list) or not all(isinstance(r, str) for r in resp):
+            raise InputError(path, n, f"id {rid!r}: 'responses' must be a list of strings")
+        if str(rid) in out:
+            raise InputError(path, n, f"duplicate id {rid!r}")
         out[str(rid)] = row
     return out

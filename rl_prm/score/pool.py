@@ -3,9 +3,11 @@
     pool = RPRMPool.from_recipe(cfg, judge_path, num_gpus=0)
     scores, metrics = pool.score_responses(questions, spans)   # one training score per step (see below)
 
-Items are split into contiguous shards, one per worker, scored concurrently. Each worker restarts
-after a crash and retries (rl_prm.score.worker.RPRMClient); a call slower than reward.prm.timeout_s
-raises a TimeoutError naming it.
+Items are split into contiguous shards, one per worker, scored concurrently. A worker that dies,
+whose engine dies or whose call runs past reward.prm.timeout_s is restarted and the call retried
+(rl_prm.score.worker.RPRMClient); a shard whose every try timed out gets the fallback score for
+each of its steps. All of it is counted (prm/worker_restarts, prm/timeouts, prm/steps_fallback)
+and described by `pop_events()`. Quiet sessions give worker i the log file LOGDIR/judge<i>.log.
 """
 
 from __future__ import annotations
@@ -23,13 +25,15 @@ def engine_kwargs(prm: Any, seed: int) -> dict:
 class RPRMPool:
     def __init__(self, judge_path: str, config: ScoreConfig, *, num_workers: int = 1, timeout_s: float = 600.0,
                  num_gpus: float = 0.0, engine_kwargs: dict | None = None):
+        from rl_prm.logs import log_file
         from rl_prm.score.worker import RPRMClient, start_rprm_worker
 
         self.config = config
         self.handles = [
             start_rprm_worker(judge_path, config, num_cpus=0, num_gpus=num_gpus / num_workers,
-                              engine_kwargs=engine_kwargs or {}, ready_timeout=max(600.0, float(timeout_s)))
-            for _ in range(num_workers)
+                              engine_kwargs=engine_kwargs or {}, ready_timeout=max(600.0, float(timeout_s)),
+                              log_file=log_file(f"judge{i}"))
+            for i in range(num_workers)
         ]
         self.clients = [RPRMClient(h, timeout=float(timeout_s)) for h in self.handles]
 
@@ -63,7 +67,13 @@ class RPRMPool:
         m = scorer_metrics(results)
         m["prm/steps_fallback"] = float(n_fallback)
         m["prm/worker_retries"] = float(self.retries)
+        m["prm/worker_restarts"] = float(sum(c.restarts for c in self.clients))
+        m["prm/timeouts"] = float(sum(c.timeouts for c in self.clients))
         return scores, m
+
+    def pop_events(self) -> list[str]:
+        """What went wrong (and was survived) since the last call, one line per fault."""
+        return [e for c in self.clients for e in c.pop_events()]
 
     def set_seed(self, seed: int) -> None:
         """Critique seeds of the next run (the engine stays; only the content-derived seeds change)."""

@@ -14,11 +14,14 @@ loop (requests arriving within `batch_window_s` of each other, up to `max_batch_
 into one `RPRMScorer.score` call, i.e. a few engine calls). The engine runs in a thread so the
 actor keeps accepting requests meanwhile.
 
-Faults: the actor is created with `max_restarts`/`max_task_retries`, so an engine crash (the
-actor's process dies) restarts the actor (a fresh engine) and Ray retries the pending calls;
-`RPRMClient` adds a client-side retry on actor errors and turns a timeout into a
-`TimeoutError` naming the batch size and the timeout. Bad items never fail a batch: each gets
-an ItemScore.status ("no_steps", "empty_step", "too_long", "bad_input", "error").
+Faults (rl_prm.actors): the actor is created with `max_restarts` and no task retries. A call
+whose actor died, whose engine core died or that ran past `timeout` gets the actor restarted (a
+fresh engine; `RPRMClient` gives it the run's critique seed again) and is tried again, up to
+`retries` more times; a batch whose every try timed out comes back as "error" items naming the
+timeout (every step of them gets the recipe's fallback_score, counted as prm/steps_fallback and
+prm/timeouts). Bad items never fail a batch: each gets an ItemScore.status ("no_steps",
+"empty_step", "too_long", "bad_input", "error"). Quiet sessions give the actor a log file
+(rl_prm.logs): its output and its engine's go there.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ import time
 from dataclasses import asdict
 from typing import Any, Mapping, Sequence
 
+from rl_prm.actors import RestartingClient
 from rl_prm.score.scorer import ItemScore, RPRMScorer, ScoreConfig
 
 
@@ -37,7 +41,11 @@ class RPRMWorker:
 
     def __init__(self, judge_path: str, config: ScoreConfig | Mapping | None = None,
                  engine_kwargs: Mapping[str, Any] | None = None, batch_window_s: float = 0.005,
-                 max_batch_items: int = 512):
+                 max_batch_items: int = 512, log_file: str | None = None):
+        if log_file:  # an actor of a quiet session: everything it (and its engine) prints goes there
+            from rl_prm.logs import redirect_process
+
+            redirect_process(log_file)
         if isinstance(config, Mapping):
             config = ScoreConfig(**config)
         self.config = config or ScoreConfig()
@@ -55,8 +63,14 @@ class RPRMWorker:
         return self._run(list(items))
 
     def _run(self, items: list) -> list[ItemScore]:
+        from rl_prm.vllm_engine import engine_dead
+
         t0 = time.perf_counter()
         res = self.scorer.score(items)
+        if engine_dead(getattr(self.scorer.engine, "llm", None)):  # the scorer turned it into "error" items
+            from vllm.v1.engine.exceptions import EngineDeadError
+
+            raise EngineDeadError()
         s = self._stats
         s["engine_batches"] += 1
         s["engine_seconds"] += time.perf_counter() - t0
@@ -148,10 +162,11 @@ RPRMWorkerActor: Any = _LazyActor()
 
 
 def start_rprm_worker(judge_path: str, config: ScoreConfig | None = None, *, num_cpus: float = 1, num_gpus: float = 0,
-                      name: str | None = None, max_restarts: int = 3, max_task_retries: int = 3,
+                      name: str | None = None, max_restarts: int = 3, max_task_retries: int = 0,
                       engine_kwargs: Mapping[str, Any] | None = None, batch_window_s: float = 0.005,
-                      wait_ready: bool = True, ready_timeout: float = 600.0):
-    """Create the R-PRM worker actor (restartable; pending calls retried after a crash).
+                      wait_ready: bool = True, ready_timeout: float = 600.0, log_file: str | None = None):
+    """Create the R-PRM worker actor (restartable; `RPRMClient` retries a call after a crash, once
+    the fresh actor has the run's seed: Ray's own task retries would run it with the start seed).
 
     The engine starts in the actor's constructor; with `wait_ready` this blocks until it is up.
     """
@@ -160,45 +175,39 @@ def start_rprm_worker(judge_path: str, config: ScoreConfig | None = None, *, num
                                 max_task_retries=max_task_retries, max_concurrency=64)
     if name:
         opts["name"] = name
-    handle = RPRMWorkerActor.options(**opts).remote(str(judge_path), config, dict(engine_kwargs or {}), batch_window_s)
+    handle = RPRMWorkerActor.options(**opts).remote(str(judge_path), config, dict(engine_kwargs or {}), batch_window_s,
+                                                  512, log_file)
     if wait_ready:
         ray.get(handle.ready.remote(), timeout=ready_timeout)
     return handle
 
 
-class RPRMClient:
-    """Client-side wrapper: timeout -> TimeoutError naming the batch; retries on actor death."""
+class RPRMClient(RestartingClient):
+    """The worker's client: restarts and retries (rl_prm.actors); a batch whose every try timed out
+    comes back as "error" items naming the timeout (their steps get the fallback score, counted)."""
 
-    def __init__(self, handle: Any, timeout: float = 600.0, retries: int = 2, retry_wait_s: float = 1.0):
-        self.handle = handle
+    what = "R-PRM worker"
+
+    def __init__(self, handle: Any, timeout: float = 600.0, retries: int = 2, retry_wait_s: float = 1.0,
+                 ready_timeout: float = 900.0):
+        super().__init__(handle, retries=retries, ready_timeout=ready_timeout, retry_wait_s=retry_wait_s)
         self.timeout = timeout
-        self.retries = retries
-        self.retry_wait_s = retry_wait_s
-        self.n_retries = 0
-        self.seed: int | None = None  # set_seed's seed, re-applied to a restarted actor
+        self.seed: int | None = None  # set_seed's seed, given again to a restarted actor
 
     def set_seed(self, seed: int | None) -> None:
         self.seed = seed
-        _ray().get(self.handle.set_seed.remote(seed), timeout=self.timeout)
+        self.call("set_seed", seed, timeout=self.timeout)
+
+    def on_restart(self) -> None:
+        if self.seed is not None:  # a restarted actor ran __init__ again: its seed is the start one
+            _ray().get(self.handle.set_seed.remote(self.seed), timeout=self.timeout)
 
     def score(self, items: Sequence[Mapping]) -> list[ItemScore]:
-        ray = _ray()
-        from ray.exceptions import GetTimeoutError, RayActorError
-
         items = list(items)
-        last: BaseException | None = None
-        for attempt in range(self.retries + 1):
-            try:
-                if attempt and self.seed is not None:  # a restarted actor runs __init__ again: its seed is the start one
-                    ray.get(self.handle.set_seed.remote(self.seed), timeout=self.timeout)
-                ref = self.handle.score.remote(items)
-                return ray.get(ref, timeout=self.timeout)
-            except GetTimeoutError as e:
-                ray.cancel(ref)
-                raise TimeoutError(f"R-PRM scoring of a batch of {len(items)} items timed out after {self.timeout:g} s "
-                                   f"(worker {self.handle}); raise the timeout or send smaller batches") from e
-            except RayActorError as e:  # the actor died (engine crash); Ray restarts it (max_restarts)
-                last = e
-                self.n_retries += 1
-                time.sleep(self.retry_wait_s * (attempt + 1))
-        raise RuntimeError(f"R-PRM worker failed {self.retries + 1} times on a batch of {len(items)} items: {last}") from last
+        try:
+            return self.call("score", items, timeout=self.timeout)
+        except TimeoutError:
+            msg = (f"R-PRM scoring of a batch of {len(items)} items timed out after {self.timeout:g} s in each of "
+                   f"{self.retries + 1} tries (worker {self.handle}); its steps get the fallback score")
+            self._events.append(msg)
+            return [ItemScore("error", [], msg, 0, 0, 0.0) for _ in items]
