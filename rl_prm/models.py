@@ -3,7 +3,7 @@
     resolve_model("world", "judge")                    # the miniature world's judge (built offline, cached)
     resolve_model("/path/to/dir", "policy")            # a local HF model dir, as given
     resolve_model("Qwen/Qwen2.5-Math-1.5B", "policy")  # a hub id: its snapshot dir in the HF cache
-    check_model("Qwen/Qwen2.5-Math-7B", "policy")      # no download: what will happen (ValueError if it cannot work)
+    check_model("Qwen/Qwen2.5-Math-7B", "policy")      # no download: what will happen (ModelUnavailable if it cannot)
     plan_hub_model("Qwen/Qwen2.5-Math-7B")             # dry run: files and bytes a fetch would download
 
 Hub ids resolve as transformers, vLLM and verl resolve them (huggingface_hub.snapshot_download): the
@@ -29,6 +29,11 @@ OTHER_FRAMEWORKS = ("*.msgpack", "*.h5", "*.ot", "*.onnx", "*.onnx_data", "*.tfl
                     "onnx/*", "openvino/*", "coreml/*")
 PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth")
 _TRUE = ("1", "ON", "YES", "TRUE")
+
+
+class ModelUnavailable(ValueError):
+    """A recipe's model cannot be had (bad dir, not cached offline, no such repo, failed download): the
+    message is one line naming the model key and spec."""
 
 
 @BUILT.register("tiny")
@@ -124,7 +129,7 @@ def cached_snapshot(repo_id: str) -> Optional[str]:
 
 
 def _hub_files(repo_id: str, kind: str, files_metadata: bool = False) -> Any:
-    """The Hub's model info of `repo_id` (siblings = its files); ValueError naming a missing/gated repo.
+    """The Hub's model info of `repo_id` (siblings = its files); ModelUnavailable for a missing/gated repo.
     Other failures (Hub unreachable, 5xx) propagate."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
@@ -132,21 +137,21 @@ def _hub_files(repo_id: str, kind: str, files_metadata: bool = False) -> Any:
     try:
         return HfApi().model_info(repo_id, files_metadata=files_metadata)
     except GatedRepoError:
-        raise ValueError(f"model.{kind} {repo_id!r}: a gated repo on the Hub ({hub_endpoint()}): accept its terms on "
+        raise ModelUnavailable(f"model.{kind} {repo_id!r}: a gated repo on the Hub ({hub_endpoint()}): accept its terms on "
                          "the model page and log in (`hf auth login`, or set HF_TOKEN)") from None
     except (RepositoryNotFoundError, RevisionNotFoundError):
-        raise ValueError(f"model.{kind} {repo_id!r}: no such model on the Hub ({hub_endpoint()}); check the id "
+        raise ModelUnavailable(f"model.{kind} {repo_id!r}: no such model on the Hub ({hub_endpoint()}); check the id "
                          "(a private repo needs `hf auth login` or HF_TOKEN)") from None
 
 
-def _not_cached(repo_id: str, kind: str, why: str) -> ValueError:
-    return ValueError(f"model.{kind} {repo_id!r}: not in the local HF cache ({hub_cache()}) and {why}; fetch it "
+def _not_cached(repo_id: str, kind: str, why: str) -> ModelUnavailable:
+    return ModelUnavailable(f"model.{kind} {repo_id!r}: not in the local HF cache ({hub_cache()}) and {why}; fetch it "
                       "with network access first (`rl-prm models pull RECIPE`)")
 
 
 def fetch_hub_model(repo_id: str, kind: str) -> str:
     """The snapshot dir of hub repo `repo_id`, downloading it (progress bar) when the cache lacks it or the
-    Hub has a newer revision. ValueError with one line naming the id when it cannot be had."""
+    Hub has a newer revision. ModelUnavailable (one line naming the id) when it cannot be had."""
     from huggingface_hub import snapshot_download
 
     cached = cached_snapshot(repo_id)
@@ -166,14 +171,14 @@ def fetch_hub_model(repo_id: str, kind: str) -> str:
         return cached
     files = [s.rfilename for s in info.siblings or []]
     if "config.json" not in files:
-        raise ValueError(f"model.{kind} {repo_id!r}: the Hub repo has no config.json (not a transformers model)")
+        raise ModelUnavailable(f"model.{kind} {repo_id!r}: the Hub repo has no config.json (not a transformers model)")
     if cached is None:
         print(f"model.{kind} {repo_id}: downloading from {hub_endpoint()} into {hub_cache()} (first use; "
               "HF_HUB_OFFLINE=1 keeps a run offline)", file=sys.stderr, flush=True)
     try:
         return snapshot_download(repo_id, ignore_patterns=ignore_patterns(files))
     except Exception as e:  # noqa: BLE001 - interrupted transfer, disk full, ...: say which model and how far
-        raise ValueError(f"model.{kind} {repo_id!r}: download from {hub_endpoint()} into {hub_cache()} failed "
+        raise ModelUnavailable(f"model.{kind} {repo_id!r}: download from {hub_endpoint()} into {hub_cache()} failed "
                          f"({_first_line(e)}); run it again to resume") from None
 
 
@@ -186,15 +191,15 @@ def resolve_model(spec: str, kind: str) -> str:
         return fetch_hub_model(spec, kind)
     path = Path(spec).expanduser()
     if not path.is_dir():
-        raise ValueError(f"model.{kind} {spec!r}: no such model directory (and not a Hub id)")
+        raise ModelUnavailable(f"model.{kind} {spec!r}: no such model directory (and not a Hub id)")
     if not (path / "config.json").is_file():
-        raise ValueError(f"model.{kind} {spec!r}: directory has no config.json (not an HF model dir)")
+        raise ModelUnavailable(f"model.{kind} {spec!r}: directory has no config.json (not an HF model dir)")
     return str(path)
 
 
 def check_model(spec: str, kind: str) -> str:
     """For a run whose workers load `spec` themselves (verl on a cluster: each node resolves hub ids into its
-    own HF cache): a one-line note of what will happen, without downloading. ValueError when it cannot
+    own HF cache): a one-line note of what will happen, without downloading. ModelUnavailable when it cannot
     work: a bad local dir; offline and not cached; no such repo on the Hub."""
     if spec in BUILT:
         return f"model.{kind} {spec}: built locally ({resolve_model(spec, kind)})"
@@ -219,7 +224,7 @@ def check_model(spec: str, kind: str) -> str:
 
 def plan_hub_model(repo_id: str, kind: str = "policy") -> dict[str, Any]:
     """What fetch_hub_model would do, without downloading: {"cached": dir | None, "files": n | None,
-    "download_bytes": int | None, "total_bytes": int | None, "note": str}. ValueError for a missing repo."""
+    "download_bytes": int | None, "total_bytes": int | None, "note": str}. ModelUnavailable for a missing repo."""
     from huggingface_hub import snapshot_download
 
     cached = cached_snapshot(repo_id)

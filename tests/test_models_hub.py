@@ -253,3 +253,15 @@ def test_model_specs_resolve_without_network(tiny_policy_dir, tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no config.json"):
         resolve_model(str(tmp_path / "empty"), "policy")
+
+
+def test_train_with_an_uncached_hub_id_offline_exits_2_naming_it(tmp_path, capsys, monkeypatch):
+    """The local backend resolves the hub id before any engine starts: one line, exit code 2."""
+    from rl_prm.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    rc = main(["train", str(Path(__file__).resolve().parents[1] / "recipes" / "tiny_cpu.yaml"),
+               f"run.output_dir={tmp_path}", "model.policy=rlprm-test/never-downloaded", "model.judge=tiny"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "Traceback" not in err, err
+    assert "rl-prm train: model.policy 'rlprm-test/never-downloaded': not in the local HF cache" in err

@@ -29,6 +29,7 @@ def run(args: argparse.Namespace) -> int:
 
     from rl_prm.backends import get_backend
     from rl_prm.config import help_config, load_recipe, run_dir_of
+    from rl_prm.models import ModelUnavailable
 
     if args.help_config:
         print(help_config(), end="")
@@ -54,6 +55,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"rl-prm train: interrupted; restart the same command to resume from {run_dir / 'checkpoints'}",
               file=sys.stderr)
         return 130
+    except ModelUnavailable as e:  # a model that cannot be had (rl_prm.models): one line, as a bad recipe
+        print(f"rl-prm train: {e}", file=sys.stderr)
+        return 2
     except Exception as e:  # a fatal error: say what and where, exit non-zero
         traceback.print_exc()
         print(f"rl-prm train: FAILED: {type(e).__name__}: {e}", file=sys.stderr)
