@@ -11,7 +11,7 @@ the output is made:
     with log_to_driver=False (`ray_log_to_driver`).
   * An in-process engine (score, eval, bench): fds 1 and 2 point at LOGDIR/<name>.log while vLLM
     starts (`engine_output`), so its engine-core subprocess keeps that file; this process's 'vllm'
-    logger writes there afterwards.
+    logger writes there from then on (also after the session: the engine's shutdown lines).
   * This process: Python warnings and the vllm / transformers / ray / torch loggers go to
     LOGDIR/python.log (records made before the command picks its log dir are held in memory and
     written there once it does); Hugging Face progress bars are off (HF_HUB_DISABLE_PROGRESS_BARS).
@@ -235,17 +235,15 @@ def _open_file(s: _Session, d: Path) -> None:
 
 
 def _route_vllm_logger(path: str) -> None:
-    """This process's 'vllm' logger (configured by vLLM when imported) -> `path`; the handlers vLLM
-    installed are put back when the session ends."""
+    """This process's 'vllm' logger (configured by vLLM when imported) -> `path`, for the rest of the
+    process: the engine may outlive the session, and its shutdown lines belong in its log."""
     s = _session
     if s is None or "vllm" not in sys.modules:
         return
     lg = logging.getLogger("vllm")
-    theirs = [h for h in lg.handlers if h is not s.buffer and not getattr(h, "rl_prm", False)]
-    if theirs:
-        s.saved_loggers["vllm"] = (theirs, lg.propagate, lg.level)
-    elif any(getattr(h, "rl_prm", False) for h in lg.handlers):
+    if any(getattr(h, "rl_prm", False) for h in lg.handlers):
         return
+    s.saved_loggers.pop("vllm", None)  # an engine outlives the session (its shutdown logs too): keep the file
     for h in list(lg.handlers):
         lg.removeHandler(h)
     fh = logging.FileHandler(path, encoding="utf-8")
