@@ -172,11 +172,15 @@ def fetch_hub_model(repo_id: str, kind: str) -> str:
     files = [s.rfilename for s in info.siblings or []]
     if "config.json" not in files:
         raise ModelUnavailable(f"model.{kind} {repo_id!r}: the Hub repo has no config.json (not a transformers model)")
+    bar: dict[str, Any] = {}
     if cached is None:
         print(f"model.{kind} {repo_id}: downloading from {hub_endpoint()} into {hub_cache()} (first use; "
               "HF_HUB_OFFLINE=1 keeps a run offline)", file=sys.stderr, flush=True)
+        from tqdm.auto import tqdm
+
+        bar["tqdm_class"] = tqdm  # a plain tqdm: the first download shows its bar even with HF bars off (quiet console)
     try:
-        return snapshot_download(repo_id, ignore_patterns=ignore_patterns(files))
+        return snapshot_download(repo_id, ignore_patterns=ignore_patterns(files), **bar)
     except Exception as e:  # noqa: BLE001 - interrupted transfer, disk full, ...: say which model and how far
         raise ModelUnavailable(f"model.{kind} {repo_id!r}: download from {hub_endpoint()} into {hub_cache()} failed "
                          f"({_first_line(e)}); run it again to resume") from None

@@ -127,7 +127,8 @@ def _repo_files(model_dir: Path) -> dict[str, bytes]:
 def _env(hf_home: Path, hub: FakeHub | None, offline: bool) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGING")) and k != "TRANSFORMERS_OFFLINE"}
     env.update(HF_HOME=str(hf_home), HF_HUB_OFFLINE="1" if offline else "0", NO_PROXY="127.0.0.1,localhost",
-               HF_HUB_DISABLE_TELEMETRY="1", HF_ENDPOINT=hub.url if hub else "http://127.0.0.1:9")
+               HF_HUB_DISABLE_TELEMETRY="1", HF_HUB_DISABLE_PROGRESS_BARS="1",  # as rl-prm's quiet console sets it
+               HF_ENDPOINT=hub.url if hub else "http://127.0.0.1:9")
     return env
 
 
@@ -164,6 +165,7 @@ def test_hub_id_downloads_once_then_serves_from_cache_and_offline_errors_name_th
     assert f"model.policy {REPO}: {snap}" in r.stdout
     assert "model.judge tiny: built-in (made on this machine, never downloaded)" in r.stdout
     assert "downloading from" in r.stderr and hub.url in r.stderr  # says where from, the first time
+    assert "Download complete" in r.stderr  # with a progress bar (also when a quiet console turns HF's bars off)
     src = Path(tiny_policy_dir)
     for f in ("config.json", "model.safetensors", "tokenizer.json"):
         assert (snap / f).read_bytes() == (src / f).read_bytes()
@@ -182,7 +184,7 @@ def test_hub_id_downloads_once_then_serves_from_cache_and_offline_errors_name_th
     n_requests = len(hub.log)
     r = _resolve(REPO, env)
     assert r.returncode == 0, r.stderr
-    assert r.stdout.strip() == str(snap) and "cached copy" in r.stderr
+    assert r.stdout.strip() == str(snap) and "cached copy" in r.stderr and "Download" not in r.stderr
     assert len(hub.log) == n_requests
     # ... and offline
     r = _resolve(REPO, _env(hf_home, None, offline=True))
