@@ -137,11 +137,11 @@ def _hub_files(repo_id: str, kind: str, files_metadata: bool = False) -> Any:
     try:
         return HfApi().model_info(repo_id, files_metadata=files_metadata)
     except GatedRepoError:
-        raise ModelUnavailable(f"model.{kind} {repo_id!r}: a gated repo on the Hub ({hub_endpoint()}): accept its terms on "
-                         "the model page and log in (`hf auth login`, or set HF_TOKEN)") from None
+        raise ModelUnavailable(f"model.{kind} {repo_id!r}: a gated repo on the Hub ({hub_endpoint()}): accept its "
+                               "terms on the model page and log in (`hf auth login`, or set HF_TOKEN)") from None
     except (RepositoryNotFoundError, RevisionNotFoundError):
-        raise ModelUnavailable(f"model.{kind} {repo_id!r}: no such model on the Hub ({hub_endpoint()}); check the id "
-                         "(a private repo needs `hf auth login` or HF_TOKEN)") from None
+        raise ModelUnavailable(f"model.{kind} {repo_id!r}: no such model on the Hub ({hub_endpoint()}); check the "
+                               "id (a private repo needs `hf auth login` or HF_TOKEN)") from None
 
 
 def _not_cached(repo_id: str, kind: str, why: str) -> ModelUnavailable:
@@ -165,7 +165,8 @@ def fetch_hub_model(repo_id: str, kind: str) -> str:
         raise
     except Exception as e:  # noqa: BLE001 - Hub unreachable / down: the cached copy, as huggingface_hub does
         if cached is None:
-            raise _not_cached(repo_id, kind, f"the Hub ({hub_endpoint()}) cannot be reached ({_first_line(e)})") from None
+            why = f"the Hub ({hub_endpoint()}) cannot be reached ({_first_line(e)})"
+            raise _not_cached(repo_id, kind, why) from None
         print(f"model.{kind} {repo_id}: the Hub ({hub_endpoint()}) cannot be reached ({_first_line(e)}); "
               f"using the cached copy {cached}", file=sys.stderr, flush=True)
         return cached
@@ -182,8 +183,8 @@ def fetch_hub_model(repo_id: str, kind: str) -> str:
     try:
         return snapshot_download(repo_id, ignore_patterns=ignore_patterns(files), **bar)
     except Exception as e:  # noqa: BLE001 - interrupted transfer, disk full, ...: say which model and how far
-        raise ModelUnavailable(f"model.{kind} {repo_id!r}: download from {hub_endpoint()} into {hub_cache()} failed "
-                         f"({_first_line(e)}); run it again to resume") from None
+        raise ModelUnavailable(f"model.{kind} {repo_id!r}: download from {hub_endpoint()} into {hub_cache()} "
+                               f"failed ({_first_line(e)}); run it again to resume") from None
 
 
 def resolve_model(spec: str, kind: str) -> str:
@@ -248,7 +249,8 @@ def plan_hub_model(repo_id: str, kind: str = "policy") -> dict[str, Any]:
     out.update(files=len(plan), total_bytes=sum(f.file_size or 0 for f in plan),
                download_bytes=sum(f.file_size or 0 for f in plan if f.will_download))
     skipped = len(files) - len(plan)
-    out["note"] = (f"{len(plan)} files, {human_size(out['download_bytes'])} to download of {human_size(out['total_bytes'])}"
+    out["note"] = (f"{len(plan)} files, {human_size(out['download_bytes'])} to download of "
+                   f"{human_size(out['total_bytes'])}"
                    + (f" ({skipped} files of other weight formats skipped)" if skipped else ""))
     return out
 

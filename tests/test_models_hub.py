@@ -116,7 +116,8 @@ class FakeHub:
         if filename not in self.repos[repo]:
             return self._missing(h, body, "EntryNotFound", repo)
         data = self.repos[repo][filename]
-        self._send(h, 200, data, body, {"X-Repo-Commit": self.sha[repo], "ETag": f'"{hashlib.sha256(data).hexdigest()}"',
+        etag = f'"{hashlib.sha256(data).hexdigest()}"'
+        self._send(h, 200, data, body, {"X-Repo-Commit": self.sha[repo], "ETag": etag,
                                         "Content-Type": "application/octet-stream"})
 
 
@@ -140,7 +141,8 @@ def _run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
 def _resolve(spec: str, env: dict[str, str]) -> subprocess.CompletedProcess:
     """rl_prm.models.resolve_model (what the local backend calls) in a fresh interpreter; prints the dir,
     or one line for a ValueError (exit 2)."""
-    code = ("import sys\nfrom rl_prm.models import resolve_model\ntry:\n    print(resolve_model(sys.argv[1], 'policy'))\n"
+    code = ("import sys\nfrom rl_prm.models import resolve_model\ntry:\n"
+            "    print(resolve_model(sys.argv[1], 'policy'))\n"
             "except ValueError as e:\n    print(e, file=sys.stderr); sys.exit(2)\n")
     return _run(["-c", code, spec], env)
 
@@ -171,7 +173,8 @@ def test_hub_id_downloads_once_then_serves_from_cache_and_offline_errors_name_th
         assert (snap / f).read_bytes() == (src / f).read_bytes()
     gets = {p.rsplit("/", 1)[-1] for m, p in hub.log if m == "GET" and "/resolve/" in p}
     assert {"config.json", "model.safetensors", "tokenizer.json"} <= gets
-    assert not (set(EXTRA) & gets) and not any((snap / f).exists() for f in EXTRA)  # other formats / pickle duplicates skipped
+    # other frameworks' files and pickle duplicates of the safetensors weights are skipped
+    assert not (set(EXTRA) & gets) and not any((snap / f).exists() for f in EXTRA)
 
     # 2. the snapshot dir loads as the local backend loads a model dir
     from transformers import AutoConfig, AutoTokenizer
@@ -200,8 +203,8 @@ def test_hub_id_downloads_once_then_serves_from_cache_and_offline_errors_name_th
 def test_missing_repo_and_dry_run(hub, tmp_path):
     env = _env(tmp_path / "hf_home", hub, offline=False)
     # a repo the Hub does not have: one line naming it, exit code 2
-    r = _run(["-m", "rl_prm", "models", "pull", "recipes/tiny_cpu_vr_only.yaml", "model.policy=rlprm-test/no-such-model",
-              "data.train=tiny_arith", "data.test=tiny_arith"], env)
+    r = _run(["-m", "rl_prm", "models", "pull", "recipes/tiny_cpu_vr_only.yaml",
+              "model.policy=rlprm-test/no-such-model", "data.train=tiny_arith", "data.test=tiny_arith"], env)
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert r.stderr.strip().splitlines()[-1].startswith("rl-prm models: model.policy 'rlprm-test/no-such-model': "
                                                         "no such model on the Hub")

@@ -106,8 +106,8 @@ def test_prompt_and_ground_truth_shapes(tmp_path):
                               ["\\boxed{5}", "\\boxed{6.5}", "\\boxed{7}", "\\boxed{\\frac{1}{2}}", "\\boxed{2}"]) == \
         [1.0, 1.0, 0.0, 1.0, 0.0]
     ints = write_table(tmp_path / "ints.parquet", [
-        {"data_source": "mine", "prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "3*4?"}],
-         "reward_model": {"style": "rule", "ground_truth": 12}}])
+        {"data_source": "mine", "reward_model": {"style": "rule", "ground_truth": 12},
+         "prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "3*4?"}]}])
     (row,) = load_data(str(ints), "train", None, seed=0)
     assert row["answer"] == "12" and row["problem"] == "3*4?" and row["source"] == "mine" and len(row["prompt"]) == 2
 

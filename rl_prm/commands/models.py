@@ -20,8 +20,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     pp = sub.add_parser("pull", help="fetch the recipe's policy, judge and reference models into the HF cache")
     pp.add_argument("recipe", help="recipe YAML")
-    pp.add_argument("overrides", nargs="*", metavar="key=value", help="override recipe keys, e.g. model.policy=org/name")
-    pp.add_argument("--dry-run", action="store_true", help="list what would be fetched (and its size); download nothing")
+    pp.add_argument("overrides", nargs="*", metavar="key=value",
+                    help="override recipe keys, e.g. model.policy=org/name")
+    pp.add_argument("--dry-run", action="store_true",
+                    help="list what would be fetched (and its size); download nothing")
 
 
 def _line(kind: str, spec: str, dry_run: bool) -> str:

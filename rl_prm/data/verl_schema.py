@@ -1,13 +1,14 @@
 """verl's RL parquet schema: what verl's RLHFDataset and reward managers read, what both backends train
 on and what `rl-prm data prep` writes (ARROW_SCHEMA).
 
-    column        type                               needed
-    prompt        list<{role, content}> chat messages   yes (the local backend also takes a plain string = one user turn)
-    reward_model  {style, ground_truth}                 yes; ground_truth: str | number | list of them (any may match)
-    data_source   str                                   no ("unknown"); the verifiable reward's data_source
-    extra_info    {split, index, question, answer, ...} no; extra_info.question is the judge's problem text
-                                                        (else the last user message)
-    ability       str                                   no
+    column        type                                   needed
+    prompt        list<{role, content}> chat messages    yes; the local backend also takes a plain string (one
+                                                         user turn, as written: data.prompt_instruction not added)
+    reward_model  {style, ground_truth}                  yes; ground_truth: str | number | list of them (any matches)
+    data_source   str                                    no ("unknown"); the verifiable reward's data_source
+    extra_info    {split, index, question, answer, ...}  no; extra_info.question is the judge's problem text
+                                                         (else the last user message)
+    ability       str                                    no
 
     check_file(path, backend)          # ValueError naming the first column that is missing or mistyped
     rows, skipped = read_rows(path, limit)   # rl-prm rows {"problem", "prompt", "answer", "source"}
@@ -70,8 +71,8 @@ def schema_problem(schema: pa.Schema, backend: str = "local") -> Optional[str]:
             return ("column 'prompt' holds plain strings; verl's RLHFDataset needs chat messages (a list of "
                     "{role, content}): rewrite it as [{'role': 'user', 'content': text}], or train with "
                     "trainer.backend=local")
-    elif not (_is_list(prompt) and all(_field(prompt.value_type, k) is not None and _is_text(_field(prompt.value_type, k))
-                                       for k in ("role", "content"))):
+    elif not (_is_list(prompt) and all(_field(prompt.value_type, k) is not None
+                                       and _is_text(_field(prompt.value_type, k)) for k in ("role", "content"))):
         return f"column 'prompt' is {prompt}: expected chat messages (a list of {{role, content}} strings) or a string"
     rm = schema.field("reward_model").type
     gold = _field(rm, "ground_truth")
@@ -146,7 +147,8 @@ def to_row(r: dict) -> tuple[Optional[dict], str]:
     if gold is None:
         return None, "no reward_model.ground_truth"
     extra = r.get("extra_info") if isinstance(r.get("extra_info"), dict) else {}
-    question = extra.get("question") if isinstance(extra.get("question"), str) and extra["question"].strip() else users[-1]
+    q = extra.get("question")
+    question = q if isinstance(q, str) and q.strip() else users[-1]
     return {"problem": question, "prompt": msgs, "answer": gold, "source": r.get("data_source") or "unknown"}, ""
 
 
