@@ -4,11 +4,26 @@
     rl-prm data prep --out DIR [--datasets gsm8k,math] [--limit N]
     rl-prm data ship --from ../shared/data             # regenerate rl_prm/data/benchmarks
     rl-prm data verify                                 # sha256 of shipped files vs MANIFEST.json
+
+A bad invocation (unknown dataset, --limit below 1, an --out that is a file or cannot be made) exits 2
+with one line naming it, before anything is written.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
+
+
+def _positive(s: str) -> int:
+    try:
+        v = int(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
+    if v < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
+    return v
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -18,7 +33,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     pp.add_argument("--out", required=True, help="output folder")
     pp.add_argument("--datasets", default="gsm8k,math",
                     help="comma list (default gsm8k,math; also math_full, aime24, amc23, minerva_math, olympiadbench)")
-    pp.add_argument("--limit", type=int, default=None, help="at most N rows per file (for smoke tests)")
+    pp.add_argument("--limit", type=_positive, default=None, help="at most N rows per file (for smoke tests)")
     ps = sub.add_parser("ship", help="regenerate the shipped benchmark files from the shared data folder")
     ps.add_argument("--from", dest="src", default="../shared/data", help="shared data folder (default ../shared/data)")
     ps.add_argument("--to", dest="dst", default=None, help="destination (default: the package's benchmarks/ folder)")
@@ -42,10 +57,19 @@ def run(args: argparse.Namespace) -> int:
         from rl_prm.data.prep import prep
 
         datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
-        try:
-            prep(args.out, datasets, limit=args.limit)
-        except ValueError as e:
-            raise SystemExit(f"rl-prm data prep: {e}")
+        out = Path(args.out)
+        blocked = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+        problem = f"--out {args.out}: {blocked} is a file, not a folder" if blocked is not None else None
+        if problem is None and not datasets:
+            problem = "--datasets is empty"
+        if problem is None:
+            try:
+                prep(args.out, datasets, limit=args.limit)
+            except (OSError, ValueError) as e:
+                problem = str(e)
+        if problem is not None:
+            print(f"rl-prm data prep: {problem}", file=sys.stderr)
+            return 2
         return 0
     if args.action == "ship":
         from rl_prm.data.ship import BENCH_DIR, ship
