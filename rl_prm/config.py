@@ -69,7 +69,9 @@ class ModelConfig:
 
     policy: str = knob("tiny", "policy: tiny (random plumbing model) | world (the miniature world's SFT policy) | "
                        "a local model dir | an HF hub id")
-    judge: str = knob("tiny", "R-PRM judge: tiny | world | a local model dir | an HF hub id")
+    judge: str = knob("tiny", "R-PRM judge: tiny | world | oracle (the world's checker as the step scorer: P(Yes) "
+                      "1 for a right step, 0 for a wrong one; world data, local backend only) | a local model dir | "
+                      "an HF hub id")
     ref_policy: Optional[str] = knob(None, "frozen KL reference; null = the initial policy weights", backends=("local",))
 
 
@@ -279,6 +281,10 @@ def _check_data(cfg: DictConfig) -> None:
         if spec.endswith(".parquet") and not Path(spec).is_file():
             raise ValueError(f"data.{split}: parquet file {spec!r} not found")
     check_data_files(cfg)  # verl's parquet schema, for the recipe's backend (rl_prm.data.verl_schema)
+    if cfg.model.judge == "oracle" and cfg.reward.prm.enabled and (
+            cfg.data.train != "world" or cfg.data.test != "world" or cfg.trainer.backend != "local"):
+        raise ValueError("model.judge=oracle recomputes the miniature world's steps: it needs data.train=world, "
+                         "data.test=world and trainer.backend=local")
     for which in ("policy", "judge", "ref_policy"):
         spec = cfg.model[which]
         if spec and spec.startswith(("/", "./", "../", "~")):

@@ -56,6 +56,14 @@ def _world(kind: str) -> Path:
     return policy_path()
 
 
+@BUILT.register("oracle")
+def _oracle(kind: str) -> str:
+    """model.judge only: the miniature world's checker as the step scorer (rl_prm.world.oracle; no model)."""
+    if kind != "judge":
+        raise ModelUnavailable(f"model.{kind} 'oracle': the oracle is a judge (model.judge), not a policy")
+    return "oracle"
+
+
 def is_hub_id(spec: str) -> bool:
     """A Hub repo id ("org/name" or a legacy "name"), not a built-in name or a path on this machine."""
     from huggingface_hub.utils import HFValidationError, validate_repo_id

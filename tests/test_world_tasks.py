@@ -7,8 +7,8 @@ import re
 
 import pytest
 
-from rl_prm.world.tasks import (ERROR_KINDS, corrupt, eval_items, first_wrong_step, policy_examples, problems,
-                                processbench, question_ops)
+from rl_prm.world.tasks import (ERROR_KINDS, MIRACLE_KINDS, corrupt, eval_items, final_answer, first_wrong_step,
+                                miracle, policy_examples, problems, processbench, question_ops, step_verdicts)
 
 _STEP = re.compile(r"has (-?\d+) ([+*-]) (-?\d+) = (-?\d+) ")
 
@@ -109,9 +109,11 @@ def test_processbench_records_match_the_loader_shape_and_evaluator():
     for r in recs:
         assert set(r) >= {"id", "problem", "steps", "label", "final_answer_correct"}
         assert r["label"] == first_wrong_step(r["problem"], r["steps"])
-        assert r["final_answer_correct"] == (r["label"] == -1)  # every error here propagates to the answer
+        # a propagated error makes the answer wrong; a miracle keeps it right (as in ProcessBench)
+        assert r["final_answer_correct"] == (r["label"] == -1 or r["error_kind"] in MIRACLE_KINDS)
     n_err = sum(r["label"] != -1 for r in recs)
-    assert 30 <= n_err <= 70 and {r["error_kind"] for r in recs} == set(ERROR_KINDS) | {None}
+    assert 30 <= n_err <= 70 and {r["error_kind"] for r in recs} <= set(ERROR_KINDS) | set(MIRACLE_KINDS) | {None}
+    assert {r["error_kind"] for r in processbench("test", 300, seed=0)} == set(ERROR_KINDS) | set(MIRACLE_KINDS) | {None}
     items = eval_items(recs)
     assert all(len(it["steps"]) == (it["n_steps"] if it["label"] < 0 else it["label"] + 1) for it in items)
     # an oracle scorer built from the recomputation checker gets F1 = 100 on the mini-ProcessBench
@@ -123,10 +125,44 @@ def test_processbench_records_match_the_loader_shape_and_evaluator():
     assert processbench_metrics([it["label"] for it in items], preds)["f1"] == pytest.approx(100.0)
 
 
-def test_policy_examples_mix_gold_and_flawed():
-    ex = policy_examples("train", 200, seed=0, flawed_fraction=0.3)
-    n_flawed = sum(not e.correct for e in ex)
-    assert 40 <= n_flawed <= 80
+def test_policy_examples_mix_gold_flawed_and_miracles():
+    ex = policy_examples("train", 400, seed=0, flawed_fraction=0.3, miracle_fraction=0.2)
+    n_flawed = sum(not e.answer_correct for e in ex)
+    n_miracle = sum(e.answer_correct and not e.correct for e in ex)
+    assert 90 <= n_flawed <= 150 and 50 <= n_miracle <= 110
     for e in ex:
         steps = e.solution.split("\n\n")
         assert (first_wrong_step(e.problem, steps) == -1) == e.correct
+        assert (f"\\boxed{{{e.answer}}}" in steps[-1]) == e.answer_correct
+    assert all(e.correct for e in policy_examples("train", 50, seed=0, flawed_fraction=0.0))
+
+
+@pytest.mark.parametrize("kind", MIRACLE_KINDS)
+def test_each_miracle_has_a_wrong_step_and_the_right_answer(kind):
+    """A miracle is what an outcome reward cannot see: the boxed answer is the gold one, yet the
+    checker finds the labelled step wrong (and every step before it right)."""
+    from reward_fns.math_verify_reward import compute_score
+
+    rng = random.Random(kind)
+    for p in problems("train", 60, seed=2):
+        q = miracle(p, rng, kind=kind)
+        assert q.meta["error_kind"] == kind and q.label > 0
+        assert final_answer(q) == p.answer and compute_score("world", q.solution, str(p.answer)) == 1.0
+        assert first_wrong_step(q.question, q.step_texts) == q.label
+        assert q.step_texts[: q.label] == p.step_texts[: q.label]
+        assert step_verdicts(q.question, q.step_texts) == [i < q.label for i in range(len(q.steps))]
+        if kind == "misquote":  # the stated amount is off, the arithmetic is the gold one
+            assert _STEP.search(q.step_texts[q.label]).groups() == _STEP.search(p.step_texts[q.label]).groups()
+        elif kind == "cancel":  # two wrong calculations, the amount after them is the gold one again
+            assert not _arith_ok(q.step_texts[q.label]) and not _arith_ok(q.step_texts[q.label + 1])
+            assert q.step_texts[q.label + 2:] == p.step_texts[q.label + 2:]
+        else:  # jump: the chain stays wrong, only the boxed answer is right
+            assert q.step_texts[-2] != p.step_texts[-2] or len(q.steps) != len(p.steps)
+    with pytest.raises(ValueError, match="unknown miracle kind"):
+        miracle(p, rng, kind="luck")
+
+
+def test_step_verdicts_of_gold_and_of_an_early_end():
+    p = problems("test", 1, seed=5)[0]
+    assert step_verdicts(p.question, p.step_texts) == [True] * len(p.steps)
+    assert step_verdicts(p.question, p.step_texts[:-2]) == [True] * (len(p.steps) - 3) + [False]

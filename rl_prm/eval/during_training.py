@@ -1,6 +1,6 @@
 """Held-out evaluation of the policy during training (the local backend's `eval/*` metrics).
 
-    m = evaluate_policy(rollout, tokenizer, rows, cfg)
+    m = evaluate_policy(rollout, tokenizer, rows, cfg)     # rollout: rl_prm.generate.RolloutClient
         eval/accuracy               greedy accuracy by the verifiable reward
         eval/sampled_accuracy       mean accuracy of trainer.eval_samples samples per problem at
                                     rollout.temperature (fixed seeds: the same draws at every eval)
@@ -23,13 +23,13 @@ from rl_prm.steps import split_steps
 
 
 def evaluate_policy(rollout: Any, tokenizer: Any, rows: list[dict], cfg: Any) -> dict[str, float]:
-    import ray
-
+    """The eval/* metrics (module doc) of the policy behind ``rollout`` (anything with
+    RolloutEngine.generate's signature) on ``rows``."""
     from rl_prm.world.process import WORLD_SOURCE, process_metrics
 
     world = bool(rows) and all(r.get("source") == WORLD_SOURCE for r in rows)
     ids = [prompt_ids(tokenizer, r, cfg.data.prompt_instruction) for r in rows]
-    outs = ray.get(rollout.generate.remote(ids, n=1, temperature=0.0, top_p=1.0, max_tokens=cfg.rollout.max_tokens))
+    outs = rollout.generate(ids, n=1, temperature=0.0, top_p=1.0, max_tokens=cfg.rollout.max_tokens)
     acc = verifiable_rewards(rows, [o.text for o in outs])
     lens = [len(o.response_ids) for o in outs]
     m = {"eval/accuracy": sum(acc) / len(acc), "eval/response_length": sum(lens) / len(lens),
@@ -40,8 +40,8 @@ def evaluate_policy(rollout: Any, tokenizer: Any, rows: list[dict], cfg: Any) ->
         m.update({k: v for k, v in g.items() if not k.endswith("answer_accuracy")})  # = eval/accuracy
     n = int(cfg.trainer.eval_samples)
     if n > 0:
-        outs = ray.get(rollout.generate.remote(ids, n=n, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
-                                               max_tokens=cfg.rollout.max_tokens, seed=2**31 + int(cfg.run.seed)))
+        outs = rollout.generate(ids, n=n, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
+                                max_tokens=cfg.rollout.max_tokens, seed=2**31 + int(cfg.run.seed))
         s_rows = [rows[o.prompt_index] for o in outs]
         sampled = verifiable_rewards(s_rows, [o.text for o in outs])
         m["eval/sampled_accuracy"] = sum(sampled) / len(sampled)

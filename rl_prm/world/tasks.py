@@ -22,6 +22,16 @@ operation step and propagates it:
 Every corrupted problem is checked against ``first_wrong_step`` (recomputation from the text alone);
 a corruption the checker would not flag at the intended step (e.g. 2 * 2 written as 2 + 2) is
 re-drawn, so the labels are exact.
+
+``miracle`` writes flawed solutions whose final answer is still RIGHT (what an outcome reward pays
+for and a process reward does not), also checked by recomputation (first wrong step and answer):
+
+    misquote   an operation step states a wrong amount ("buys 5" for the question's 6) but computes
+               with the right one; nothing downstream changes
+    jump       an error of ERROR_KINDS at an operation step, propagated, then the answer step boxes
+               the right answer anyway (an unjustified jump)
+    cancel     an arithmetic slip, then the next operation step computes wrongly back to the right
+               amount (two errors that cancel)
 """
 
 from __future__ import annotations
@@ -34,6 +44,11 @@ from dataclasses import dataclass
 from rl_prm.tiny.arith import _OPS, Problem, Step, _apply
 
 ERROR_KINDS = ("slip", "wrong_op", "wrong_number", "dropped")
+MIRACLE_KINDS = ("misquote", "jump", "cancel")
+# how often each miracle kind is drawn: a misquote is the one a small policy reproduces with the right
+# answer (a jump or a cancel needs the right amount without computing it, so imitating them mostly
+# yields wrong answers)
+MIRACLE_WEIGHTS = (0.5, 0.25, 0.25)
 SPLITS = ("train", "test")
 TEST_FRACTION = 0.2
 INSTRUCTION = "Let's think step by step and output the final answer within \\boxed{}."
@@ -63,9 +78,11 @@ def split_of(question: str) -> str:
     return "test" if h % 1000 < TEST_FRACTION * 1000 else "train"
 
 
-def _step_text(name: str, item: str, i: int, op: str, a: int, b: int, result: int) -> str:
-    """Operation step i (1-based): "<Ordinal>, <name> <verb> b, so <name> has a <sym> b = result <item>."."""
-    return (f"{ORDINALS[i - 1]}, {name} {_VERB_OF[op]} {b}, so {name} has {a} {_OPS[op][1]} {b} = {result} {item}.")
+def _step_text(name: str, item: str, i: int, op: str, a: int, b: int, result: int, said: int | None = None) -> str:
+    """Operation step i (1-based): "<Ordinal>, <name> <verb> said, so <name> has a <sym> b = result <item>."
+    (``said`` = the amount the step states, b unless given)."""
+    return (f"{ORDINALS[i - 1]}, {name} {_VERB_OF[op]} {b if said is None else said}, so {name} has {a} {_OPS[op][1]} "
+            f"{b} = {result} {item}.")
 
 
 def make_problem(rng: random.Random) -> Problem:
@@ -196,19 +213,82 @@ def corrupt(problem: Problem, rng: random.Random, at: int | None = None, kind: s
     raise RuntimeError(f"corrupt: no detectable {kind or 'error'} at step {at} of {problem.question!r}")
 
 
+def step_verdicts(question: str, steps: list[str]) -> list[bool]:
+    """Per step, right in the ProcessBench sense: True before the first wrong step
+    (``first_wrong_step``), False from it on. What a perfect judge says (the oracle)."""
+    w = first_wrong_step(question, steps)
+    return [w < 0 or i < w for i in range(len(steps))]
+
+
+def _answer_step(value: int) -> Step:
+    return Step(f"The answer is \\boxed{{{value}}}.", value, "answer", value, value)
+
+
+def _miracle_once(problem: Problem, rng: random.Random, at: int, kind: str) -> Problem:
+    name, item = problem.meta["name"], problem.meta["item"]
+    gold = [Step(**vars(s)) for s in problem.steps]
+    if kind == "jump":
+        q = corrupt(problem, rng, at=at, kind=rng.choice(ERROR_KINDS))
+        steps = [Step(**vars(s)) for s in q.steps[:-1]] + [_answer_step(problem.answer)]
+    elif kind == "misquote":
+        s = gold[at]
+        said = max(1, s.operand + rng.choice([-3, -2, -1, 1, 2, 3]))
+        steps = gold[:at] + [Step(_step_text(name, item, at, s.op, s.before, s.operand, s.after, said=said), s.before,
+                                  s.op, s.operand, s.after)] + gold[at + 1:]
+    else:  # cancel: a slip at `at`, then step at+1 computes from the slipped amount back to the gold amount
+        s, t = gold[at], gold[at + 1]
+        wrong = s.after + rng.choice([-3, -2, -1, 1, 2, 3])
+        steps = gold[:at] + [Step(_step_text(name, item, at, s.op, s.before, s.operand, wrong), s.before, s.op,
+                                  s.operand, wrong),
+                             Step(_step_text(name, item, at + 1, t.op, wrong, t.operand, t.after), wrong, t.op,
+                                  t.operand, t.after)] + gold[at + 2:]
+    for j, st in enumerate(steps):
+        st.correct = j < at
+    return Problem(problem.question, steps, problem.answer, label=at, meta=dict(problem.meta, error_kind=kind))
+
+
+def miracle(problem: Problem, rng: random.Random, kind: str | None = None, at: int | None = None) -> Problem:
+    """Copy of gold ``problem`` with a wrong step but the RIGHT final answer (a MIRACLE_KINDS flaw,
+    drawn with MIRACLE_WEIGHTS if None, at operation step ``at``, random if None); ``label`` = first wrong step, checked
+    by recomputation, and the boxed answer is checked to be the gold one."""
+    if kind is not None and kind not in MIRACLE_KINDS:
+        raise ValueError(f"unknown miracle kind {kind!r}; expected one of {MIRACLE_KINDS}")
+    op_steps = [i for i, s in enumerate(problem.steps) if s.op in _OPS]
+    for _ in range(50):
+        k = kind if kind is not None else rng.choices(MIRACLE_KINDS, weights=MIRACLE_WEIGHTS)[0]
+        choices = op_steps[:-1] if k == "cancel" else op_steps  # cancel needs a next operation step
+        if at is not None and at not in choices:
+            raise ValueError(f"miracle {k}: step {at} is not one of the operation steps {choices}")
+        a = at if at is not None else rng.choice(choices)
+        try:
+            q = _miracle_once(problem, rng, a, k)
+        except RuntimeError:  # jump: no detectable error of the drawn kind there
+            continue
+        if first_wrong_step(q.question, q.step_texts) == a and final_answer(q) == problem.answer:
+            return q
+    raise RuntimeError(f"miracle: no {kind or 'miracle'} at step {at} of {problem.question!r}")
+
+
 def final_answer(problem: Problem) -> int | None:
     m = _ANSWER_S.match(problem.steps[-1].text)
     return int(m.group(1)) if m else None
 
 
-def processbench(split: str, n: int, seed: int = 0, error_fraction: float = 0.5) -> list[dict]:
+def flawed(problem: Problem, rng: random.Random, miracle_share: float) -> Problem:
+    """A flawed copy of gold ``problem``: with probability ``miracle_share`` a miracle (wrong step,
+    right answer), else a propagated error (wrong answer)."""
+    return miracle(problem, rng) if rng.random() < miracle_share else corrupt(problem, rng)
+
+
+def processbench(split: str, n: int, seed: int = 0, error_fraction: float = 0.5, miracle_share: float = 0.25) -> list[dict]:
     """Mini-ProcessBench: n records shaped like ``rl_prm.data.load_processbench`` (id, problem, steps,
     label, final_answer_correct, generator, split, plus error_kind and answer), ~error_fraction of
-    them with an injected error, in a fixed shuffled order."""
+    them flawed (of those ~miracle_share with the right final answer, as ProcessBench has), in a
+    fixed shuffled order."""
     rng = random.Random(f"world-pb-{split}-{seed}")
     out = []
     for i, p in enumerate(problems(split, n, seed=seed + 1000)):
-        q = corrupt(p, rng) if rng.random() < error_fraction else p
+        q = flawed(p, rng, miracle_share) if rng.random() < error_fraction else p
         out.append({"id": f"world-{split}-{seed}-{i}", "problem": q.question, "steps": q.step_texts,
                     "label": q.label, "final_answer_correct": final_answer(q) == p.answer,
                     "generator": "world-teacher", "split": f"world_{split}",
@@ -229,14 +309,18 @@ class PolicyExample:
     problem: str
     solution: str
     answer: str
-    correct: bool
+    correct: bool  # every step right (the trace)
+    answer_correct: bool = True  # the boxed answer is the gold one
 
 
-def policy_examples(split: str, n: int, seed: int = 0, flawed_fraction: float = 0.3) -> list[PolicyExample]:
-    """Problem -> solution pairs for policy SFT: gold, or (``flawed_fraction``) a corrupted solution."""
+def policy_examples(split: str, n: int, seed: int = 0, flawed_fraction: float = 0.3,
+                    miracle_fraction: float = 0.0) -> list[PolicyExample]:
+    """Problem -> solution pairs for policy SFT: a miracle (``miracle_fraction``: wrong step, right
+    answer), a corrupted solution (``flawed_fraction``: wrong answer), or gold."""
     rng = random.Random(f"world-policy-{split}-{seed}")
     out = []
     for p in problems(split, n, seed=seed):
-        q = corrupt(p, rng) if rng.random() < flawed_fraction else p
-        out.append(PolicyExample(p.question, q.solution, str(p.answer), q.label == -1))
+        u = rng.random()
+        q = miracle(p, rng) if u < miracle_fraction else corrupt(p, rng) if u < miracle_fraction + flawed_fraction else p
+        out.append(PolicyExample(p.question, q.solution, str(p.answer), q.label == -1, final_answer(q) == p.answer))
     return out

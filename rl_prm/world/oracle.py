@@ -1,0 +1,72 @@
+"""The oracle judge: the world's checker as the step scorer (recipe `model.judge: oracle`, world data only).
+
+    scorer = OracleScorer(fallback_score=0.5)
+    results = scorer.score([{"question": q, "steps": steps}])           # list[ItemScore], as RPRMScorer
+    scores, metrics = scorer.score_responses(questions, spans)           # as RPRMPool (the local backend)
+
+P(Yes) of a step = 1.0 when it is right in the ProcessBench sense (before the first wrong step by
+recomputation, rl_prm.world.tasks.step_verdicts), else 0.0: one "critique" per step, no model. It is
+the upper bound of what step rewards can do in the world, so comparing it with the R-PRM judge
+separates the credit method from the judge's quality. A question that is not a world question gets
+status "bad_input" (its steps then get the recipe's fallback_score, counted).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping, Sequence
+
+from rl_prm.score.types import ItemScore, StepScore
+
+ORACLE = "oracle"  # the model.judge value
+
+
+class OracleScorer:
+    """Exact step verdicts by recomputation, behind the scorer interface (see the module doc)."""
+
+    thread_safe = True
+
+    def __init__(self, fallback_score: float = 0.5):
+        self.fallback_score = float(fallback_score)
+        self.n_retries = 0
+
+    def score(self, items: Sequence[Mapping]) -> list[ItemScore]:
+        """One ItemScore per item: P(Yes) 1.0 / 0.0 per step."""
+        from rl_prm.world.tasks import step_verdicts
+
+        out = []
+        for item in items:
+            t0 = time.perf_counter()
+            question, steps = item.get("question", item.get("problem")), list(item.get("steps") or [])
+            if not steps:
+                out.append(ItemScore("no_steps", [], "item has no steps", 0, 0, 0.0))
+                continue
+            try:
+                verdicts = step_verdicts(question, steps)
+            except (ValueError, TypeError) as e:
+                out.append(ItemScore("bad_input", [], f"oracle judge: {e}", 0, 0, 0.0))
+                continue
+            out.append(ItemScore("ok", [StepScore(float(v), [float(v)], 1, 0, None, []) for v in verdicts], None, 0, 0,
+                                 time.perf_counter() - t0))
+        return out
+
+    def score_responses(self, questions: Sequence[str], spans: Sequence[Any]) -> tuple[list[list[float]], dict]:
+        """One training score per step of every response (`ItemScore.training_scores`) and prm/* metrics."""
+        from rl_prm.score.pool import scorer_metrics
+
+        todo = [b for b, sp in enumerate(spans) if sp.num_steps]
+        results = self.score([{"question": questions[b], "steps": list(spans[b].texts)} for b in todo])
+        scores: list[list[float]] = [[] for _ in spans]
+        n_fallback = 0
+        for b, res in zip(todo, results):
+            scores[b], n = res.training_scores(spans[b].num_steps, self.fallback_score)
+            n_fallback += n
+        m = scorer_metrics(results)
+        m["prm/steps_fallback"] = float(n_fallback)
+        return scores, m
+
+    def set_seed(self, seed: int) -> None:
+        """No sampling: nothing to seed."""
+
+    def shutdown(self) -> None:
+        """No engine: nothing to stop."""
