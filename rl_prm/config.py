@@ -304,6 +304,8 @@ _INACTIVE = (
     ("algorithm.lam", lambda c: c.algorithm.estimator != "gae", "an estimator other than gae"),
     ("algorithm.whiten", lambda c: c.algorithm.estimator == "gae", "algorithm.estimator=gae (verl whitens GAE)"),
     ("algorithm.zero_separator_adv", lambda c: c.algorithm.estimator == "gae", "algorithm.estimator=gae"),
+    ("data.prompt_instruction", lambda c: _is_parquet(c.data.train) and _is_parquet(c.data.test),
+     "parquet data (its prompts are used as written)"),
 )
 
 
@@ -340,6 +342,13 @@ def _backend_rules(cfg: DictConfig) -> None:
         raise ValueError("algorithm.estimator=outcome_grpo needs reward.verifiable.enabled=true")
     if not prm and not cfg.reward.verifiable.enabled:
         raise ValueError("reward.prm.enabled=false and reward.verifiable.enabled=false: no reward at all")
+    if backend == "verl" and not _verl_value(cfg, "actor_rollout_ref.actor.use_dynamic_bsz"):
+        world = cfg.trainer.nnodes * max(1, cfg.trainer.gpus_per_node)
+        per_rank, micro = cfg.rollout.prompts_per_step * cfg.rollout.n / world, cfg.optim.micro_batch_size
+        if per_rank != int(per_rank) or int(per_rank) % micro:
+            raise ValueError(f"verl splits each step's rollout.prompts_per_step x rollout.n = "
+                             f"{cfg.rollout.prompts_per_step * cfg.rollout.n} responses over {world} actor rank(s) into "
+                             f"micro-batches of optim.micro_batch_size={micro}: make that a divisor of {per_rank:g}")
     if backend == "local":
         if est in VERL_ONLY_ESTIMATORS:
             raise ValueError(f"algorithm.estimator={est} needs a critic, which only the verl backend has; "
@@ -349,6 +358,18 @@ def _backend_rules(cfg: DictConfig) -> None:
         if cfg.trainer.gpus_per_node > 1:
             raise ValueError(f"trainer.gpus_per_node={cfg.trainer.gpus_per_node}: the local backend uses one GPU at "
                              "most; use trainer.backend=verl for more")
+
+
+def _verl_value(cfg: DictConfig, key: str) -> Any:
+    """The value the recipe's free-form `verl:` block gives a dotted verl key (flat or nested form)."""
+    node: Any = OmegaConf.to_container(cfg.verl, resolve=True)
+    if key in node:
+        return node[key]
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
 
 
 def _has_key(cfg: DictConfig, key: str) -> bool:

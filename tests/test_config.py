@@ -163,3 +163,22 @@ def test_help_config_lists_every_key_with_default_and_help():
         assert k.help, f"{k.key} has no help text"
     assert "reward.credit.mode (str) = 'min_form'" in text and "choices: future_min, min_form, sum" in text
     assert "run.name (str) = (required)" in text
+
+
+def test_verl_micro_batches_must_divide_each_ranks_share():
+    root = RECIPES[0].parent
+    with pytest.raises(ValueError, match="optim.micro_batch_size=32: make that a divisor of 4"):
+        load_recipe(root / "tiny_cpu_verl.yaml", ["rollout.prompts_per_step=2", "rollout.n=2"])
+    load_recipe(root / "tiny_cpu_verl.yaml", ["rollout.prompts_per_step=2", "rollout.n=2", "optim.micro_batch_size=4"])
+    # verl's dynamic batch size packs by tokens: no divisibility needed
+    load_recipe(root / "grpo_rprm_qwen2.5_math_7b.yaml", ["optim.micro_batch_size=3"])
+
+
+def test_prompt_instruction_has_no_effect_on_parquet_prompts(tmp_path):
+    from rl_prm.data.prep import prep
+
+    prep(tmp_path, ["gsm8k"], limit=2, verbose=False)
+    f = str(tmp_path / "gsm8k_train.parquet")
+    with pytest.raises(ValueError, match="data.prompt_instruction='Solve.' has no effect with parquet data"):
+        load_recipe(RECIPES[0].parent / "tiny_cpu.yaml", [f"data.train={f}", f"data.test={f}",
+                                                           "data.prompt_instruction=Solve."])
