@@ -11,7 +11,8 @@
 #   verl  -> python3 -m verl.trainer.main_ppo <overrides> (rl_prm.backends.verl_backend builds them;
 #            verl joins the cluster through RAY_ADDRESS, which `ray job submit` sets)
 #   local -> python -m rl_prm train RECIPE <overrides> (one node; joins RAY_ADDRESS too)
-# Python: $RL_PRM_PYTHON, else the repo's .venv/bin/python, else python3.
+# Python: $RL_PRM_PYTHON, else the repo's .venv/bin/python, else (under `ray job submit`) the python running
+# the job supervisor when it has rl_prm, else python3. A `trainer.device: cpu` verl recipe runs verl on CPU.
 set -euo pipefail
 
 usage() { echo "usage: bash launch/grpo_rprm.sh RECIPE [key=value ...] [--dry-run]" >&2; exit 2; }
@@ -22,7 +23,7 @@ ARGS=()
 for a in "$@"; do
   case "$a" in
     --dry-run) DRY=1 ;;
-    -h|--help) sed -n '2,16p' "${BASH_SOURCE[0]}"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "${BASH_SOURCE[0]}"; exit 0 ;;
     *) ARGS+=("$a") ;;
   esac
 done
@@ -36,7 +37,25 @@ if [ -n "${RL_PRM_PYTHON:-}" ]; then
 elif [ -x "$REPO/.venv/bin/python" ]; then
   PY="$REPO/.venv/bin/python"
 else
-  PY="$(command -v python3 || true)"
+  PY=""
+  if [ -n "${RAY_ADDRESS:-}" ]; then
+    # under `ray job submit` (the working dir is a copy without .venv): the environment Ray itself runs
+    # from, found through the raylet among this shell's ancestors (<env>/lib/pythonX/site-packages/ray/...
+    # -> <env>/bin/python), when it has rl_prm (issue #13)
+    pid=$PPID
+    for _ in 1 2 3 4 5 6; do
+      exe="$(readlink "/proc/$pid/exe" 2>/dev/null || true)"
+      case "$exe" in
+        */lib/python*/site-packages/ray/*)
+          cand="${exe%%/lib/python*}/bin/python"
+          if [ -x "$cand" ] && "$cand" -c "import ray, rl_prm" 2>/dev/null; then PY="$cand"; fi
+          break ;;
+      esac
+      pid="$(awk '{print $4}' "/proc/$pid/stat" 2>/dev/null || echo 1)"
+      [ "$pid" -gt 1 ] 2>/dev/null || break
+    done
+  fi
+  [ -n "$PY" ] || PY="$(command -v python3 || true)"
 fi
 [ -n "$PY" ] && "$PY" -c "import sys" 2>/dev/null || { echo "grpo_rprm.sh: no usable python (set RL_PRM_PYTHON)" >&2; exit 2; }
 

@@ -499,9 +499,12 @@ def cpu_overrides(cfg: Any) -> list[str]:
     add("trainer.default_local_dir", str((Path(cfg.run.output_dir) / cfg.run.name / "checkpoints").resolve()))
     # FSDP1 (strategy=fsdp) calls sync_module_states=True, which needs a GPU; FSDP2 runs over gloo
     add("actor_rollout_ref.actor.strategy", "fsdp2")
-    # mixed precision: fp32 on CPU (no bf16 matmul speed-up here; keeps rollout and actor probs equal)
-    add("actor_rollout_ref.actor.fsdp_config.dtype", "float32")
-    add("actor_rollout_ref.ref.fsdp_config.dtype", "float32")
+    # fp32 compute on CPU: verl's FSDP engine runs bf16 params + bf16 autocast unless
+    # fsdp_config.mixed_precision says otherwise (fsdp_config.dtype is not read); bf16 is emulated (slow)
+    # on most CPUs and puts ~1e-2 between the actor's and the fp32 rollout's log-probs (measured)
+    for role in ("actor_rollout_ref.actor", "actor_rollout_ref.ref") + (("critic",) if cfg.algorithm.estimator in CRITIC_ESTIMATORS else ()):
+        for k in ("param_dtype", "reduce_dtype", "buffer_dtype"):
+            add(f"+{role}.fsdp_config.mixed_precision.{k}", "fp32")
     add("actor_rollout_ref.actor.use_torch_compile", False)
     add("actor_rollout_ref.actor.fsdp_config.use_torch_compile", False)
     add("actor_rollout_ref.ref.fsdp_config.use_torch_compile", False)
@@ -545,6 +548,7 @@ def cpu_overrides(cfg: Any) -> list[str]:
     if not joins_existing_cluster():
         add("ray_kwargs.ray_init.num_cpus", CPU_RAY_CPUS)
         add("+ray_kwargs.ray_init.num_gpus", logical_gpus(cfg))
+        add("+ray_kwargs.ray_init.include_dashboard", False)  # ~1 GB of dashboard processes nobody looks at
     for k, v in cpu_env(cfg).items():
         add(f"+ray_kwargs.ray_init.runtime_env.env_vars.{k}", str(v))
     return [f"{k}={_hydra_str(v) if isinstance(v, str) else hydra_value(v)}" for k, v in ov]
@@ -638,13 +642,17 @@ def preflight(cfg: Any, cmd: list[str]) -> None:
 
 def run_cpu(cfg: Any, cmd: list[str]) -> int:
     """Run verl's trainer for a CPU recipe: generated data, CPU env, /dev/shm orphans removed before
-    and after; verl's output goes to <run dir>/verl.log, the console gets verl's step lines
-    (RL_PRM_VERL_VERBOSE=1: everything)."""
+    and after; verl's output goes to <run dir>/verl.log (every metric of every step in verl's console
+    format), the console gets one short line per step and resume notices (RL_PRM_VERL_VERBOSE=1: all)."""
     import time
 
     from rl_prm.verl_ext.cpu_fixes import cleanup_shm
 
     run_dir = Path(cfg.run.output_dir) / cfg.run.name
+    if joins_existing_cluster() and not Path(cfg.run.output_dir).is_absolute():
+        print(f"rl-prm verl backend: run.output_dir={cfg.run.output_dir!r} is relative: under `ray job submit` the run "
+              f"dir is {run_dir.resolve()} (the job's copy of the working dir); pass run.output_dir=/abs/path "
+              "to keep checkpoints across jobs", flush=True)
     for path, n in write_generated_data(cfg).items():
         print(f"rl-prm verl backend: wrote {n} rows to {path}", flush=True)
     env = verl_env()
@@ -671,9 +679,11 @@ def run_cpu(cfg: Any, cmd: list[str]) -> int:
             for line in proc.stdout:
                 log.write(line)
                 tail = (tail + [line])[-40:]
-                if verbose or _console_line(line):
+                if verbose:
                     sys.stdout.write(line)
-                    sys.stdout.flush()
+                elif _console_line(line):
+                    sys.stdout.write(step_summary(line) or _ANSI.sub("", line))
+                sys.stdout.flush()
             rc = proc.wait()
         except KeyboardInterrupt:
             proc.send_signal(signal.SIGINT)
@@ -737,6 +747,29 @@ def kill_session(sid: int, grace_s: float = 10.0) -> int:
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _CONSOLE = re.compile(r"^(\(\w+[^)]*\)\s*)?(step:\d+|Training Progress|Final validation metrics|Found checkpoint|"
                       r"Checkpoint tracker|Load from checkpoint|Resuming from|rl-prm)")
+
+
+SUMMARY_KEYS = (("timing_s/step", "{:.1f}s"), ("actor/grad_norm", "grad_norm {:.4f}"), ("rprm/acc", "acc {:.3f}"),
+                ("rprm/prm_mean", "prm_mean {:.3f}"), ("rprm/num_steps", "steps/response {:.2f}"),
+                ("rprm/prm_fallbacks", "judge fallbacks {:.2f}"),
+                ("training/rollout_probs_diff_max", "rollout-vs-actor |dp| max {:.2e}"),
+                ("training/rollout_probs_diff_mean", "mean {:.2e}"))
+
+
+def step_summary(line: str) -> str:
+    """verl's console step line (`step:N - k:v - ...`, every metric) -> one short line; '' if not one."""
+    m = re.search(r"step:(\d+) - (.*)", _ANSI.sub("", line))
+    if not m:
+        return ""
+    vals = {}
+    for part in m.group(2).split(" - "):
+        k, _, v = part.partition(":")
+        try:
+            vals[k.strip()] = float(re.sub(r"^np\.\w+\((.*)\)$", r"\1", v.strip()))
+        except ValueError:
+            pass
+    bits = [fmt.format(vals[k]) for k, fmt in SUMMARY_KEYS if k in vals]
+    return f"verl step {m.group(1)}: " + ", ".join(bits) + "\n"
 
 
 def _console_line(line: str) -> bool:
