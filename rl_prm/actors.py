@@ -64,11 +64,12 @@ class RestartingClient:
         from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
         last: BaseException | None = None
+        why = ""  # what left the actor suspect (a timeout, an engine death)
         for attempt in range(self.retries + 1):
             if attempt:
                 self.n_retries += 1
             if self._suspect:
-                self._restart(kill=True)
+                self._restart(kill=True, why=why or "the last call timed out")
             ref = getattr(self.handle, method).remote(*args, **kwargs)
             try:
                 return ray.get(ref, timeout=timeout)
@@ -78,24 +79,22 @@ class RestartingClient:
                 self._suspect = True
                 last = TimeoutError(f"{self.what} call {method} timed out after {timeout:g} s "
                                     f"({attempt + 1} of {self.retries + 1} tries)")
-                self._events.append(f"{last}; restarting the {self.what}")
+                why = str(last)
             except RayActorError as e:  # the process died; Ray restarts it (max_restarts)
                 last = e
-                self._events.append(f"{self.what} died during {method} ({type(e).__name__}); restarted, call retried")
                 time.sleep(self.retry_wait_s)
-                self._restart(kill=False)
+                self._restart(kill=False, why=f"{self.what} died during {method} ({type(e).__name__})")
             except RayTaskError as e:
                 if not engine_dead(e):
                     raise
-                last = e
+                last, why = e, f"{self.what}'s engine core died during {method}"
                 self._suspect = True
-                self._events.append(f"{self.what} engine core died during {method}; restarting the {self.what}")
-        if isinstance(last, TimeoutError):
+        if isinstance(last, TimeoutError):  # the actor is restarted before the next call
             raise last
         raise RuntimeError(f"{self.what} failed {self.retries + 1} times on {method}: {last}") from last
 
-    def _restart(self, kill: bool) -> None:
-        """Wait for a fresh actor (killing this one first when `kill`), then `on_restart()`."""
+    def _restart(self, kill: bool, why: str) -> None:
+        """Wait for a fresh actor (killing this one first when `kill`), then `on_restart()`; one event."""
         import ray
         from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 
@@ -122,4 +121,4 @@ class RestartingClient:
         self._suspect = False
         self.restarts += 1
         self.on_restart()
-        self._events.append(f"{self.what} restarted in {time.time() - t0:.0f} s")
+        self._events.append(f"{why}; restarted it in {time.time() - t0:.0f} s and retried the call")

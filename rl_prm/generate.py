@@ -143,6 +143,10 @@ class RolloutEngine:
         self.llm = llm
         self.tokenizer = llm.get_tokenizer()
         self.max_model_len = int(llm.llm_engine.model_config.max_model_len)
+        from rl_prm.vllm_engine import exit_when_engine_dies, in_ray_actor
+
+        if in_ray_actor():  # a dead engine core ends the actor, so Ray restarts it (RolloutClient retries)
+            exit_when_engine_dies(llm, "rollout engine")
 
     # ------------------------------------------------------------------ generate
     def _prompt_ids(self, p: Prompt) -> list[int]:
@@ -259,7 +263,10 @@ class RolloutClient(RestartingClient):
         return self.call("fetch_weights", list(names), timeout=self.timeout)
 
     def ready(self) -> bool:
-        return self.call("ready", timeout=self.timeout)
+        """Wait for the engine to start (no restarts: a start that fails raises, with the actor's error)."""
+        import ray
+
+        return ray.get(self.handle.ready.remote())
 
     def pid(self) -> int:
         return self.call("pid", timeout=self.timeout)

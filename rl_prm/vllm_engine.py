@@ -13,6 +13,7 @@ its start-up chatter and its engine-core subprocess write to LOGDIR/<log_name>.l
 from __future__ import annotations
 
 import os
+import time
 from typing import Any
 
 
@@ -63,3 +64,39 @@ def engine_dead(llm: Any) -> bool:
         return bool(llm.llm_engine.engine_core.resources.engine_dead)
     except AttributeError:
         return False
+
+
+def in_ray_actor() -> bool:
+    """True inside a Ray actor process (not the driver, not a plain process)."""
+    try:
+        import ray
+
+        return ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None
+    except Exception:  # noqa: BLE001
+        return False
+
+
+def exit_when_engine_dies(llm: Any, what: str, poll_s: float = 1.0) -> None:
+    """For an actor holding `llm`: a daemon thread that ends the process once the engine core has died.
+
+    vLLM flags the death (engine_dead) but a call in flight can wait for it forever; ending the actor
+    makes that call fail and Ray restart the actor (rl_prm.actors). The engine's subprocesses
+    (engine core, workers; a worker outlives a kill -9'd core) are killed first, so none is orphaned."""
+    import threading
+
+    import psutil
+
+    procs = psutil.Process().children(recursive=True)
+
+    def watch() -> None:
+        while not engine_dead(llm):
+            time.sleep(poll_s)
+        print(f"{what}: the vLLM engine core died; ending this actor so Ray restarts it", flush=True)
+        for p in procs:
+            try:
+                p.kill()
+            except psutil.Error:
+                pass
+        os._exit(70)
+
+    threading.Thread(target=watch, daemon=True, name="rl-prm-engine-watch").start()

@@ -124,6 +124,15 @@ def test_engine_crash_restarts_actor_and_retries_batch(ray_worker):
     assert ray.get(ray_worker.pid.remote()) != pid  # a restarted actor answered
 
 
+def _alive(pid):
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def _engine_core(pid):
     import psutil
 
@@ -167,6 +176,7 @@ def test_engine_core_death_in_a_live_actor_restarts_it(ray_worker):
     core.kill()
     core.wait(30)
     client = RPRMClient(ray_worker, timeout=300, retries=2)
-    _check(client.score(ITEMS))
+    _check(client.score(ITEMS))  # the actor ended itself (vllm_engine.exit_when_engine_dies) or was killed
     assert client.restarts == 1 and ray.get(ray_worker.pid.remote()) != pid
-    assert any("engine core died" in e for e in client.pop_events())
+    assert any("died" in e and "restarted it" in e for e in client.pop_events())
+    assert not _alive(core.pid)

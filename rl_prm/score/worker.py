@@ -50,6 +50,10 @@ class RPRMWorker:
             config = ScoreConfig(**config)
         self.config = config or ScoreConfig()
         self.scorer = RPRMScorer.from_path(judge_path, self.config, **dict(engine_kwargs or {}))
+        from rl_prm.vllm_engine import exit_when_engine_dies, in_ray_actor
+
+        if in_ray_actor():  # a dead engine core ends the actor, so Ray restarts it (RPRMClient retries)
+            exit_when_engine_dies(self.scorer.engine.llm, "R-PRM worker")
         self.batch_window_s = batch_window_s
         self.max_batch_items = max_batch_items
         self._queue: asyncio.Queue | None = None
@@ -208,6 +212,7 @@ class RPRMClient(RestartingClient):
             return self.call("score", items, timeout=self.timeout)
         except TimeoutError:
             msg = (f"R-PRM scoring of a batch of {len(items)} items timed out after {self.timeout:g} s in each of "
-                   f"{self.retries + 1} tries (worker {self.handle}); its steps get the fallback score")
+                   f"{self.retries + 1} tries (worker {self.handle}); its steps get the fallback score, "
+                   "and the worker is restarted before the next call")
             self._events.append(msg)
             return [ItemScore("error", [], msg, 0, 0, 0.0) for _ in items]
