@@ -50,6 +50,7 @@ def test_plot_cli_renders_pngs(tmp_path, capsys):
     names = {p.stem for p in out.glob("*.png")}
     assert names == {"reward", "eval", "kl", "actor", "prm_by_step", "prm", "hacking"}
     assert "skipped length: no response_length/* keys" in printed
+    assert "skipped process: no eval/trace_accuracy keys (world data only)" in printed
     for p in out.glob("*.png"):
         img = mpimg.imread(p)
         assert img.shape[0] > 200 and img.shape[1] > 300
@@ -70,3 +71,24 @@ def test_plot_errors_are_clear(tmp_path):
     (tmp_path / "metrics.jsonl").write_text("")
     with pytest.raises(SystemExit, match="holds no metrics"):
         main(["plot", str(tmp_path)])
+
+
+def test_process_panel_for_world_runs(tmp_path):
+    """World runs log trace / answer accuracy and miracle rate at each eval: they get their own panel
+    (and leave the accuracy panel); other runs skip it with the reason."""
+    import matplotlib.image as mpimg
+
+    _write_run(tmp_path, with_hack=False)
+    with open(tmp_path / "metrics.jsonl", "a") as f:
+        f.write("\n")
+        for s in (0, 10, 20):
+            f.write(json.dumps({"step": s, "eval/trace_accuracy": 0.3 + 0.01 * s, "eval/answer_accuracy": 0.4 + 0.01 * s,
+                                "eval/miracle_rate": 0.1, "eval/greedy_trace_accuracy": 0.8,
+                                "eval/greedy_miracle_rate": 0.02}) + "\n")
+    written, skipped = render(tmp_path, tmp_path / "png")
+    assert tmp_path / "png" / "process.png" in written and "process" not in skipped
+    assert mpimg.imread(tmp_path / "png" / "process.png")[..., :3].std() > 0.05
+    other = tmp_path / "other"
+    other.mkdir()
+    _write_run(other)
+    assert "world data only" in render(other, other / "png")[1]["process"]

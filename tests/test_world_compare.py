@@ -21,6 +21,8 @@ def test_arms_are_the_recipe_with_only_the_reward_changed():
     cfgs = {arm: load_recipe(*arm_recipe(arm, ROOT / "recipes" / "tiny_cpu.yaml")) for arm in ARMS}
     assert arm_recipe("vr_only", "x.yaml")[0].name == "tiny_cpu_vr_only.yaml"  # the one VR-only baseline
     assert cfgs["min_form"].reward.prm.enabled and cfgs["min_form"].reward.credit.mode == "min_form"
+    assert cfgs["oracle"].model.judge == "oracle" and cfgs["oracle"].reward.credit.mode == "min_form"
+    assert cfgs["oracle"].reward.prm == cfgs["min_form"].reward.prm  # the same step-score settings, another judge
     assert cfgs["sum"].reward.prm.enabled and cfgs["sum"].reward.credit.mode == "sum"
     assert not cfgs["vr_only"].reward.prm.enabled and cfgs["vr_only"].reward.verifiable.enabled
     for arm, cfg in cfgs.items():
@@ -43,8 +45,7 @@ def _fake_run(d: Path, evals: dict[int, tuple[float, float]], steps_per_response
     return d
 
 
-def test_summary_and_report_state_gains_with_their_spread(tmp_path):
-    from rl_prm.world.__main__ import report
+def test_summary_states_gains_with_their_spread(tmp_path):
     from rl_prm.world.compare import plot_curves
 
     runs = {
@@ -62,24 +63,18 @@ def test_summary_and_report_state_gains_with_their_spread(tmp_path):
     assert arms["vr_only"]["curves"]["eval/accuracy"][0] == {0: 0.2, 1: 0.2}
     assert arms["min_form"]["train_s"] == pytest.approx(20.0)  # 10 steps x 2 s, per seed
 
-    judge_eval = {"n_items": 4, "temperature": 0.6, "f1_per_k": {"1": 20.0, "8": 30.0},
-                  "per_k": {"1": {"world_test": {"error_acc": 10.0, "correct_acc": 40.0}},
-                            "8": {"world_test": {"error_acc": 20.0, "correct_acc": 45.0}}},
-                  "step_accuracy": {"1": {"correct_steps_yes": 80.0, "n_correct_steps": 10, "error_steps_no": 25.0,
-                                          "n_error_steps": 4}}}
-    results = {"timing_s": {"policy": 1.0, "total": 2.0}, "policy": {"build": {}},
-               "judge": {"build": {}, "processbench": judge_eval},
-               "rl": {"recipe": "recipes/tiny_cpu.yaml", "overrides": [], "arms": arms, "eval_samples": 4}}
-    text = report(results)
-    assert "F1 at K=8 is 30.0 against 20.0 at K=1: it rises with K." in text
-    assert "| 1 | 80.0% of 10 | 25.0% of 4 |" in text
-    assert "Held-out accuracy, sampled T=1, mean of 4 samples per problem" in text
-    assert "| R-PRM min-form + VR | 11.0 | 35.0 [30.0, 40.0] (step 10) | +24.0 [+20.0, +28.0] |" in text
-    assert "every seed improves" in text
-    assert "Min-form vs VR only: +22.0 points at the last step (the seeds' ranges do not overlap)." in text
-
-    plot_curves(arms, tmp_path / "acc.png")
+    plot_curves(arms, tmp_path / "acc.png", keys=("eval/sampled_accuracy", "eval/accuracy", "eval/trace_accuracy"),
+                titles=("sampled", "greedy", "trace (no data: empty panel)"))
     assert (tmp_path / "acc.png").stat().st_size > 5000
+
+
+def test_world_seeds_take_a_space_or_comma_list_and_leave_overrides():
+    from rl_prm.world.__main__ import split_seeds
+
+    assert split_seeds(["0", "1", "2"], []) == ([0, 1, 2], [])
+    assert split_seeds(["0,1", "2", "trainer.total_steps=3"], ["a=1"]) == ([0, 1, 2], ["a=1", "trainer.total_steps=3"])
+    with pytest.raises(ValueError, match="'x' is not an integer seed"):
+        split_seeds(["0", "x"], [])
 
 
 def test_a_bad_recipe_key_stops_the_world_command_before_any_build(tmp_path, capsys):

@@ -1,45 +1,75 @@
 """World judge teacher: exact R-PRM critique format, verdicts equal the labels, and the critique's
-recomputation exposes every error kind (so the verdict is learnable from the text)."""
+checks expose every error kind (so the verdict is learnable from the text); DPO pairs the judge's own
+right and wrong critiques and its loss prefers the right ones."""
 
 from __future__ import annotations
 
+import random
 import re
 
+import pytest
+
 from rl_prm.score.prompt import VERDICT_PHRASE
-from rl_prm.world.judge import critique
+from rl_prm.world.judge import critique, critique_parts
 from rl_prm.world.tasks import processbench
 
 SECTIONS = ["**Previous Steps Analysis**:", "**Now Step Analysis**:", "**Data Source Analysis**:",
             "**Consistency Analysis**:", "**Calculation Analysis**:"]
 
 
-def _evidence_of_error(text: str) -> bool:
-    calc = re.search(r"= (-?\d+), and the Now Step claims (-?\d+)\.", text)
-    prev = re.search(r"The previous result is (-?\d+), and the Now Step claims (-?\d+)\.", text)
-    m = calc or prev
-    return ("does not match" in text or "Not all operations" in text
-            or (m is not None and m.group(1) != m.group(2)))
+def _scored(records):
+    for r in records:
+        last = r["label"] if r["label"] >= 0 else len(r["steps"]) - 1
+        for k in range(last + 1):
+            yield r, k, r["label"] == -1 or k < r["label"]
 
 
 def test_critiques_follow_the_rprm_format_and_the_labels():
     n_wrong = 0
-    for r in processbench("test", 120, seed=4):
-        last = r["label"] if r["label"] >= 0 else len(r["steps"]) - 1
-        for k in range(last + 1):
-            ok = r["label"] == -1 or k < r["label"]
-            c = critique(r["problem"], r["steps"], k, ok)
-            assert c.startswith("Analysis:\n")
-            pos = [c.index(s) for s in SECTIONS]
-            assert pos == sorted(pos)
-            assert c.endswith(f"{VERDICT_PHRASE} {'Yes' if ok else 'No'}")
-            # the analysis itself shows the error (or its absence) before the verdict
-            assert _evidence_of_error(c) == (not ok), (r["error_kind"], k, c)
-            n_wrong += not ok
-    assert n_wrong >= 40
+    kinds = set()
+    for r, k, ok in _scored(processbench("test", 160, seed=4)):
+        c = critique(r["problem"], r["steps"], k, ok)
+        assert c.startswith("Analysis:\n")
+        pos = [c.index(s) for s in SECTIONS]
+        assert pos == sorted(pos)
+        assert c.endswith(f"{VERDICT_PHRASE} {'Yes' if ok else 'No'}")
+        assert c.count("Conclusion: The Now Step is correct.") == ok
+        # the checklist itself shows the error (or its absence) before the verdict: some check is wrong
+        checks = re.findall(r": (correct|wrong)\.", c.split("Conclusion:")[0])
+        assert checks and (("wrong" in checks) == (not ok)), (r["error_kind"], k, c)
+        n_wrong += not ok
+        kinds.add(r["error_kind"]) if not ok else None
+    assert n_wrong >= 40 and len(kinds) == 7  # every error and miracle kind is caught by its own check
+
+
+def test_the_question_is_quoted_verbatim_and_the_calculation_reversed():
+    r = next(r for r in processbench("test", 80, seed=1) if r["error_kind"] == "slip")
+    k = r["label"]
+    c = critique(r["problem"], r["steps"], k, False)
+    quote = c.split("The question says: ")[1].split("\n")[0]
+    assert quote in r["problem"] and quote.endswith(".")
+    rev = re.search(r"Reverse: (-?\d+) ([+-]) (-?\d+) = (-?\d+), which should be (-?\d+): wrong\.", c)
+    a, sym, b, got, want = rev.groups()
+    assert int(got) == (int(a) - int(b) if sym == "-" else int(a) + int(b)) and int(got) != int(want)
+    crit = "".join(t for t, is_key in critique_parts(r["problem"], r["steps"], k, False) if is_key)
+    assert crit.endswith(" wrong No") and got in crit  # the recomputed amount and the decisions are critical
+
+
+def test_key_positions_are_the_critical_tokens(tmp_path):
+    from rl_prm.world.cache import loaded_tokenizer
+    from rl_prm.world.judge import judge_examples
+
+    tok = loaded_tokenizer(tmp_path)
+    for ids, start, keys in judge_examples(tok, 12, seed=3):
+        assert start < keys[0] and keys == sorted(keys) and keys[-1] == len(ids) - 2
+        assert tok.decode([ids[keys[-1]]]) in (" Yes", " No")
+        words = {tok.decode([ids[i]]).strip() for i in keys}
+        assert {"correct", "wrong"} & words  # the decisions
+        assert all(w in ("correct", "wrong", "Yes", "No", "-") or w.isdigit() for w in words), words
 
 
 def test_step_accuracy_counts_correct_steps_and_first_errors_only():
-    from rl_prm.world.judge import step_accuracy
+    from rl_prm.world.judge_eval import step_accuracy
 
     items = [{"id": "a", "label": -1}, {"id": "b", "label": 1}]
     records = {"a": {"p_yes": [[0.9, 0.9], [0.2, 0.9]]},          # K=1: 2nd step missed; K=2: mean 0.55, judged correct
@@ -48,3 +78,66 @@ def test_step_accuracy_counts_correct_steps_and_first_errors_only():
                                                 "error_steps_no": 100.0, "n_error_steps": 1}
     assert step_accuracy(items, records, 2) == {"correct_steps_yes": 66.7, "n_correct_steps": 3,
                                                 "error_steps_no": 0.0, "n_error_steps": 1}
+
+
+def test_dpo_pairs_right_against_wrong_verdicts_of_the_same_target():
+    from rl_prm.world.dpo import make_pairs, verdict_of
+
+    yes, no = "Analysis: ...\nVerification: Is the step correct (Yes/No)? Yes", "... Is the step correct (Yes/No)? No"
+    assert (verdict_of(yes), verdict_of(no), verdict_of("Analysis: cut")) == (True, False, None)
+    units = [("q", ["s"], 0, True), ("q", ["s"], 0, False), ("q", ["s"], 0, True)]
+    samples = [[([1], yes), ([2], no), ([3], "cut off"), ([4], yes)],   # right: 1, 4; wrong: 2, 3
+               [([5], no), ([6], no)],                                  # all right: no pair
+               [([7], no)]]                                             # all wrong: no pair
+    pairs, facts = make_pairs(units, samples, max_per_unit=3, rng=random.Random(0))
+    assert len(pairs) == 2 and {p[0] for p in pairs} == {0}
+    assert all(c in ([1], [4]) and r in ([2], [3]) for _, c, r in pairs)
+    assert facts == {"critiques": 7, "critique_accuracy": pytest.approx(4 / 7, abs=1e-4), "pairs": 2,
+                     "units_with_pairs": 1}
+
+
+def test_dpo_raises_the_chosen_critique_over_the_rejected_one():
+    """A few DPO steps on a tiny random model: the chosen continuation's log-prob margin over the
+    rejected one (against the frozen start) grows, so the loss falls below log 2."""
+    import math
+
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from rl_prm.world.dpo import DPOConfig, _logps, train_dpo
+
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=40, hidden_size=32, intermediate_size=64, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2, pad_token_id=0))
+
+    class Tok:
+        pad_token_id = 0
+
+    prompt = [5, 6, 7, 8, 9]
+    pairs = [(prompt + [10 + i], [20, 21, 22, 3], [30, 31, 32, 3]) for i in range(4)]
+    seqs = [(p + c, len(p)) for p, c, _ in pairs] + [(p + r, len(p)) for p, _, r in pairs]
+    before = _logps(model, seqs, 0, prefix=4, grad=False)
+    facts = train_dpo(model, Tok(), pairs, DPOConfig(steps=30, batch_size=4, lr=5e-3, beta=0.5), log_every=0)
+    after = _logps(model, seqs, 0, prefix=4, grad=False)
+    gain = (after[:4] - before[:4]) - (after[4:] - before[4:])
+    assert (gain > 0).all() and facts["dpo_final_loss"] < math.log(2) and facts["dpo_reward_acc"] == 1.0
+    # the shared-prefix cache changes nothing: the same log-probs computed without it
+    assert torch.allclose(_logps(model, seqs, 0, prefix=0, grad=False), after, atol=1e-4)
+
+
+def test_deepen_adds_layers_that_start_as_the_identity():
+    import torch
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    from rl_prm.world.judge import deepen
+
+    torch.manual_seed(0)
+    model = Qwen2ForCausalLM(Qwen2Config(vocab_size=50, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                                         num_attention_heads=2, num_key_value_heads=2)).eval()
+    x = torch.randint(0, 50, (2, 12))
+    before = model(x).logits
+    deepen(model, 2)
+    assert model.config.num_hidden_layers == len(model.model.layers) == 4
+    assert torch.allclose(model(x).logits, before, atol=1e-6)  # same function until trained
+    out = model(x, use_cache=True)  # the cache knows the new layers
+    assert len(out.past_key_values) == 4

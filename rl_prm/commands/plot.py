@@ -6,6 +6,9 @@ and writes one PNG per panel to --out (default RUN_DIR/plots):
 
     reward.png        reward/* (mean bold with a +-std band, components thin), warnings
     eval.png          eval/* (held-out accuracy)
+    process.png       world runs: trace accuracy, answer accuracy, miracle rate of the sampled
+                      held-out solutions (eval/trace_accuracy, eval/answer_accuracy, eval/miracle_rate;
+                      rl_prm.world.process) and their greedy counterparts
     kl.png            actor/kl and other */kl* keys
     actor.png         actor/pg_loss, actor/entropy, actor/grad_norm, ...
     prm_by_step.png   PRM step score by step index: latest step (bars) and over time (lines)
@@ -217,11 +220,25 @@ def _reward(hist: History, ctx: dict):
     return fig
 
 
+PROCESS_KEYS = ("eval/trace_accuracy", "eval/answer_accuracy", "eval/miracle_rate", "eval/greedy_trace_accuracy",
+                "eval/greedy_miracle_rate")
+
+
 @_panel("eval")
 def _eval(hist: History, ctx: dict):
-    keys = hist.matching(r"^eval/")
+    keys = [k for k in hist.matching(r"^eval/") if k not in PROCESS_KEYS]
     return _grid(hist, f"{ctx['title']}: held-out evaluation", [("eval/accuracy", [k for k in keys if "acc" in k]),
                  ("other eval metrics", [k for k in keys if "acc" not in k])], ncols=2) or "no eval/* keys"
+
+
+@_panel("process")
+def _process(hist: History, ctx: dict):
+    if not any(hist.has(k) for k in PROCESS_KEYS):
+        return "no eval/trace_accuracy keys (world data only)"
+    return _grid(hist, f"{ctx['title']}: right reasoning vs right answers (held-out, every step recomputed)", [
+        ("sampled: trace / answer accuracy, miracle rate", list(PROCESS_KEYS[:3])),
+        ("greedy: accuracy, trace accuracy, miracle rate", ["eval/accuracy", *PROCESS_KEYS[3:]]),
+    ], ncols=2)
 
 
 @_panel("kl")

@@ -45,6 +45,7 @@ import torch
 from rl_prm.credit import CreditConfig, StepBatch
 from rl_prm.score.types import ScoringOptions
 from rl_prm.steps import StepSpans, step_token_ends
+from rl_prm.world.process import reward_extra_flags
 
 logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("RL_PRM_LOGGING_LEVEL", "WARNING"))
@@ -307,6 +308,7 @@ if RewardManagerBase is not None:
                         scores, counts = scorer(question, list(spans.texts))
             row, info = build_row(spans, scores, outcome, n, self.opts)
             info.update(counts)
+            info.update(reward_extra_flags(nt, spans.text, outcome))  # world rows: trace/answer/miracle flags
             info["outcome_missing"] = float(self.opts.verifiable and outcome is None)
             info["truncated"] = float(truncated)
             return {"reward_score": TokenReward(scalar_reward(info), row), "reward_extra_info": info}

@@ -8,7 +8,7 @@ from typing import Callable
 
 from rl_prm.tiny.build import _cached, tiny_cache_dir
 
-WORLD_VERSION = "3"  # 3: ordinal-anchored task text, small numbers, judge fine-tuned from the policy
+WORLD_VERSION = "4"  # 4: miracle solutions (wrong step, right answer) in the mixes; judge SFT + DPO
 
 
 def world_cache_dir() -> Path:
@@ -23,13 +23,24 @@ def cached(name: str, key_parts: tuple, build: Callable[[Path], dict | None]) ->
     return _cached(name, ("world", WORLD_VERSION, PROBLEM_SPEC, *key_parts), build, root=world_cache_dir())
 
 
-def set_build_threads() -> None:
-    """Builds run alone: let torch use the machine's cores (at most 4; small matrices)."""
+def build_threads() -> int:
+    """Torch threads for a build: $RL_PRM_BUILD_THREADS if set; else the machine's cores (at most
+    4; small matrices), or 1 when the machine is already busy (1-minute load average above its
+    core count: measured on 2 shared cores at load ~12, an SFT step took 1.5 s with 1 thread and
+    4.3 s with 2, which wait on each other)."""
     import os
 
+    if os.environ.get("RL_PRM_BUILD_THREADS"):
+        return max(1, int(os.environ["RL_PRM_BUILD_THREADS"]))
+    cores = os.cpu_count() or 1
+    return 1 if os.getloadavg()[0] > cores else max(1, min(4, cores))
+
+
+def set_build_threads() -> None:
+    """Builds run alone: torch uses ``build_threads()`` threads."""
     import torch
 
-    torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+    torch.set_num_threads(build_threads())
 
 
 def build_facts(path: Path) -> dict:

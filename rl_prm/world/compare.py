@@ -1,9 +1,10 @@
-"""The miniature world's RL comparison: GRPO-style RLOO with R-PRM min-form credit, against
-verifiable-reward-only and sum-form, same seeds, data and budget, on the one-node backend.
+"""The miniature world's RL comparison: PURE-style RLOO with R-PRM min-form credit, against the
+oracle judge (the world's checker), verifiable-reward-only and R-PRM sum-form, same seeds, data and
+budget, on the one-node backend.
 
     from rl_prm.world.compare import ARMS, run_arms, summarize
-    runs = run_arms("recipes/tiny_cpu.yaml", out_dir, seeds=(0, 1), steps=10)   # {(arm, seed): run dir}
-    table = summarize(runs)                                                      # accuracy per arm and step
+    runs = run_arms("recipes/tiny_cpu.yaml", out_dir, seeds=(0, 1, 2), steps=10)   # {(arm, seed): run dir}
+    table = summarize(runs)                                                         # metrics per arm and step
 
 Every arm is the recipe plus its overrides (ARMS), so the only difference between arms is the
 reward. One pair of vLLM engines (policy + judge) serves all runs (rl_prm.backends.local.Engines);
@@ -25,11 +26,17 @@ from typing import Iterable, Optional
 VR_ONLY = "vr_only"
 ARMS: dict[str, list[str]] = {
     "min_form": ["reward.prm.enabled=true", "reward.credit.mode=min_form"],
+    "oracle": ["reward.prm.enabled=true", "reward.credit.mode=min_form", "model.judge=oracle"],
     VR_ONLY: [],
     "sum": ["reward.prm.enabled=true", "reward.credit.mode=sum"],
 }
 VR_RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "tiny_cpu_vr_only.yaml"
-ARM_LABELS = {"min_form": "R-PRM min-form + VR", "vr_only": "VR only", "sum": "R-PRM sum-form + VR"}
+ARM_LABELS = {"min_form": "R-PRM min-form + VR", "oracle": "oracle PRM min-form + VR", "vr_only": "VR only",
+              "sum": "R-PRM sum-form + VR"}
+# eval keys summarized per arm (curves over steps; last-eval numbers with their spread over seeds)
+EVAL_KEYS = ("eval/trace_accuracy", "eval/answer_accuracy", "eval/miracle_rate", "eval/accuracy",
+             "eval/sampled_accuracy", "eval/greedy_trace_accuracy", "eval/greedy_miracle_rate")
+CURVE_KEYS = EVAL_KEYS + ("eval/steps_per_response", "hack/steps_per_response", "reward/vr_mean", "timing/step")
 
 
 def arm_recipe(arm: str, recipe: str | Path, vr_recipe: str | Path = VR_RECIPE) -> tuple[Path, list[str]]:
@@ -39,7 +46,7 @@ def arm_recipe(arm: str, recipe: str | Path, vr_recipe: str | Path = VR_RECIPE) 
     return Path(vr_recipe if arm == VR_ONLY else recipe), list(ARMS[arm])
 
 
-def run_arms(recipe: str | Path, out_dir: str | Path, seeds: Iterable[int] = (0, 1), steps: Optional[int] = None,
+def run_arms(recipe: str | Path, out_dir: str | Path, seeds: Iterable[int] = (0, 1, 2), steps: Optional[int] = None,
              arms: Iterable[str] = tuple(ARMS), overrides: Iterable[str] = (),
              vr_recipe: str | Path = VR_RECIPE) -> dict[tuple[str, int], Path]:
     """Train every (arm, seed) into out_dir/runs/<arm>_s<seed>; returns the run dirs. `overrides` apply to
@@ -81,8 +88,9 @@ def read_metrics(run_dir: str | Path) -> dict[int, dict]:
 
 
 def summarize(runs: dict[tuple[str, int], Path]) -> dict:
-    """Per arm: eval curves (step -> value per seed) for greedy and sampled accuracy and steps per
-    response, training-rollout steps per response, and the last-eval numbers with their spread."""
+    """Per arm: curves (step -> value per seed) of CURVE_KEYS (eval: process metrics, greedy and
+    sampled accuracy, steps per response; training-rollout steps per response, VR, step time) and,
+    for EVAL_KEYS, the last-eval numbers with their spread over seeds."""
     metrics = {key: read_metrics(d) for key, d in runs.items()}
     start: dict[int, dict] = {}  # seed -> its step-0 eval (run_arms evaluates the starting policy once per seed)
     for (arm, seed), m in metrics.items():
@@ -94,14 +102,13 @@ def summarize(runs: dict[tuple[str, int], Path]) -> dict:
             m.setdefault(0, {}).update(start[seed])
         a = arms.setdefault(arm, {"seeds": [], "curves": {}})
         a["seeds"].append(seed)
-        for key in ("eval/accuracy", "eval/sampled_accuracy", "eval/steps_per_response", "hack/steps_per_response",
-                    "reward/vr_mean", "timing/step"):
+        for key in CURVE_KEYS:
             for step, row in m.items():
                 if key in row:
                     a["curves"].setdefault(key, {}).setdefault(step, {})[seed] = float(row[key])
     for arm, a in arms.items():
         a["final"] = {}
-        for key in ("eval/accuracy", "eval/sampled_accuracy"):
+        for key in EVAL_KEYS:
             curve = a["curves"].get(key, {})
             if not curve:
                 continue
@@ -124,14 +131,18 @@ def _mean(xs) -> float:
 
 def plot_curves(arms: dict, path: str | Path, keys=("eval/sampled_accuracy", "eval/accuracy"),
                 titles=("held-out accuracy, sampled T=1 (mean@k)", "held-out accuracy, greedy")) -> None:
-    """One panel per key: mean over seeds per arm against step, the seeds' min-max shaded."""
+    """One panel per key (two per row): mean over seeds per arm against step, the seeds' min-max shaded."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, len(keys), figsize=(5.5 * len(keys), 4), squeeze=False)
-    for ax, key, title in zip(axes[0], keys, titles):
+    ncols = min(2, len(keys))
+    nrows = -(-len(keys) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(5.5 * ncols, 4 * nrows), squeeze=False)
+    for ax in axes.flat[len(keys):]:
+        ax.axis("off")
+    for ax, key, title in zip(axes.flat, keys, titles):
         for arm, a in arms.items():
             curve = a["curves"].get(key)
             if not curve:
@@ -143,7 +154,8 @@ def plot_curves(arms: dict, path: str | Path, keys=("eval/sampled_accuracy", "ev
         ax.set_xlabel("RL step")
         ax.set_title(title, fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

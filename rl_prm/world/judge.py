@@ -1,37 +1,36 @@
-"""Tiny world R-PRM judge: the seed's recipe in miniature (teacher critiques in the exact R-PRM format,
-then SFT), evaluated on the world's mini-ProcessBench with rl_prm.eval at several K.
+"""Tiny world R-PRM judge: the seed's recipe in miniature (teacher critiques in the R-PRM format, SFT,
+then DPO on the SFT judge's own critiques, rl_prm.world.dpo), evaluated with rl_prm.world.judge_eval.
 
-    from rl_prm.world.judge import judge_path, evaluate_judge
-    d = judge_path()                              # builds on first call, then cached
-    evaluate_judge(d, n=100, ks=(1, 2, 4, 8))     # rl_prm.eval.processbench results (F1 per K)
+    from rl_prm.world.judge import judge_path, JudgeConfig
+    d = judge_path()                   # SFT judge (judge_sft-*) then DPO (judge-*); built on first call, cached
 
-The teacher's critique makes the verdict learnable from the prompt: it names the question's operation
-the Now Step must perform, copies the previous result, RECOMPUTES "a op b = c" and compares it with
-the step's claim (operation, operand and result), then writes the R-PRM verdict line.
+The teacher's critique is a checklist a small model can follow (``critique_parts``): the question's
+data is quoted verbatim, every check ends in its own decision, the calculation is checked by the
+reverse operation, and the verdict is the AND of the checks.
 """
 
 from __future__ import annotations
 
 import random
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Optional
 
-from rl_prm.tiny.arith import _apply
-from rl_prm.world.tasks import (_ANSWER_S, _OP_S, _START_S, _SYM, _VERB_OF, ORDINALS, corrupt, problems,
-                                question_ops)
+from rl_prm.world.dpo import DPOConfig
+from rl_prm.world.tasks import _ANSWER_S, _OP_S, _START_S, _SYM, _VERB_OF, ORDINALS, problems, question_ops
 
 _SYMBOL = {"add": "+", "sub": "-", "mul": "*"}
-TEACHER_VERSION = 2  # part of the judge's cache key: 2 = the answer step is checked by ordinals (no counting)
+TEACHER_VERSION = 3  # part of the judge's cache key: 3 = checklist critique (verbatim quotes, reverse check)
 
 
-def _claim(text: str) -> tuple[str, str, int, int, int] | None:
-    """(ordinal, op, operand, before, result) claimed by an operation step, None if it does not parse."""
+def _claim(text: str) -> tuple[str, str, int, str, int, int, int, int] | None:
+    """(ordinal, verb, stated amount, op computed, a, b, c) of an operation step, None if it does not parse."""
     m = _OP_S.match(text.strip())
     if not m:
         return None
-    ordinal, verb, b, a, sym, b2, c = m.groups()
-    return ordinal, _SYM[sym], int(b2), int(a), int(c)  # op: what the step actually computes
+    ordinal, verb, said, a, sym, b, c = m.groups()
+    return ordinal, verb, int(said), _SYM[sym], int(a), int(b), int(c)
 
 
 def _value(text: str) -> int | None:
@@ -44,111 +43,135 @@ def _value(text: str) -> int | None:
     return None
 
 
-def critique(question: str, steps: list[str], k: int, correct: bool) -> str:
-    """Teacher critique of step ``k`` (0-based) in the R-PRM format, ending with the verdict line.
-    ``correct`` is the label (steps before the first error are correct).
+def _clause(question: str, i: int) -> str:
+    """The question's sentence for operation i (0-based), verbatim ("Second, Ava buys 3 more.")."""
+    j = question.index(f"{ORDINALS[i]}, ")
+    return question[j: question.index(".", j) + 1]
 
-    For an operation step the critique copies the Now Step's claim, looks up the question's
-    operation with the same ordinal, RECOMPUTES it from the previous result and compares: so the
-    verdict follows from what the critique itself wrote (a sampled critique that miscomputes
-    reaches the wrong verdict; averaging K critiques corrects such slips only when they are
-    independent draws, not when the judge errs the same way every time)."""
+
+def _reverse(op: str, a: int, b: int, c: int) -> tuple[str, int, int]:
+    """The reverse check of "a op b = c": (expression, its value, the value it should have)."""
+    if op == "add":
+        return f"{c} - {b}", c - b, a
+    if op == "sub":
+        return f"{c} + {b}", c + b, a
+    return f"{c} - {a}", c - a, a  # a * 2 = c  <=>  c - a = a (the world multiplies by 2 only)
+
+
+def critique_parts(question: str, steps: list[str], k: int, correct: bool) -> list[tuple[str, bool]]:
+    """The teacher critique of step ``k`` (0-based) as (text, critical) pieces: joined, they are the
+    critique (``critique``); critical pieces are what the verdict depends on (the quoted and
+    recomputed amounts and every decision), which SFT weighs extra (``judge_examples``).
+
+    A checklist in the R-PRM sections: the question's data is quoted VERBATIM (so a copy finds it),
+    each check ends in its own decision ("...: correct." / "...: wrong."), and the calculation is
+    checked by the REVERSE operation (as the R-PRM template asks), on the claimed result: "c - b"
+    for "a + b = c", which should give a. (A forward recomputation "a + b = " would repeat the
+    step's own text, and a small model then copies the claimed result instead of computing.)
+    The conclusion is wrong iff some check is, which for steps up to the first error is the label
+    ``correct``."""
     start, ops = question_ops(question)
-    now = steps[k]
+    now = steps[k].strip()
     prev_val = _value(steps[k - 1]) if k > 0 else None
-    prev = "There are no Previous Steps." if k == 0 else f"The Previous Steps end with {prev_val}."
+    dec = lambda ok: (" correct" if ok else " wrong", True)  # noqa: E731
+    out: list[tuple[str, bool]] = [("Analysis:\n**Previous Steps Analysis**: ", False)]
+    out += ([("There are no Previous Steps.", False)] if k == 0 else
+            [("The Previous Steps end with", False), (f" {prev_val}", True), (".", False)])
     claim = _claim(now) if 0 < k <= len(ops) else None
     if k == 0:
         v = _value(now)
-        now_a = f"The Now Step states the starting amount: {v}."
-        data = f"The question starts with {start}."
-        cons = f"The Now Step's amount {'matches' if v == start else 'does not match'} the question."
-        calc = "There is no calculation in the Now Step."
+        out += [("\n**Now Step Analysis**: The Now Step states the starting amount:", False), (f" {v}", True),
+                (f".\n**Data Source Analysis**: The question says: {question[: question.index('.') + 1]}", False),
+                (f"\n**Consistency Analysis**: {v} for {start}:", False), dec(v == start),
+                (".\n**Calculation Analysis**: There is no calculation in the Now Step.", False)]
     elif claim is not None:
-        ordinal, c_op, c_b, c_a, c_c = claim
-        op, b = ops[k - 1]
-        sym, want = _SYMBOL[op], _apply(op, prev_val, b)
-        clause = f"{_VERB_OF[op]} {b}"
-        now_a = f"The Now Step is the {ORDINALS[k - 1].lower()} operation: {c_a} {_SYMBOL[c_op]} {c_b} = {c_c}."
-        data = f"The question's {ORDINALS[k - 1].lower()} operation is: {clause}. It applies to {prev_val}."
-        same = (c_a, c_op, c_b) == (prev_val, op, b)
-        cons = (f"The Now Step's {c_a} {_SYMBOL[c_op]} {c_b} {'matches' if same else 'does not match'} "
-                f"{prev_val} {sym} {b}.")
-        calc = f"{prev_val} {sym} {b} = {want}, and the Now Step claims {c_c}."
+        ordinal, verb, said, c_op, a, b, c = claim
+        op, b_q = ops[k - 1]
+        expr, got, want = _reverse(c_op, a, b, c)
+        out += [(f"\n**Now Step Analysis**: The Now Step is the {ordinal} operation.", False),
+                (f"\n**Data Source Analysis**: The question says: {_clause(question, k - 1)}", False),
+                (f"\n**Consistency Analysis**: {verb} {said} for {_VERB_OF[op]} {b_q}:", False),
+                dec((verb, said) == (_VERB_OF[op], b_q)),
+                (f". {a} {_SYMBOL[c_op]} {b} for {prev_val} {_SYMBOL[op]} {b_q}:", False),
+                dec((a, c_op, b) == (prev_val, op, b_q)),
+                (f".\n**Calculation Analysis**: Reverse: {expr} =", False), (f" {got}", True),
+                (f", which should be {want}:", False), dec(got == want), (".", False)]
     else:
         v = _value(now)
-        now_a = f"The Now Step states the final answer: {v}." if _ANSWER_S.match(now.strip()) else "The Now Step is unclear."
-        # which operations are done: the last Previous Step's ordinal against the question's last
-        # ordinal (two copies, no counting)
         last_prev = _claim(steps[k - 1]) if k > 1 else None
-        done = last_prev[0] if last_prev else "no"
-        last_q = ORDINALS[len(ops) - 1]
-        data = f"The Previous Steps end with the {done.lower()} operation; the question's last operation is the {last_q.lower()} one."
-        cons = f"{'All' if done == last_q and k - 1 == len(ops) else 'Not all'} operations are done before the answer."
-        calc = f"The previous result is {prev_val}, and the Now Step claims {v}."
-    verdict, conclusion = ("Yes", "The Now Step is correct.") if correct else ("No", "The Now Step is wrong.")
-    return (
-        "Analysis:\n"
-        f"**Previous Steps Analysis**: {prev}\n"
-        f"**Now Step Analysis**: {now_a}\n"
-        f"**Data Source Analysis**: {data}\n"
-        f"**Consistency Analysis**: {cons}\n"
-        f"**Calculation Analysis**: {calc}\n"
-        f"Conclusion: {conclusion}\n"
-        f"Verification: Is the step correct (Yes/No)? {verdict}"
-    )
-
-
-def _decision_positions(text: str, offsets: list[tuple[int, int]], offset: int) -> list[int]:
-    """Token positions (plus ``offset``) of a critique's decisions, from the tokenizer's character
-    ``offsets`` of ``text``: the first token of the Consistency decision ("does not match" /
-    "matches" / "Not all" / "All") and of the Conclusion ("correct" / "wrong"); the verdict is
-    added by the caller."""
-    starts = []
-    cons = text.index("**Consistency Analysis**: ") + len("**Consistency Analysis**: ")
-    line = text[cons: text.index("\n", cons)]
-    for word in ("does not match", "matches", "Not all", "All"):
-        j = line.find(word)
-        if j >= 0:
-            starts.append(cons + j)
-            break
-    starts.append(text.index("Conclusion: The Now Step is ") + len("Conclusion: The Now Step is "))
-    out = []
-    for c in starts:
-        tok_i = next((i for i, (a, b) in enumerate(offsets) if a <= c < b or (a >= c and b > a)), None)
-        if tok_i is not None:
-            out.append(offset + tok_i)
+        done = last_prev[0] if last_prev else "start"
+        out += [("\n**Now Step Analysis**: The Now Step states the final answer:" if _ANSWER_S.match(now)
+                 else "\n**Now Step Analysis**: The Now Step is unclear:", False), (f" {v}", True),
+                (f".\n**Data Source Analysis**: The last Previous Step is the {done} operation; the question's last "
+                 f"operation is the {ORDINALS[len(ops) - 1]} one.", False),
+                (f"\n**Consistency Analysis**: {done} for {ORDINALS[len(ops) - 1]}:", False),
+                dec(done == ORDINALS[len(ops) - 1] and k - 1 == len(ops)),
+                (f".\n**Calculation Analysis**: {v}, which should be {prev_val}:", False), dec(v == prev_val),
+                (".", False)]
+    out += [("\nConclusion: The Now Step is", False), dec(correct),
+            (".\nVerification: Is the step correct (Yes/No)?", False), (" Yes" if correct else " No", True)]
     return out
 
 
-def judge_examples(tok, n: int, seed: int) -> list[tuple[list[int], int, list[int]]]:
-    """(ids, start of the critique, key positions) for n judge samples from the "train" split,
-    ~half verdict No. Key positions: the critique's decisions and its verdict token (see sft's
-    ``key_weight``): the tokens that must follow from the analysis."""
-    from rl_prm.score.prompt import judge_prompt
+def critique(question: str, steps: list[str], k: int, correct: bool) -> str:
+    """Teacher critique of step ``k`` (0-based) in the R-PRM format, ending with the verdict line
+    (``critique_parts`` joined). ``correct`` is the label (steps before the first error are correct)."""
+    return "".join(t for t, _ in critique_parts(question, steps, k, correct))
+
+
+def _key_positions(parts: list[tuple[str, bool]], offsets: list[tuple[int, int]], offset: int) -> list[int]:
+    """Token positions (plus ``offset``) of the critical pieces, from the tokenizer's character
+    ``offsets`` of the joined text: every token overlapping a critical piece's non-space characters."""
+    spans, pos = [], 0
+    for text, crit in parts:
+        if crit:
+            lead = len(text) - len(text.lstrip())
+            spans.append((pos + lead, pos + len(text)))
+        pos += len(text)
+    return [offset + i for i, (a, b) in enumerate(offsets) if b > a and any(a < e and b > s for s, e in spans)]
+
+
+def judge_units(n: int, seed: int, flawed_fraction: float = 0.55, miracle_share: float = 0.3,
+                at_error: float = 0.75) -> list[tuple[str, list[str], int, bool]]:
+    """n (question, steps, k, correct) judge targets from the "train" split: ``flawed_fraction`` of
+    them from a flawed solution (``miracle_share`` of those a miracle: wrong step, right answer),
+    judged at its first wrong step (``at_error``) or a step before it; the rest a random step of a
+    gold solution. Steps after the first error are never targets (their teacher verdict "wrong" would
+    not follow from a local check)."""
+    from rl_prm.world.tasks import flawed
 
     rng = random.Random(f"world-judge-{seed}")
-    verdict_ids = {tok.encode(" Yes", add_special_tokens=False)[0], tok.encode(" No", add_special_tokens=False)[0]}
-    end_id = tok.convert_tokens_to_ids("<|im_end|>")
-    pool = problems("train", max(n, 200), seed=seed + 7)
+    pool = problems("train", max(n // 4, 200), seed=seed + 7)
     out = []
     while len(out) < n:
         p = rng.choice(pool)
-        if rng.random() < 0.6:
-            p = corrupt(p, rng)
-            k = p.label if rng.random() < 0.7 else rng.randrange(0, p.label + 1)
+        if rng.random() < flawed_fraction:
+            p = flawed(p, rng, miracle_share)
+            k = p.label if rng.random() < at_error else rng.randrange(0, p.label + 1)
         else:
             k = rng.randrange(len(p.steps))
-        ok = p.label == -1 or k < p.label
-        ids_p = tok.encode(judge_prompt(tok, p.question, p.step_texts, k), add_special_tokens=False)
-        text = critique(p.question, p.step_texts, k, ok)
-        enc = tok(text, add_special_tokens=False, return_offsets_mapping=True)
-        ids_a = list(enc["input_ids"]) + [end_id]
-        verdict = len(ids_p) + len(ids_a) - 2  # " Yes" / " No", then <|im_end|>
-        if ids_a[-2] not in verdict_ids:
-            raise RuntimeError(f"world judge example: the token before <|im_end|> is not the verdict ({ids_a[-3:]})")
-        out.append((ids_p + ids_a, len(ids_p), _decision_positions(text, enc["offset_mapping"], len(ids_p)) + [verdict]))
+        out.append((p.question, p.step_texts, k, p.label == -1 or k < p.label))
     return out
+
+
+def encode_example(tok, question: str, steps: list[str], k: int, correct: bool) -> tuple[list[int], int, list[int]]:
+    """(ids, start of the critique, key positions) of one judge SFT example: the R-PRM prompt, the
+    teacher critique + <|im_end|>; key positions = the critique's critical tokens (the verdict last)."""
+    from rl_prm.score.prompt import judge_prompt
+
+    ids_p = tok.encode(judge_prompt(tok, question, steps, k), add_special_tokens=False)
+    parts = critique_parts(question, steps, k, correct)
+    enc = tok("".join(t for t, _ in parts), add_special_tokens=False, return_offsets_mapping=True)
+    ids_a = list(enc["input_ids"]) + [tok.convert_tokens_to_ids("<|im_end|>")]
+    keys = _key_positions(parts, enc["offset_mapping"], len(ids_p))
+    if keys[-1] != len(ids_p) + len(ids_a) - 2 or tok.decode([ids_a[-2]]) not in (" Yes", " No"):
+        raise RuntimeError(f"world judge example: the token before <|im_end|> is not the verdict ({ids_a[-3:]})")
+    return ids_p + ids_a, len(ids_p), keys
+
+
+def judge_examples(tok, n: int, seed: int, **mix) -> list[tuple[list[int], int, list[int]]]:
+    """(ids, start of the critique, key positions) for n judge SFT samples (``judge_units``'s mix)."""
+    return [encode_example(tok, *u) for u in judge_units(n, seed, **mix)]
 
 
 @dataclass
@@ -160,15 +183,47 @@ class JudgeSFTConfig:
     steps: int = 600
     batch_size: int = 16
     lr: float = 2e-3
-    decision_weight: float = 1.0  # extra loss on the decision and verdict tokens (3 of ~135): they must follow the analysis
+    decision_weight: float = 1.0  # extra loss on the critical tokens (quoted/recomputed amounts, decisions, verdict)
+    extra_layers: int = 2  # decoder layers added on top of the policy's, starting as the identity (see deepen)
     seed: int = 0
 
 
+@dataclass
+class JudgeConfig:
+    """SFT on teacher critiques, then (``dpo`` not None) DPO on the SFT judge's own critiques."""
+
+    sft: JudgeSFTConfig = field(default_factory=JudgeSFTConfig)
+    dpo: Optional[DPOConfig] = field(default_factory=DPOConfig)
+
+
+def deepen(model, extra: int) -> None:
+    """Append ``extra`` decoder layers (copies of the last one) whose output projections start at
+    zero, so the deeper model computes exactly what ``model`` did until training moves them: more
+    attention heads for the critique's retrievals, with the policy's knowledge kept."""
+    import copy
+
+    import torch
+
+    layers = model.model.layers
+    for _ in range(extra):
+        new = copy.deepcopy(layers[-1])
+        torch.nn.init.zeros_(new.self_attn.o_proj.weight)
+        torch.nn.init.zeros_(new.mlp.down_proj.weight)
+        layers.append(new)
+    for i, layer in enumerate(layers):
+        layer.self_attn.layer_idx = i
+    model.config.num_hidden_layers = len(layers)
+    if getattr(model.config, "layer_types", None):
+        model.config.layer_types = [model.config.layer_types[0]] * len(layers)
+
+
 def train_judge(model, tok, cfg: JudgeSFTConfig, log_every: int = 50) -> dict:
-    """Teacher-forced SFT on the critiques (loss on critique + <|im_end|>), with the shared
-    judge-prompt prefix run once per step (rl_prm.tiny.judge_sft.sft)."""
+    """``deepen`` the model by cfg.extra_layers, then teacher-forced SFT on the critiques (loss on
+    critique + <|im_end|>), with the shared judge-prompt prefix run once per step
+    (rl_prm.tiny.judge_sft.sft)."""
     from rl_prm.tiny.judge_sft import sft
 
+    deepen(model, cfg.extra_layers)
     data = judge_examples(tok, cfg.samples, cfg.seed)
     t0 = time.perf_counter()
     loss_val = sft(model, tok, data, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
@@ -176,76 +231,52 @@ def train_judge(model, tok, cfg: JudgeSFTConfig, log_every: int = 50) -> dict:
     return {"final_loss": round(loss_val, 4), "train_s": round(time.perf_counter() - t0, 1)}
 
 
-def judge_path(cfg: JudgeSFTConfig = JudgeSFTConfig(), policy: Path | None = None) -> Path:
-    """Directory of the world judge for ``cfg``, fine-tuned from ``policy`` (default: the world
-    policy, built first if needed); builds and caches it on first call."""
-    from rl_prm.world.cache import cached, set_build_threads
+def _fine_tune(init: Path, d: Path, train) -> dict:
+    """Load the model in ``init``, ``train(model, tok)`` -> facts, save it (with init's tokenizer and
+    generation config) into ``d``."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    from rl_prm.world.cache import set_build_threads
+
+    set_build_threads()
+    tok = AutoTokenizer.from_pretrained(init)
+    model = AutoModelForCausalLM.from_pretrained(init)
+    facts = train(model, tok)
+    model.eval()
+    model.save_pretrained(d, safe_serialization=True)
+    GenerationConfig.from_pretrained(init).save_pretrained(d)
+    tok.save_pretrained(d)
+    return {"init": str(init), **facts}
+
+
+def sft_judge_path(cfg: JudgeSFTConfig = JudgeSFTConfig(), policy: Path | None = None) -> Path:
+    """Directory of the SFT world judge, fine-tuned from ``policy`` (default: the world policy,
+    built first if needed); builds and caches it on first call."""
+    from rl_prm.world.cache import cached
     from rl_prm.world.policy import policy_path
 
     init = Path(policy) if policy is not None else policy_path()
-
-    def build(d: Path) -> dict:
-        from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
-
-        set_build_threads()
-        tok = AutoTokenizer.from_pretrained(init)
-        model = AutoModelForCausalLM.from_pretrained(init)
-        facts = train_judge(model, tok, cfg)
-        model.eval()
-        model.save_pretrained(d, safe_serialization=True)
-        GenerationConfig.from_pretrained(init).save_pretrained(d)
-        tok.save_pretrained(d)
-        return {"config": asdict(cfg), "init": str(init), **facts}
-
-    return cached("judge", (init.name, TEACHER_VERSION, asdict(cfg)), build)
+    return cached("judge_sft", (init.name, TEACHER_VERSION, asdict(cfg)),
+                  lambda d: {"config": asdict(cfg), **_fine_tune(init, d, lambda m, t: train_judge(m, t, cfg))})
 
 
-def evaluate_judge(path, n: int = 60, ks=(1, 2, 4, 8), seed: int = 0, threshold: float = 0.5,
-                   temperature: float = 1.0, max_critique_tokens: int = 160, kv_cache_gib: int = 1) -> dict:
-    """Mini-ProcessBench ("test" split, n items) F1 per K with rl_prm.eval.processbench: one scoring
-    pass at K = max(ks) (critiques sampled at ``temperature``), each K averages the first K samples
-    of each step. The engine is stopped before returning."""
-    from rl_prm.eval.processbench import processbench_results, score_processbench
-    from rl_prm.eval.scoring import ScorerSource
-    from rl_prm.score.scorer import RPRMScorer, ScoreConfig
-    from rl_prm.world.tasks import eval_items, processbench
+def judge_path(cfg: JudgeConfig = JudgeConfig(), policy: Path | None = None) -> Path:
+    """Directory of the world judge: the SFT judge (``sft_judge_path``), then DPO on its own
+    critiques (rl_prm.world.dpo) unless ``cfg.dpo`` is None; built and cached on first call.
+    build.json holds both stages' facts."""
+    from rl_prm.world.cache import build_facts, cached
+    from rl_prm.world.dpo import sample_pairs, train_dpo
 
-    items = eval_items(processbench("test", n, seed=seed))
-    t0 = time.perf_counter()
-    scorer = RPRMScorer.from_path(path, ScoreConfig(k=max(ks), temperature=temperature, top_p=1.0,
-                                                    max_critique_tokens=max_critique_tokens, seed=seed),
-                                  max_model_len=2048, kv_cache_gib=kv_cache_gib)
-    try:
-        t1 = time.perf_counter()
-        records = score_processbench(ScorerSource(scorer, "world-judge"), items, batch_size=max(1, n))
-        t2 = time.perf_counter()
-    finally:
-        scorer.engine.shutdown()
-    res = processbench_results(items, records, ks=list(ks), threshold=threshold)
-    res["timing_s"] = {"engine_start": round(t1 - t0, 1), "scoring": round(t2 - t1, 1)}
-    res["f1_per_k"] = {k: round(res["per_k"][str(k)]["avg_f1"], 1) for k in ks}
-    res["step_accuracy"] = {k: step_accuracy(items, records, k, threshold) for k in ks}
-    return res
+    sft_dir = sft_judge_path(cfg.sft, policy)
+    if cfg.dpo is None:
+        return sft_dir
 
+    def dpo(model, tok) -> dict:
+        pairs, facts = sample_pairs(str(sft_dir), tok, cfg.dpo)
+        return {"dpo_pairs": facts, **train_dpo(model, tok, pairs, cfg.dpo)}
 
-def step_accuracy(items: list[dict], records: dict[str, dict], k: int, threshold: float = 0.5) -> dict:
-    """What an RL reward sees, step by step: the share of correct steps (before the first error)
-    scored above ``threshold`` and the share of first-error steps scored at or below it, using the
-    first ``k`` critiques of each step; with their counts."""
-    from rl_prm.eval.scoring import step_scores_at_k
-
-    ok = bad = n_ok = n_bad = 0
-    for it in items:
-        scores = step_scores_at_k(records[it["id"]], k)
-        for i, s in enumerate(scores):
-            if it["label"] == -1 or i < it["label"]:
-                n_ok += 1
-                ok += s is not None and s > threshold  # unscored counts as missed
-            elif i == it["label"]:
-                n_bad += 1
-                bad += s is not None and s <= threshold
-    return {"correct_steps_yes": round(100 * ok / max(1, n_ok), 1), "n_correct_steps": n_ok,
-            "error_steps_no": round(100 * bad / max(1, n_bad), 1), "n_error_steps": n_bad}
+    return cached("judge", (sft_dir.name, asdict(cfg.dpo)),
+                  lambda d: {"config": asdict(cfg), "sft": build_facts(sft_dir), **_fine_tune(sft_dir, d, dpo)})
 
 
 if __name__ == "__main__":
@@ -253,10 +284,11 @@ if __name__ == "__main__":
     import sys
 
     from rl_prm.world.cache import build_facts
+    from rl_prm.world.judge_eval import evaluate_judge
 
     d = judge_path()
     print(d, json.dumps(build_facts(d)))
     if "--eval" in sys.argv:
-        r = evaluate_judge(d)
-        print(json.dumps({"f1_per_k": r["f1_per_k"], "timing_s": r["timing_s"],
-                          "per_k": {k: v["splits"] for k, v in r["per_k"].items()}}, indent=1))
+        r = evaluate_judge(d, n=100)
+        print(json.dumps({"f1_per_k": r["f1_per_k"], "timing_s": r["timing_s"], "step_accuracy": r["step_accuracy"]},
+                         indent=1))

@@ -1,0 +1,160 @@
+"""DPO of the world judge on its own critiques, as R-PRM does after SFT.
+
+    pairs, facts = sample_pairs(sft_judge_dir, tok, DPOConfig())   # (prompt, chosen, rejected) token ids
+    facts.update(train_dpo(model, tok, pairs, DPOConfig()))        # model: the SFT judge, trained in place
+
+Pairs: for judge targets of the "train" split (rl_prm.world.judge.judge_units, a seed of their own),
+``samples`` critiques are sampled from the SFT judge (vLLM, ``temperature``); a critique whose verdict
+equals the label is "chosen", one with the wrong verdict (or none) "rejected"; each target with both
+gives up to ``max_pairs_per_unit`` pairs (the judge's own mistakes, next to its own right answers).
+Loss (Rafailov et al. 2023): -log sigmoid(beta * ((log pi(c) - log ref(c)) - (log pi(r) - log ref(r)))),
+log-probs summed over the critique tokens, ref = the frozen SFT judge (its log-probs computed once).
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+
+_VERDICT = re.compile(r"Is the step correct \(Yes/No\)\? (Yes|No)")
+
+
+@dataclass
+class DPOConfig:
+    units: int = 1500  # judge targets whose critiques are sampled
+    samples: int = 4  # critiques sampled per target from the SFT judge
+    temperature: float = 1.0  # their sampling temperature
+    max_pairs_per_unit: int = 2
+    beta: float = 0.1
+    steps: int = 150
+    batch_size: int = 8  # pairs per optimizer step
+    lr: float = 1e-4
+    seed: int = 0
+
+
+def verdict_of(text: str) -> bool | None:
+    """The critique's verdict (True = Yes), None if it has none."""
+    m = _VERDICT.search(text)
+    return None if m is None else m.group(1) == "Yes"
+
+
+def make_pairs(units: list[tuple], samples: list[list[tuple[list[int], str]]], max_per_unit: int,
+               rng: random.Random) -> tuple[list[tuple[int, list[int], list[int]]], dict]:
+    """(unit index, chosen ids, rejected ids) from each unit's sampled critiques ((ids, text) each):
+    chosen = verdict equals the unit's label, rejected = wrong or missing verdict. Returns the pairs
+    and counts (critiques, right, pairs, units with a pair)."""
+    pairs, n_right, n_crit, n_units = [], 0, 0, 0
+    for i, (unit, outs) in enumerate(zip(units, samples)):
+        correct = unit[-1]
+        right = [ids for ids, text in outs if verdict_of(text) == correct]
+        wrong = [ids for ids, text in outs if verdict_of(text) != correct]
+        n_crit += len(outs)
+        n_right += len(right)
+        got = [(i, c, r) for c, r in zip(rng.sample(right, len(right)), rng.sample(wrong, len(wrong)))][:max_per_unit]
+        n_units += bool(got)
+        pairs += got
+    return pairs, {"critiques": n_crit, "critique_accuracy": round(n_right / max(1, n_crit), 4), "pairs": len(pairs),
+                   "units_with_pairs": n_units}
+
+
+def sample_pairs(judge_dir: str, tok: Any, cfg: DPOConfig, kv_cache_gib: int = 1) -> tuple[list[tuple], dict]:
+    """Sample the SFT judge's critiques and pair them (see the module doc). Returns
+    ([(prompt ids, chosen ids, rejected ids)], facts). The engine is stopped before returning."""
+    from rl_prm.score.engines import GenParams, VLLMJudgeEngine
+    from rl_prm.score.prompt import judge_prompt
+    from rl_prm.world.judge import judge_units
+
+    units = judge_units(cfg.units, seed=cfg.seed + 100)
+    prompts = [tok.encode(judge_prompt(tok, q, steps, k), add_special_tokens=False) for q, steps, k, _ in units]
+    t0 = time.perf_counter()
+    engine = VLLMJudgeEngine.from_path(str(judge_dir), max_model_len=2048, kv_cache_gib=kv_cache_gib, seed=cfg.seed)
+    try:
+        t1 = time.perf_counter()
+        outs = engine.generate(prompts, [cfg.samples] * len(prompts), [cfg.seed * 1_000_003 + i for i in range(len(prompts))],
+                               GenParams(cfg.temperature, 1.0, 200, []))
+        t2 = time.perf_counter()
+    finally:
+        engine.shutdown()
+    eos = tok.convert_tokens_to_ids("<|im_end|>")
+    samples = [[(list(s.token_ids) if list(s.token_ids)[-1:] == [eos] else list(s.token_ids) + [eos], s.text)
+                for s in o] for o in outs]
+    pairs, facts = make_pairs(units, samples, cfg.max_pairs_per_unit, random.Random(cfg.seed))
+    facts["sampling_s"] = {"engine_start": round(t1 - t0, 1), "generate": round(t2 - t1, 1)}
+    return [(prompts[i], c, r) for i, c, r in pairs], facts
+
+
+def _logps(model: Any, seqs: list[tuple[list[int], int]], pad_id: int, prefix: int, grad: bool) -> Any:
+    """Summed log-probs of each sequence's tokens from its start index on ((ids, start) each); the
+    first ``prefix`` tokens (shared by all) run once, without grad, as a KV cache."""
+    import torch
+
+    ctx = torch.enable_grad() if grad else torch.no_grad()
+    with ctx:
+        B = len(seqs)
+        kw = {}
+        if prefix > 0:
+            with torch.no_grad():
+                cache = model(input_ids=torch.tensor([seqs[0][0][:prefix]]), use_cache=True).past_key_values
+            cache.batch_repeat_interleave(B)
+            kw["past_key_values"] = cache
+        rest = [ids[prefix:] for ids, _ in seqs]
+        T = max(map(len, rest))
+        x = torch.full((B, T), pad_id, dtype=torch.long)
+        attn = torch.zeros((B, prefix + T), dtype=torch.long)
+        attn[:, :prefix] = 1
+        for b, r in enumerate(rest):
+            x[b, : len(r)] = torch.tensor(r)
+            attn[b, prefix: prefix + len(r)] = 1
+        logits = model(input_ids=x, attention_mask=attn, **kw).logits.float()
+        lp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, x[:, 1:, None])[..., 0]
+        mask = torch.zeros_like(lp)
+        for b, ((ids, start), r) in enumerate(zip(seqs, rest)):
+            mask[b, max(start - prefix - 1, 0): len(r) - 1] = 1
+        return (lp * mask).sum(-1)
+
+
+def train_dpo(model: Any, tok: Any, pairs: list[tuple[list[int], list[int], list[int]]], cfg: DPOConfig,
+              log_every: int = 25) -> dict:
+    """DPO on (prompt, chosen, rejected) token ids; ``model`` (the SFT judge) is the reference and is
+    trained in place. Returns {"dpo_final_loss", "dpo_reward_acc" (last 25 steps: chosen margin > 0),
+    "dpo_train_s"}."""
+    import torch
+
+    from rl_prm.tiny.judge_sft import _common_prefix_len
+
+    if not pairs:
+        return {"dpo_final_loss": None, "dpo_reward_acc": None, "dpo_train_s": 0.0}
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    prefix = _common_prefix_len([p for p, _, _ in pairs]) - 1
+    seqs = [(p + c, len(p)) for p, c, _ in pairs] + [(p + r, len(p)) for p, _, r in pairs]
+    model.eval()
+    ref = torch.cat([_logps(model, seqs[i: i + 32], tok.pad_token_id, prefix, grad=False) for i in range(0, len(seqs), 32)])
+    ref_c, ref_r = ref[: len(pairs)], ref[len(pairs):]
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    model.train()
+    loss_val, wins = float("nan"), []
+    for step in range(1, cfg.steps + 1):
+        idx = torch.randint(len(pairs), (cfg.batch_size,), generator=gen).tolist()
+        lp = _logps(model, [seqs[i] for i in idx] + [seqs[len(pairs) + i] for i in idx], tok.pad_token_id, prefix,
+                    grad=True)
+        margin = cfg.beta * ((lp[: len(idx)] - ref_c[idx]) - (lp[len(idx):] - ref_r[idx]))
+        loss = -torch.nn.functional.logsigmoid(margin).mean()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        loss_val = loss.item()
+        wins = (wins + [float((margin > 0).float().mean())])[-25:]
+        if log_every and step % log_every == 0:
+            print(f"[world judge DPO] step {step}/{cfg.steps} loss {loss_val:.4f} "
+                  f"margin>0 {sum(wins) / len(wins):.2f} ({time.perf_counter() - t0:.0f}s)", flush=True)
+    model.eval()
+    return {"dpo_final_loss": round(loss_val, 4), "dpo_reward_acc": round(sum(wins) / len(wins), 3),
+            "dpo_train_s": round(time.perf_counter() - t0, 1)}

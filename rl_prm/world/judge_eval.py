@@ -1,0 +1,57 @@
+"""Mini-ProcessBench evaluation of the world judge with rl_prm.eval (F1 per K, step-by-step accuracy).
+
+    from rl_prm.world.judge_eval import evaluate_judge
+    r = evaluate_judge(judge_dir, n=100, ks=(1, 2, 4, 8))   # r["f1_per_k"], r["step_accuracy"], rl_prm.eval's results
+"""
+
+from __future__ import annotations
+
+import time
+
+
+def evaluate_judge(path, n: int = 60, ks=(1, 2, 4, 8), seed: int = 0, threshold: float = 0.5,
+                   temperature: float = 1.0, max_critique_tokens: int = 160, kv_cache_gib: int = 1) -> dict:
+    """Mini-ProcessBench ("test" split, n items) F1 per K with rl_prm.eval.processbench: one scoring
+    pass at K = max(ks) (critiques sampled at ``temperature``), each K averages the first K samples
+    of each step. The engine is stopped before returning."""
+    from rl_prm.eval.processbench import processbench_results, score_processbench
+    from rl_prm.eval.scoring import ScorerSource
+    from rl_prm.score.scorer import RPRMScorer, ScoreConfig
+    from rl_prm.world.tasks import eval_items, processbench
+
+    items = eval_items(processbench("test", n, seed=seed))
+    t0 = time.perf_counter()
+    scorer = RPRMScorer.from_path(path, ScoreConfig(k=max(ks), temperature=temperature, top_p=1.0,
+                                                    max_critique_tokens=max_critique_tokens, seed=seed),
+                                  max_model_len=2048, kv_cache_gib=kv_cache_gib)
+    try:
+        t1 = time.perf_counter()
+        records = score_processbench(ScorerSource(scorer, "world-judge"), items, batch_size=max(1, n))
+        t2 = time.perf_counter()
+    finally:
+        scorer.engine.shutdown()
+    res = processbench_results(items, records, ks=list(ks), threshold=threshold)
+    res["timing_s"] = {"engine_start": round(t1 - t0, 1), "scoring": round(t2 - t1, 1)}
+    res["f1_per_k"] = {k: round(res["per_k"][str(k)]["avg_f1"], 1) for k in ks}
+    res["step_accuracy"] = {k: step_accuracy(items, records, k, threshold) for k in ks}
+    return res
+
+
+def step_accuracy(items: list[dict], records: dict[str, dict], k: int, threshold: float = 0.5) -> dict:
+    """What an RL reward sees, step by step: the share of correct steps (before the first error)
+    scored above ``threshold`` and the share of first-error steps scored at or below it, using the
+    first ``k`` critiques of each step; with their counts."""
+    from rl_prm.eval.scoring import step_scores_at_k
+
+    ok = bad = n_ok = n_bad = 0
+    for it in items:
+        scores = step_scores_at_k(records[it["id"]], k)
+        for i, s in enumerate(scores):
+            if it["label"] == -1 or i < it["label"]:
+                n_ok += 1
+                ok += s is not None and s > threshold  # unscored counts as missed
+            elif i == it["label"]:
+                n_bad += 1
+                bad += s is not None and s <= threshold
+    return {"correct_steps_yes": round(100 * ok / max(1, n_ok), 1), "n_correct_steps": n_ok,
+            "error_steps_no": round(100 * bad / max(1, n_bad), 1), "n_error_steps": n_bad}

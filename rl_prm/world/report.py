@@ -1,0 +1,244 @@
+"""The world run's report: report.json (numbers) and report.md (tables and sentences computed from them).
+
+    data = report_json(results)      # the shape below; every value a fraction in [0, 1]
+    text = report_md(results)        # markdown; every comparison sentence comes from a function here
+
+report.json:
+    {"judge": {"f1_by_k": {"1": F, "2": F, "4": F, "8": F}, "step_accuracy": {...}, "n_items": N},
+     "start": {"trace_accuracy", "answer_accuracy", "miracle_rate", "greedy_accuracy"},   (step-0 eval, mean over seeds)
+     "arms": {arm: {"seeds": [...], "step": S, "trace_accuracy": [per seed, last eval], "answer_accuracy": [...],
+                    "miracle_rate": [...], "greedy_accuracy": [...]}},
+     "comparisons": {...the verdicts as numbers...}, "timing_s": {...}}
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional, Sequence
+
+from rl_prm.world.compare import ARM_LABELS, _mean
+
+# report.json key -> eval metric (sampled solutions, except greedy accuracy)
+METRICS = {"trace_accuracy": "eval/trace_accuracy", "answer_accuracy": "eval/answer_accuracy",
+           "miracle_rate": "eval/miracle_rate", "greedy_accuracy": "eval/accuracy"}
+NAMES = {"trace_accuracy": "trace accuracy", "answer_accuracy": "answer accuracy", "miracle_rate": "miracle rate",
+         "greedy_accuracy": "greedy accuracy"}
+ANSWER_MARGIN = 0.02  # the goal: R-PRM min-form not below VR-only on answer accuracy by more than this
+GREEDY_MARGIN = 0.02  # the goal: greedy accuracy after RL not more than this below the SFT policy's
+
+
+def pct(x: Optional[float]) -> str:
+    return "n/a" if x is None else f"{100 * x:.1f}"
+
+
+def _spread(xs: Sequence[float]) -> str:
+    return f"{pct(_mean(xs))} [{pct(min(xs))}, {pct(max(xs))}]"
+
+
+# --------------------------------------------------------------------------- sentences (pure)
+
+
+def k_trend(f1_by_k: dict[int, float]) -> str:
+    """How F1 moves with K, stated from the numbers: "rises with K at every step", or where it does not."""
+    ks = sorted(f1_by_k)
+    vals = [f1_by_k[k] for k in ks]
+    curve = " < ".join(f"{v:.1f}" for v in vals) if all(b > a for a, b in zip(vals, vals[1:])) else \
+        ", ".join(f"K={k}: {v:.1f}" for k, v in zip(ks, vals))
+    if len(vals) < 2:
+        return f"F1 is {curve} (one K only)."
+    if all(b > a for a, b in zip(vals, vals[1:])):
+        return f"F1 rises with K at every step ({curve})."
+    best = ks[vals.index(max(vals))]
+    drops = [f"K={b}" for (a, b), (va, vb) in zip(zip(ks, ks[1:]), zip(vals, vals[1:])) if vb <= va]
+    where = f"it peaks at K={best}" if best != ks[-1] else f"it ends highest at K={best}"
+    return f"F1 does NOT rise monotonically with K ({curve}): {where}, and does not rise at {', '.join(drops)}."
+
+
+def compare(a: Sequence[float], b: Sequence[float], name_a: str, name_b: str, metric: str,
+            higher_is_better: bool = True) -> tuple[str, dict]:
+    """One arm against another on one metric (per-seed values): the difference of the means and
+    whether the seeds' ranges are disjoint, in words and numbers."""
+    d = _mean(a) - _mean(b)
+    better = d > 0 if higher_is_better else d < 0
+    disjoint = min(a) > max(b) or max(a) < min(b)
+    word = ("better than" if better else "worse than") if d != 0 else "equal to"
+    how = ("the seeds' ranges are disjoint" if disjoint else "the seeds' ranges overlap: not a clear difference")
+    text = (f"{name_a} vs {name_b} on {metric}: {_spread(a)} vs {_spread(b)}, {100 * d:+.1f} points ({name_a} "
+            f"{word} {name_b}; {how}).")
+    return text, {"diff": d, "disjoint": disjoint, "better": better}
+
+
+def recovered(judge: Sequence[float], oracle: Sequence[float], base: Sequence[float], metric: str) -> tuple[str, dict]:
+    """Share of the oracle's gain over the baseline that the R-PRM judge recovers (means over seeds)."""
+    g_oracle, g_judge = _mean(oracle) - _mean(base), _mean(judge) - _mean(base)
+    if g_oracle <= 0:
+        return (f"The oracle judge does not beat VR-only on {metric} ({100 * g_oracle:+.1f} points): there is no oracle "
+                f"gain for the R-PRM judge to recover (the R-PRM judge: {100 * g_judge:+.1f}).",
+                {"oracle_gain": g_oracle, "judge_gain": g_judge, "share": None})
+    share = g_judge / g_oracle
+    return (f"The R-PRM judge recovers {100 * share:.0f}% of the oracle's {metric} gain over VR-only "
+            f"({100 * g_judge:+.1f} of {100 * g_oracle:+.1f} points).",
+            {"oracle_gain": g_oracle, "judge_gain": g_judge, "share": share})
+
+
+def greedy_check(arm_label: str, after: Sequence[float], start: float, margin: float = GREEDY_MARGIN) -> tuple[str, dict]:
+    """Greedy accuracy after RL against the SFT policy's (per seed, worst seed decides)."""
+    d = [x - start for x in after]
+    ok = min(d) >= -margin
+    text = (f"{arm_label}: greedy accuracy {pct(start)} -> {_spread(after)} ({100 * _mean(d):+.1f} points, worst seed "
+            f"{100 * min(d):+.1f}: " + (f"within {100 * margin:.0f} points of the SFT policy)." if ok else
+                                        f"MORE than {100 * margin:.0f} points below the SFT policy)."))
+    return text, {"diff_mean": _mean(d), "diff_min": min(d), "ok": ok}
+
+
+# --------------------------------------------------------------------------- report.json / report.md
+
+
+def arm_numbers(arms: dict) -> dict:
+    """Per arm: seeds, last eval step and per-seed last-eval values of METRICS."""
+    out = {}
+    for arm, a in arms.items():
+        row: dict = {"seeds": sorted(a["seeds"])}
+        for key, metric in METRICS.items():
+            f = a["final"].get(metric)
+            if f:
+                row["step"] = f["step"]
+                row[key] = [float(f["end_per_seed"][s]) for s in row["seeds"] if s in f["end_per_seed"]]
+        out[arm] = row
+    return out
+
+
+def start_numbers(arms: dict) -> dict:
+    """The SFT policy's step-0 eval (mean over seeds: the seeds differ only in eval sampling seeds)."""
+    out = {}
+    for key, metric in METRICS.items():
+        for a in arms.values():
+            c = a["curves"].get(metric, {})
+            if 0 in c:
+                out[key] = _mean(c[0].values())
+                break
+    return out
+
+
+def comparisons(arms: dict) -> tuple[list[str], dict]:
+    """Every verdict of the report, as sentences and as numbers."""
+    nums, start = arm_numbers(arms), start_numbers(arms)
+    lines, data = [], {}
+
+    def have(arm: str, key: str) -> bool:
+        return bool(nums.get(arm, {}).get(key))
+
+    for arm in ("min_form", "oracle", "sum"):
+        for key, hib in (("trace_accuracy", True), ("answer_accuracy", True), ("miracle_rate", False)):
+            if have(arm, key) and have("vr_only", key):
+                t, d = compare(nums[arm][key], nums["vr_only"][key], ARM_LABELS[arm], ARM_LABELS["vr_only"], NAMES[key], hib)
+                lines.append(t)
+                data[f"{arm}_vs_vr_only/{key}"] = d
+    if have("min_form", "answer_accuracy") and have("vr_only", "answer_accuracy"):
+        d = _mean(nums["min_form"]["answer_accuracy"]) - _mean(nums["vr_only"]["answer_accuracy"])
+        ok = d >= -ANSWER_MARGIN
+        lines.append(f"{ARM_LABELS['min_form']}'s answer accuracy is {100 * d:+.1f} points from VR-only's: "
+                     + (f"not more than {100 * ANSWER_MARGIN:.0f} points below." if ok else
+                        f"MORE than {100 * ANSWER_MARGIN:.0f} points below."))
+        data["min_form_answer_within_margin"] = ok
+    if all(have(a, "trace_accuracy") for a in ("min_form", "oracle", "vr_only")):
+        t, d = recovered(nums["min_form"]["trace_accuracy"], nums["oracle"]["trace_accuracy"],
+                         nums["vr_only"]["trace_accuracy"], "trace accuracy")
+        lines.append(t)
+        data["oracle_gain_recovered"] = d
+    if "greedy_accuracy" in start:
+        for arm in nums:
+            if have(arm, "greedy_accuracy"):
+                t, d = greedy_check(ARM_LABELS.get(arm, arm), nums[arm]["greedy_accuracy"], start["greedy_accuracy"])
+                lines.append(t)
+                data[f"greedy/{arm}"] = d
+    return lines, data
+
+
+def report_json(results: dict) -> dict:
+    """report.json's content (module doc) from results.json's."""
+    out: dict = {"timing_s": results.get("timing_s", {}), "load_avg": results.get("load_avg", {})}
+    j = results.get("judge", {}).get("processbench")
+    if j:
+        out["judge"] = {"f1_by_k": {str(k): v / 100 for k, v in j["f1_per_k"].items()}, "n_items": j["n_items"],
+                        "step_accuracy": {str(k): {"correct_steps_judged_correct": a["correct_steps_yes"] / 100,
+                                                   "error_steps_judged_wrong": a["error_steps_no"] / 100}
+                                          for k, a in j.get("step_accuracy", {}).items()}}
+    rl = results.get("rl")
+    if rl:
+        out["start"] = start_numbers(rl["arms"])
+        out["arms"] = arm_numbers(rl["arms"])
+        out["comparisons"] = comparisons(rl["arms"])[1]
+    return out
+
+
+def report_md(results: dict) -> str:
+    """The markdown report of a world run (results.json's content)."""
+    tm = results["timing_s"]
+    pb, jb = results["policy"]["build"], results["judge"]["build"]
+    pc, jc = pb.get("config", {}), jb.get("config", {})
+    lines = ["# Miniature R-PRM world: right reasoning, not just right answers", "",
+             f"Wall time {tm['total']:.0f} s on this machine: " + ", ".join(f"{k} {v:.0f} s" for k, v in tm.items()
+                                                                          if k != "total")
+             + " (a cached model costs ~0 s; its build time is below); 1-minute load average at the end of each "
+             "stage: " + ", ".join(f"{k} {v}" for k, v in results.get("load_avg", {}).items())
+             + f" (on {os.cpu_count()} cores).", "",
+             "## Policy and judge", "",
+             f"- policy: SFT from scratch, {pc.get('steps')} steps; SFT mix {pct(pc.get('miracle_fraction'))}% miracle "
+             f"solutions (a wrong step, the right answer), {pct(pc.get('flawed_fraction'))}% flawed (wrong answer), the "
+             f"rest gold; built in {pb.get('build_s')} s. At build (n={pb.get('n')}, 1 sample): greedy "
+             f"{pct(pb.get('greedy_acc'))}%, sampled T=1 {pct(pb.get('sampled_acc'))}% (trace "
+             f"{pct(pb.get('sampled_trace_accuracy'))}%, miracles {pct(pb.get('sampled_miracle_rate'))}%)"]
+    sft = jb.get("sft", jb)
+    lines.append(f"- judge: fine-tuned from the policy on {sft.get('config', {}).get('steps')} steps of teacher critiques "
+                 f"(SFT, built in {sft.get('build_s')} s)" + (
+                     f", then DPO on {jb.get('dpo_pairs', {}).get('pairs')} (right-verdict, wrong-verdict) pairs of its "
+                     f"own critiques ({jc.get('dpo', {}).get('steps')} steps; the SFT judge's sampled critiques were "
+                     f"{pct(jb.get('dpo_pairs', {}).get('critique_accuracy'))}% right), built in {jb.get('build_s')} s"
+                     if "dpo_pairs" in jb else ""))
+    j = results["judge"].get("processbench")
+    if j:
+        lines += ["", f"Mini-ProcessBench ({j['n_items']} items, rl_prm.eval; critiques sampled at T={j.get('temperature')}, "
+                  "threshold 0.5):", "", "| K | F1 | error-sample acc | correct-sample acc |", "|---|---|---|---|"]
+        for k, f1 in j["f1_per_k"].items():
+            sp = next(iter(j["per_k"][str(k)].values()))
+            lines.append(f"| {k} | {f1} | {sp.get('error_acc', float('nan')):.1f} | {sp.get('correct_acc', float('nan')):.1f} |")
+        lines += ["", k_trend({int(k): v for k, v in j["f1_per_k"].items()})]
+        acc = j.get("step_accuracy")
+        if acc:
+            lines += ["", "Step by step (what the RL reward sees; judged correct = mean P(Yes) over K critiques above 0.5):",
+                      "", "| K | correct steps judged correct | first-error steps judged wrong |", "|---|---|---|"]
+            lines += [f"| {k} | {a['correct_steps_yes']}% of {a['n_correct_steps']} | {a['error_steps_no']}% of "
+                      f"{a['n_error_steps']} |" for k, a in acc.items()]
+        lines += ["", "![judge F1 vs K](judge_f1_vs_k.png)"]
+    rl = results.get("rl")
+    if rl:
+        arms = rl["arms"]
+        seeds = sorted({s for a in arms.values() for s in a["seeds"]})
+        start = start_numbers(arms)
+        lines += ["", "## RL comparison", "",
+                  f"Recipe `{rl['recipe'].split('/')[-1]}` {' '.join(rl['overrides'])}; seeds {seeds}; every arm starts "
+                  "from the SFT policy with the same data order, sampling seeds, optimiser and budget; only the "
+                  f"reward differs. Metrics on held-out world problems, {rl.get('eval_samples', '?')} samples per problem "
+                  "at T=1 (every step recomputed by the world's checker): trace = answer right and every step right; "
+                  "miracle = answer right, some step wrong (answer = trace + miracle). Step 0 = the SFT policy: "
+                  + ", ".join(f"{NAMES[k]} {pct(v)}%" for k, v in start.items()) + ".", ""]
+        lines += ["| arm | " + " | ".join(NAMES[k] for k in METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
+        for arm, row in arm_numbers(arms).items():
+            lines.append(f"| {ARM_LABELS.get(arm, arm)} (step {row.get('step')}) | "
+                         + " | ".join(_spread(row[k]) if row.get(k) else "n/a" for k in METRICS) + " |")
+        lines += ["", "Mean over seeds [min, max] at the last eval, in %.", "", "Per seed (last eval):", ""]
+        for arm, row in arm_numbers(arms).items():
+            lines.append(f"- {ARM_LABELS.get(arm, arm)}: " + "; ".join(
+                f"s{s}: trace {pct(t)}, answer {pct(a)}, miracle {pct(m)}, greedy {pct(g)}" for s, t, a, m, g in
+                zip(row["seeds"], *(row.get(k, [None] * len(row["seeds"])) for k in METRICS))))
+        lines += ["", "### What the numbers say", ""] + [f"- {t}" for t in comparisons(arms)[0]]
+        lines += ["", "![process metrics vs step](process_vs_step.png)", ""]
+        for arm, a in arms.items():
+            c = a["curves"].get("hack/steps_per_response", {})
+            if c:
+                first, last = min(c), max(c)
+                lines.append(f"- {ARM_LABELS.get(arm, arm)}: steps per training response {_mean(c[first].values()):.2f} "
+                             f"(step {first}) -> {_mean(c[last].values()):.2f} (step {last}); RL time per run "
+                             f"{a['train_s']:.0f} s")
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,93 @@
+"""The world report states what the numbers say: every sentence is computed from the values it
+describes (a curve that peaks is not called rising; overlapping seeds are not called a win)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from rl_prm.world.report import compare, greedy_check, k_trend, recovered
+
+
+def test_k_trend_names_a_peak_instead_of_calling_it_a_rise():
+    assert k_trend({1: 20.0, 2: 30.0, 4: 45.5, 8: 61.0}) == "F1 rises with K at every step (20.0 < 30.0 < 45.5 < 61.0)."
+    peak = k_trend({1: 20.4, 2: 34.1, 4: 31.8, 8: 30.0})
+    assert peak.startswith("F1 does NOT rise monotonically with K") and "peaks at K=2" in peak
+    assert "does not rise at K=4, K=8" in peak
+    flat = k_trend({1: 50.0, 2: 50.0, 4: 55.0, 8: 60.0})
+    assert "NOT" in flat and "ends highest at K=8" in flat and "does not rise at K=2." in flat
+
+
+def test_compare_calls_a_difference_clear_only_when_the_seed_ranges_are_disjoint():
+    t, d = compare([0.45, 0.47, 0.46], [0.40, 0.41, 0.43], "A", "B", "trace accuracy")
+    assert d["better"] and d["disjoint"] and d["diff"] == pytest.approx(0.0467, abs=1e-4)
+    assert "A better than B; the seeds' ranges are disjoint" in t and "+4.7 points" in t
+    t, d = compare([0.45, 0.40, 0.46], [0.42, 0.41, 0.44], "A", "B", "trace accuracy")
+    assert d["better"] and not d["disjoint"] and "overlap: not a clear difference" in t
+    t, d = compare([0.05, 0.06], [0.10, 0.12], "A", "B", "miracle rate", higher_is_better=False)
+    assert d["better"] and d["disjoint"] and "A better than B" in t  # fewer miracles is better
+    t, d = compare([0.30], [0.35], "A", "B", "answer accuracy")
+    assert not d["better"] and "A worse than B" in t
+
+
+def test_recovered_share_of_the_oracle_gain_and_no_gain():
+    t, d = recovered([0.44, 0.46], [0.50, 0.50], [0.40, 0.40], "trace accuracy")
+    assert d["share"] == pytest.approx(0.5) and "recovers 50% of the oracle's trace accuracy gain" in t
+    t, d = recovered([0.44], [0.39], [0.40], "trace accuracy")
+    assert d["share"] is None and "does not beat VR-only" in t
+
+
+def test_greedy_check_is_decided_by_the_worst_seed():
+    t, d = greedy_check("VR only", [0.88, 0.86], 0.87)
+    assert d["ok"] and "within 2 points" in t
+    t, d = greedy_check("VR only", [0.88, 0.80], 0.87)
+    assert not d["ok"] and "MORE than 2 points below" in t and "worst seed -7.0" in t
+
+
+def _run(d: Path, evals: dict) -> Path:
+    d.mkdir(parents=True)
+    rows = [{"step": s, **{f"eval/{k}": v for k, v in e.items()}, "timing/step": 1.0} for s, e in sorted(evals.items())]
+    (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return d
+
+
+def _evals(trace, answer, greedy):
+    return {"trace_accuracy": trace, "answer_accuracy": answer, "miracle_rate": round(answer - trace, 6),
+            "accuracy": greedy, "sampled_accuracy": answer}
+
+
+def test_report_json_shape_and_markdown_verdicts(tmp_path):
+    from rl_prm.world.compare import summarize
+    from rl_prm.world.report import report_json, report_md
+
+    start = _evals(0.30, 0.40, 0.90)
+    runs = {}
+    for s, (m, o, v) in enumerate([(0.45, 0.50, 0.38), (0.46, 0.52, 0.40), (0.44, 0.51, 0.39)]):
+        runs[("min_form", s)] = _run(tmp_path / f"m{s}", {0: start, 10: _evals(m, 0.50, 0.90)})
+        runs[("oracle", s)] = _run(tmp_path / f"o{s}", {10: _evals(o, 0.53, 0.91)})
+        runs[("vr_only", s)] = _run(tmp_path / f"v{s}", {10: _evals(v, 0.51, 0.89)})
+    results = {"timing_s": {"policy": 1.0, "total": 9.0}, "policy": {"build": {}}, "judge": {"build": {}, "processbench": {
+        "n_items": 120, "temperature": 0.6, "f1_per_k": {"1": 40.0, "2": 50.0, "4": 58.0, "8": 62.0},
+        "per_k": {k: {"world_test": {"error_acc": 50.0, "correct_acc": 60.0}} for k in ("1", "2", "4", "8")},
+        "step_accuracy": {"8": {"correct_steps_yes": 90.0, "n_correct_steps": 300, "error_steps_no": 80.0,
+                                "n_error_steps": 60}}}},
+        "rl": {"recipe": "recipes/tiny_cpu.yaml", "overrides": [], "eval_samples": 4, "arms": summarize(runs)}}
+    rep = report_json(results)
+    assert rep["judge"]["f1_by_k"] == {"1": 0.4, "2": 0.5, "4": 0.58, "8": 0.62}
+    assert rep["start"] == pytest.approx({"trace_accuracy": 0.3, "answer_accuracy": 0.4, "miracle_rate": 0.1,
+                                          "greedy_accuracy": 0.9})
+    assert rep["arms"]["min_form"]["seeds"] == [0, 1, 2] and rep["arms"]["min_form"]["trace_accuracy"] == [0.45, 0.46, 0.44]
+    assert set(rep["arms"]) == {"min_form", "oracle", "vr_only"}
+    assert all(0 <= x <= 1 for a in rep["arms"].values() for k in ("trace_accuracy", "miracle_rate") for x in a[k])
+    c = rep["comparisons"]
+    assert c["min_form_vs_vr_only/trace_accuracy"]["disjoint"] and c["min_form_answer_within_margin"]
+    assert c["oracle_gain_recovered"]["share"] == pytest.approx((0.45 - 0.39) / (0.51 - 0.39))
+    assert c["greedy/vr_only"]["ok"] and c["greedy/oracle"]["ok"]
+    text = report_md(results)
+    assert "F1 rises with K at every step (40.0 < 50.0 < 58.0 < 62.0)." in text
+    assert "R-PRM min-form + VR vs VR only on trace accuracy: 45.0 [44.0, 46.0] vs 39.0 [38.0, 40.0]" in text
+    assert "recovers 50% of the oracle's trace accuracy gain over VR-only (+6.0 of +12.0 points)" in text
+    assert "| R-PRM min-form + VR (step 10) | 45.0 [44.0, 46.0] | 50.0 [50.0, 50.0] | 5.0 [4.0, 6.0] | 90.0 [90.0, 90.0] |" in text
+    json.dumps(rep)  # serialisable as written
