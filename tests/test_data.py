@@ -199,11 +199,6 @@ def test_prep_readable_by_verl_rlhf_dataset(prepped, tmp_path):
     assert item["data_source"] == "DigitalLearningGmbH/MATH-lighteval"
 
 
-def test_prep_unknown_dataset(tmp_path):
-    with pytest.raises(SystemExit, match="unknown dataset"):
-        _cli("data", "prep", "--out", str(tmp_path), "--datasets", "gsm9k")
-
-
 def test_last_boxed_unbalanced_last_box():
     from rl_prm.data.answers import last_boxed
 

@@ -20,6 +20,8 @@ BIN = Path(sys.executable).with_name("rl-prm")
 
 
 def test_session_sends_library_loggers_and_warnings_to_the_log_dir(tmp_path, capfd):
+    ray_logger = logging.getLogger("ray")
+    before = (ray_logger.propagate, list(ray_logger.handlers), ray_logger.level)
     with logs.session("x"):
         logging.getLogger("transformers.modeling_utils").warning("chatter before the dir is known")
         logs.set_dir(tmp_path / "logs")
@@ -32,7 +34,7 @@ def test_session_sends_library_loggers_and_warnings_to_the_log_dir(tmp_path, cap
     text = (tmp_path / "logs" / "python.log").read_text()
     assert "chatter before the dir is known" in text and "ray chatter" in text and "a library FutureWarning" in text
     # the session is over: the library loggers are theirs again
-    assert logging.getLogger("ray").propagate and not logs.routing()
+    assert (ray_logger.propagate, list(ray_logger.handlers), ray_logger.level) == before and not logs.routing()
 
 
 def test_engine_output_redirects_file_descriptors_and_children(tmp_path, capfd):

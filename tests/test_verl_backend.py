@@ -239,7 +239,6 @@ def test_rprm_manager_rows_decode_to_steps_scores_and_outcome(judge_tokenizer):
 
 def test_rprm_rows_through_verl_compute_advantage(judge_tokenizer):
     """rm_scores from the manager -> verl's compute_advantage(adv_estimator=rprm_rloo) on uids."""
-    from omegaconf import OmegaConf
     from verl import DataProto
     from verl.trainer.ppo.ray_trainer import compute_advantage
 

@@ -14,7 +14,6 @@ import inspect
 import json
 import os
 import re
-import shlex
 import subprocess
 import sys
 import textwrap
@@ -284,7 +283,7 @@ def test_cpu_command_composes_and_validates_against_verl():
     if not os.environ.get("RAY_ADDRESS"):
         assert c.ray_kwargs.ray_init.num_gpus == 2  # 1 actor rank + the judge's pool
     # two actor ranks: 3 logical GPUs
-    assert vb.logical_gpus(_tiny_cfg("trainer.gpus_per_node=2")) == 3
+    assert vb.logical_gpus(_tiny_cfg("trainer.gpus_per_node=2", "optim.micro_batch_size=16")) == 3
 
 
 def test_world_data_is_verl_parquet(tmp_path):
