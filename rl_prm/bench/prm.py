@@ -14,7 +14,6 @@ Inputs: tiny-arith problems (half with a corrupted step) and the tiny judge by d
 from __future__ import annotations
 
 import argparse
-import gc
 import random
 import time
 from typing import Any
