@@ -1,9 +1,9 @@
 """launch/grpo_rprm.sh: backend from the recipe, python discovery, --dry-run, and `ray job submit`.
 
-The slow test starts a private Ray head (127.0.0.1, 2 CPUs, small object store, own temp dir), submits
-`bash launch/grpo_rprm.sh recipes/tiny_cpu.yaml trainer.total_steps=2` as a Ray job, waits for
-SUCCEEDED and checks the run's outputs; a job with an unknown recipe key must end FAILED with the
-key in its logs. The head runs under `ray start --block` in its own session and is stopped by
+The slow test starts a private Ray head (127.0.0.1, 2 logical GPUs, small object store, own temp dir),
+submits `bash launch/grpo_rprm.sh recipes/tiny_cpu_verl.yaml trainer.total_steps=2` (verl's trainer on
+CPU, tiny models) as a Ray job, waits for SUCCEEDED and checks verl's steps and the run's outputs; a
+job with an unknown recipe key must end FAILED with the key in its logs. The head runs under `ray start --block` in its own session and is stopped by
 signalling that process group only (never `ray stop`, which would stop other users' Ray clusters).
 """
 
@@ -116,8 +116,8 @@ def ray_head(tmp_path_factory):
     log = open(tmp_path_factory.mktemp("ray") / "head.log", "w")
     head = subprocess.Popen(
         [RAY, "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1",
-         "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--include-dashboard=true", "--num-cpus=2",
-         "--num-gpus=0", f"--object-store-memory={200 * 1024**2}", f"--temp-dir={tmp}",
+         "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}", "--include-dashboard=true", "--num-cpus=16",
+         "--num-gpus=2", f"--object-store-memory={400 * 1024**2}", f"--temp-dir={tmp}",
          f"--dashboard-agent-listen-port={_free_port()}", f"--ray-client-server-port={_free_port()}"],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
@@ -182,19 +182,40 @@ def _submit(address, args, timeout_s):
 
 
 @pytest.mark.slow
-def test_ray_job_submit_runs_tiny_cpu_and_fails_cleanly_on_a_bad_key(ray_head, tmp_path, tiny_policy_dir, tiny_judge_dir):
-    out = tmp_path / "runs"
-    status, logs = _submit(ray_head, ["recipes/tiny_cpu.yaml", "trainer.total_steps=2", "trainer.eval_every=0",
-                                      "model.policy=tiny", "model.judge=tiny", "trainer.val_before_train=false",
-                                      "run.name=job_smoke", f"run.output_dir={out}"], timeout_s=900)
-    assert status == "SUCCEEDED", logs[-4000:]
-    assert "backend=local" in logs
-    run_dir = out / "job_smoke"
-    assert (run_dir / "config.yaml").is_file()
-    assert any((run_dir / "checkpoints").iterdir()), "no checkpoint written"
-    steps = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    assert max(int(s.get("step", s.get("_step", 0))) for s in steps) == 2
+@pytest.mark.timeout(1200)
+def test_ray_job_submit_runs_verls_trainer_on_cpu_and_fails_cleanly_on_a_bad_key(ray_head, tmp_path, tiny_policy_dir,
+                                                                                  tiny_judge_dir):
+    """`ray job submit ... -- bash launch/grpo_rprm.sh recipes/tiny_cpu_verl.yaml`: verl's v1 trainer with our
+    platform, the rprm reward manager + a judge replica on its own pool, rprm_rloo, weight syncs; 2 steps."""
+    from test_verl_cpu import verl_steps
 
-    status, logs = _submit(ray_head, ["recipes/tiny_cpu.yaml", "trainer.no_such_key=1"], timeout_s=300)
+    out = tmp_path / "runs"  # absolute: the job runs in its own copy of the working dir
+    t0 = time.time()
+    status, logs = _submit(ray_head, ["recipes/tiny_cpu_verl.yaml", "model.policy=tiny", "model.judge=tiny",
+                                      "trainer.total_steps=2", "trainer.save_every=2", "data.train_limit=64",
+                                      "data.test_limit=8", "run.name=ci", f"run.output_dir={out}"], timeout_s=1000)
+    run = out / "ci"
+    log = (run / "verl.log").read_text() if (run / "verl.log").exists() else ""
+    assert status == "SUCCEEDED", logs[-4000:] + log[-4000:]
+    steps = verl_steps(log)
+    assert sorted(steps) == [1, 2], sorted(steps)
+    for n, m in steps.items():
+        assert m["actor/grad_norm"] > 0, (n, m.get("actor/grad_norm"))
+        assert m["training/rollout_probs_diff_valid"] == 1.0
+        assert m["training/rollout_probs_diff_max"] < 1e-3  # the sync carried the weights (rollout starts dummy)
+        for k in ("rprm/prm_mean", "rprm/num_steps", "rprm/acc", "rprm/prm_fallbacks"):
+            assert k in m, k
+        assert m["rprm/prm_fallbacks"] < m["rprm/num_steps"]  # the judge replica answered
+    assert len({round(steps[1]["actor/grad_norm"], 8), round(steps[2]["actor/grad_norm"], 8)}) == 2
+    # the job's console: verl's step lines only (its full output is in verl.log)
+    assert "verl step 1: " in logs and "grad_norm" in logs and len(logs.splitlines()) < 60, logs[-3000:]
+    assert (run / "checkpoints" / "global_step_2").is_dir()
+    assert (run / "checkpoints" / "latest_checkpointed_iteration.txt").read_text().strip() == "2"
+    assert list((run / "wandb").glob("offline-run-*")), "no offline W&B run"
+    assert not list(Path("/dev/shm").glob("verl_weights_*"))
+    print(f"verl CPU job: {time.time() - t0:.0f}s, grad_norm {steps[1]['actor/grad_norm']:.4f} / "
+          f"{steps[2]['actor/grad_norm']:.4f}, step time {steps[2]['timing_s/step']:.1f}s")
+
+    status, logs = _submit(ray_head, ["recipes/tiny_cpu_verl.yaml", "trainer.no_such_key=1"], timeout_s=300)
     assert status == "FAILED"
     assert "trainer.no_such_key" in logs
