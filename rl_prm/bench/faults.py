@@ -210,34 +210,32 @@ def _engine_core(run: Run, actor_title: str) -> list:
     return cores
 
 
-@_register("rollout_kill")
-def _rollout_kill(run: Run, at: int) -> str:
+def _kill_mid_run(run: Run, at: int, targets: Callable[[], list], what: str, metric: str, label: str) -> str:
+    """kill -9 of `targets()` while step `at` runs; the note names the restarts `metric` counted."""
     run.start()
     run.wait_step_logged(at - 1)
-    _kill(run.find("ray::RolloutEngine"), "rollout engine actor")
+    _kill(targets(), what)
     run.wait()
-    n = run.last_metrics().get("rollout/engine_restarts", 0)
-    return f"rollout restarts {n:g}" if n else ""
+    n = run.last_metrics().get(metric, 0)
+    return f"{label} restarts {n:g}" if n else ""
+
+
+@_register("rollout_kill")
+def _rollout_kill(run: Run, at: int) -> str:
+    return _kill_mid_run(run, at, lambda: run.find("ray::RolloutEngine"), "rollout engine actor",
+                         "rollout/engine_restarts", "rollout")
 
 
 @_register("rollout_core_kill")
 def _rollout_core_kill(run: Run, at: int) -> str:
-    run.start()
-    run.wait_step_logged(at - 1)
-    _kill(_engine_core(run, "ray::RolloutEngine"), "rollout engine core")
-    run.wait()
-    n = run.last_metrics().get("rollout/engine_restarts", 0)
-    return f"rollout restarts {n:g}" if n else ""
+    return _kill_mid_run(run, at, lambda: _engine_core(run, "ray::RolloutEngine"), "rollout engine core",
+                         "rollout/engine_restarts", "rollout")
 
 
 @_register("judge_kill")
 def _judge_kill(run: Run, at: int) -> str:
-    run.start()
-    run.wait_step_logged(at - 1)
-    _kill(run.find("ray::RPRMWorker"), "R-PRM worker actor")
-    run.wait()
-    n = run.last_metrics().get("prm/worker_restarts", 0)
-    return f"judge restarts {n:g}" if n else ""
+    return _kill_mid_run(run, at, lambda: run.find("ray::RPRMWorker"), "R-PRM worker actor",
+                         "prm/worker_restarts", "judge")
 
 
 @_register("judge_hang", "reward.prm.timeout_s=60")
