@@ -43,6 +43,17 @@ def train_judge(model, tok, *, samples: int, steps: int, batch_size: int, lr: fl
     return sft(model, tok, judge_examples(tok, samples, seed), steps=steps, batch_size=batch_size, lr=lr, seed=seed)
 
 
+def optimizer_step(model, opt, sched, loss) -> None:
+    """One AdamW step on `loss`, gradients clipped to norm 1, then the schedule's step."""
+    import torch
+
+    opt.zero_grad()
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    opt.step()
+    sched.step()
+
+
 def sft(model, tok, data: list[tuple], *, steps: int, batch_size: int, lr: float, seed: int,
         weight_decay: float = 0.0, shared_prefix: bool = True, log_every: int = 0, name: str = "SFT",
         key_weight: float = 0.0) -> float:
@@ -95,11 +106,7 @@ def sft(model, tok, data: list[tuple], *, steps: int, batch_size: int, lr: float
             rows_t = torch.tensor(rows)
             key_logits = out.logits[rows_t, pos - 1].float()  # logits at t predict token t + 1
             loss = loss + key_weight * torch.nn.functional.cross_entropy(key_logits, input_ids[rows_t, pos])
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        optimizer_step(model, opt, sched, loss)
         loss_val = loss.item()
         if log_every and step % log_every == 0:
             print(f"[{name}] step {step}/{steps} loss {loss_val:.4f} ({time.perf_counter() - t0:.0f}s)", flush=True)

@@ -123,7 +123,7 @@ def train_dpo(model: Any, tok: Any, pairs: list[tuple[list[int], list[int], list
     "dpo_train_s"}."""
     import torch
 
-    from rl_prm.tiny.judge_sft import _common_prefix_len
+    from rl_prm.tiny.judge_sft import _common_prefix_len, optimizer_step
 
     if not pairs:
         return {"dpo_final_loss": None, "dpo_reward_acc": None, "dpo_train_s": 0.0}
@@ -145,11 +145,7 @@ def train_dpo(model: Any, tok: Any, pairs: list[tuple[list[int], list[int], list
                     grad=True)
         margin = cfg.beta * ((lp[: len(idx)] - ref_c[idx]) - (lp[len(idx):] - ref_r[idx]))
         loss = -torch.nn.functional.logsigmoid(margin).mean()
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-        sched.step()
+        optimizer_step(model, opt, sched, loss)
         loss_val = loss.item()
         wins = (wins + [float((margin > 0).float().mean())])[-25:]
         if log_every and step % log_every == 0:
