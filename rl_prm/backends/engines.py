@@ -13,6 +13,7 @@ restartable actors (rl_prm.actors); in a quiet session each writes its own log f
 from __future__ import annotations
 
 import os
+import signal
 from typing import Any
 
 import torch
@@ -26,7 +27,9 @@ def ray_init() -> None:
 
     A local cluster's raylet reaps the subprocesses of a worker that died (Ray's
     kill_child_processes_on_worker_exit_with_raylet_subreaper): a kill -9'd engine actor leaves no
-    orphaned vLLM engine core behind. In a quiet session actors' output is not echoed here
+    orphaned vLLM engine core behind. That setting also makes Ray ignore SIGCHLD in this driver, which
+    turns every later `subprocess` exit code here into 0; the driver's SIGCHLD is reset to the default
+    so exit codes stay true. In a quiet session actors' output is not echoed here
     (log_to_driver=False; they write their own log files) and vLLM logs at INFO into those files."""
     import ray
 
@@ -46,6 +49,8 @@ def ray_init() -> None:
         kwargs.update(include_dashboard=False, num_cpus=max(2, os.cpu_count() or 2),
                       object_store_memory=256 * 1024**2)
     ray.init(**kwargs)
+    if address is None:  # Ray 2.60 sets SIGCHLD to SIG_IGN with the subreaper flag: child exit codes read 0
+        signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
 
 def device_gpus(cfg: Any) -> int:
