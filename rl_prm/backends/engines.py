@@ -45,10 +45,17 @@ def ray_init() -> None:
     kwargs: dict[str, Any] = dict(address=address, runtime_env={"env_vars": env},
                                   log_to_driver=logs.ray_log_to_driver(), logging_level="ERROR")
     if address is None:
-        os.environ.setdefault("RAY_kill_child_processes_on_worker_exit_with_raylet_subreaper", "true")
         kwargs.update(include_dashboard=False, num_cpus=max(2, os.cpu_count() or 2),
                       object_store_memory=256 * 1024**2)
-    ray.init(**kwargs)
+    flag = "RAY_kill_child_processes_on_worker_exit_with_raylet_subreaper"
+    saved = os.environ.get(flag)
+    if address is None and saved is None:  # read by the raylet and this driver at start only
+        os.environ[flag] = "true"
+    try:
+        ray.init(**kwargs)
+    finally:
+        if saved is None:
+            os.environ.pop(flag, None)
     if address is None:  # Ray 2.60 sets SIGCHLD to SIG_IGN with the subreaper flag: child exit codes read 0
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
 
