@@ -16,6 +16,11 @@ learner's weights, the run's critique seed) and is tried again, at most `retries
 Each fault is counted (`restarts`, `timeouts`) and described in `pop_events()` (the trainer prints
 them as warnings). After the last try: a timeout raises TimeoutError naming the call and its
 timeout; a death raises RuntimeError naming the cause.
+
+Ray also reports a live actor as unavailable for a moment (ActorUnavailableError, "connection reset
+by peer", seen right after a restart): the client waits for `ready()` and compares the actor's
+`pid()` with the one it knew; the same process is a glitch (the call is retried, no restart counted,
+no `on_restart()`), a new one is a restart.
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ class RestartingClient:
         self.n_retries = 0  # calls tried again
         self._events: list[str] = []
         self._suspect = False  # the last call timed out or its engine died: restart before the next one
+        self._pid: Optional[int] = None  # the actor process the caller's state lives in
 
     def on_restart(self) -> None:
         """Bring a fresh actor to the state the caller expects (subclasses)."""
@@ -63,6 +69,8 @@ class RestartingClient:
         import ray
         from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
+        if self._pid is None:
+            self._pid = self._actor_pid()
         last: BaseException | None = None
         why = ""  # what left the actor suspect (a timeout, an engine death)
         for attempt in range(self.retries + 1):
@@ -104,11 +112,13 @@ class RestartingClient:
                 ray.kill(self.handle, no_restart=False)
             except Exception:  # noqa: BLE001 - already dead: Ray restarts it anyway
                 pass
+            self._pid = None
         died = 0
         while True:  # "unavailable" while Ray restarts it; "died" a few times in a row: no restarts left
             left = self.ready_timeout - (time.time() - t0)
             try:
                 ray.get(self.handle.ready.remote(), timeout=max(1.0, left))
+                pid = ray.get(self.handle.pid.remote(), timeout=max(1.0, left))
                 break
             except (GetTimeoutError, ActorUnavailableError) as e:
                 if time.time() - t0 > self.ready_timeout:
@@ -119,6 +129,24 @@ class RestartingClient:
                     raise RuntimeError(f"{self.what} is gone (no restarts left?): {e}") from e
             time.sleep(self.retry_wait_s)
         self._suspect = False
+        if pid == self._pid:  # the same process answered: it was unavailable for a moment, not restarted
+            self._events.append(f"{why}; the same process answered again after {time.time() - t0:.0f} s and the "
+                                "call was retried")
+            return
+        self._pid = pid
         self.restarts += 1
         self.on_restart()
         self._events.append(f"{why}; restarted it in {time.time() - t0:.0f} s and retried the call")
+
+    def _actor_pid(self) -> Optional[int]:
+        """The actor's process id, or None when it does not answer within a minute."""
+        import ray
+
+        try:
+            return ray.get(self.handle.pid.remote(), timeout=60)
+        except Exception:  # noqa: BLE001 - unknown: the next restart is counted as one
+            return None
+
+    def pid(self) -> int:
+        """The actor's process id, through the restarts and retries above."""
+        return self.call("pid")

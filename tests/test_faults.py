@@ -151,8 +151,9 @@ def test_kill_9_of_the_rollout_engine_restarts_it_with_the_learners_weights(tmp_
 
     from rl_prm.generate import RolloutClient, rollout_actor
 
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             runtime_env={"env_vars": {"VLLM_CPU_KVCACHE_SPACE": "1", "TOKENIZERS_PARALLELISM": "false"}})
+    from rl_prm.backends.engines import ray_init
+
+    ray_init()  # the product's private cluster: its raylet reaps the subprocesses of a killed actor
     try:
         log = tmp_path / "logs" / "rollout.log"
         handle = rollout_actor().remote(str(tiny_policy_dir), max_model_len=256, kv_cache_gib=1, log_file=str(log))
