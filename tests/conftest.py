@@ -49,6 +49,26 @@ def judge_llm(tiny_judge_dir):
 
 
 @pytest.fixture(scope="session")
+def local_run():
+    """Recipe overrides of every local training test: the tiny models, 2 prompts x 2 samples, engine
+    sizes that fit GSM8K-style parquet prompts; runs with these share `local_engines`."""
+    return ["model.policy=tiny", "model.judge=tiny", "rollout.prompts_per_step=2", "rollout.n=2",
+            "rollout.max_tokens=48", "data.max_prompt_tokens=512"]
+
+
+@pytest.fixture(scope="session")
+def local_engines():
+    """The session's local-backend engines (policy rollout actor, R-PRM pool), shared by the training
+    tests; runs with the `local_run` overrides reuse them."""
+    from rl_prm.backends.engines import Engines, ray_init
+
+    ray_init()
+    engines = Engines()
+    yield engines
+    engines.close()
+
+
+@pytest.fixture(scope="session")
 def policy_llm(tiny_policy_dir):
     """The session's single in-process vLLM engine for the tiny policy."""
     from rl_prm.vllm_engine import make_llm, shutdown_llm

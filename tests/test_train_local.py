@@ -1,5 +1,5 @@
 """End to end on CPU with the tiny models: 2 training steps (rollout -> R-PRM -> credit -> update
--> weight sync), then a resume as after a kill. The only test that starts its own engines."""
+-> weight sync), then a resume as after a kill, on the session's local engines (conftest.local_engines)."""
 
 from __future__ import annotations
 
@@ -79,16 +79,15 @@ def test_cli_rejects_unknown_keys_and_backends(tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_two_steps_update_and_sync_then_resume(tmp_path, tiny_policy_dir):
+def test_two_steps_update_and_sync_then_resume(tmp_path, tiny_policy_dir, local_engines, local_run):
     import ray
     from transformers import AutoModelForCausalLM
 
     from rl_prm.backends.local import train
     from rl_prm.config import load_recipe
 
-    common = [f"run.output_dir={tmp_path}", "run.name=e2e", "model.policy=tiny", "model.judge=tiny",
-              "rollout.prompts_per_step=2", "rollout.n=2",
-              "rollout.max_tokens=48", "data.test_limit=4", "optim.lr=1e-3", "trainer.eval_every=2",
+    common = [f"run.output_dir={tmp_path}", "run.name=e2e", *local_run, "data.test_limit=4", "optim.lr=1e-3",
+              "trainer.eval_every=2",
               "trainer.save_every=1", "trainer.logger=[console,wandb]"]
     cfg = load_recipe(ROOT / "recipes" / "tiny_cpu.yaml", common + ["trainer.total_steps=2"])
     initial = AutoModelForCausalLM.from_pretrained(tiny_policy_dir).state_dict()[PARAM].clone()
@@ -100,9 +99,7 @@ def test_two_steps_update_and_sync_then_resume(tmp_path, tiny_policy_dir):
         seen[step] = {"synced": torch.equal(engine_w, learner_w),
                       "moved": float((learner_w - initial).abs().max()), "m": dict(ctx["metrics"])}
 
-    from rl_prm.backends.local import Engines
-
-    engines = Engines()  # one policy engine for both runs below (as rl_prm.world.compare's arms share it)
+    engines = local_engines  # one policy engine for both runs below (as rl_prm.world.compare's arms share it)
     s1 = train(cfg, on_step=on_step, engines=engines)
     run_dir = tmp_path / "e2e"
     assert s1["steps"] == [1, 2] and s1["start_step"] == 1
@@ -146,10 +143,7 @@ def test_two_steps_update_and_sync_then_resume(tmp_path, tiny_policy_dir):
     def on_resumed_step(step, ctx):  # the shared engine got the checkpoint's weights, not run 1's last ones
         resumed["m"] = dict(ctx["metrics"])
 
-    try:
-        s2 = train(cfg2, on_step=on_resumed_step, engines=engines)
-    finally:
-        engines.close()
+    s2 = train(cfg2, on_step=on_resumed_step, engines=engines)
     assert resumed["m"]["rollout/logprob_abs_diff_max"] < 1e-3
     assert s2["start_step"] == 3 and s2["steps"] == [3]
     assert s2["run_id"] == s1["run_id"]  # same W&B run

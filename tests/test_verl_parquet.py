@@ -166,33 +166,28 @@ def _questions(path: Path) -> dict[str, object]:
 
 
 @pytest.mark.slow
-def test_prep_and_verl_example_files_train_two_steps_on_the_local_backend(tmp_path):
-    from rl_prm.backends.local import Engines, train
+def test_prep_and_verl_example_files_train_two_steps_on_the_local_backend(tmp_path, local_engines, local_run):
+    from rl_prm.backends.local import train
     from rl_prm.config import load_recipe
     from rl_prm.data.prep import prep
 
     prep(tmp_path / "prep", ["gsm8k"], limit=4, verbose=False)
     files = {"prep": tmp_path / "prep" / "gsm8k_train.parquet",
              "example": write_verl_example(tmp_path / "verl_example.parquet")}
-    engines = Engines()  # one policy and one judge engine for both runs
-    try:
-        for name, path in files.items():
-            cfg = load_recipe(ROOT / "recipes" / "tiny_cpu.yaml", [
-                f"run.output_dir={tmp_path / 'runs'}", f"run.name={name}", "model.policy=tiny", "model.judge=tiny",
-                f"data.train={path}", f"data.test={path}", "data.max_prompt_tokens=512", "data.test_limit=2",
-                "trainer.total_steps=2", "rollout.prompts_per_step=2", "rollout.n=2", "rollout.max_tokens=32",
-                "reward.prm.max_critique_tokens=32", "trainer.eval_every=0", "trainer.val_before_train=false",
-                "trainer.save_every=0", "trainer.logger=[console]"])
-            s = train(cfg, engines=engines)
-            assert s["steps"] == [1, 2], name
-            run = tmp_path / "runs" / name
-            metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
-            assert [m["step"] for m in metrics] == [1, 2]
-            for m in metrics:
-                assert m["prm/steps_scored"] > 0 and m["actor/response_tokens"] > 0 and 0 <= m["reward/vr_mean"] <= 1
-            # the rollouts are the file's problems, graded against the file's ground truth
-            golds = _questions(path)
-            rollouts = [json.loads(x) for x in (run / "rollouts.jsonl").read_text().splitlines() if x.strip()]
-            assert rollouts and all(r["question"] in golds and r["answer"] == golds[r["question"]] for r in rollouts)
-    finally:
-        engines.close()
+    for name, path in files.items():  # on the session's policy and judge engines
+        cfg = load_recipe(ROOT / "recipes" / "tiny_cpu.yaml", [
+            f"run.output_dir={tmp_path / 'runs'}", f"run.name={name}", *local_run,
+            f"data.train={path}", f"data.test={path}", "data.test_limit=2", "trainer.total_steps=2",
+            "trainer.eval_every=0", "trainer.val_before_train=false", "trainer.save_every=0",
+            "trainer.logger=[console]"])
+        s = train(cfg, engines=local_engines)
+        assert s["steps"] == [1, 2], name
+        run = tmp_path / "runs" / name
+        metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
+        assert [m["step"] for m in metrics] == [1, 2]
+        for m in metrics:
+            assert m["prm/steps_scored"] > 0 and m["actor/response_tokens"] > 0 and 0 <= m["reward/vr_mean"] <= 1
+        # the rollouts are the file's problems, graded against the file's ground truth
+        golds = _questions(path)
+        rollouts = [json.loads(x) for x in (run / "rollouts.jsonl").read_text().splitlines() if x.strip()]
+        assert rollouts and all(r["question"] in golds and r["answer"] == golds[r["question"]] for r in rollouts)
