@@ -6,6 +6,7 @@ driver, Ray's raylet/GCS and every Ray worker, vLLM engine processes included) e
 prints mean seconds per stage from each run's metrics.jsonl and the ratios side by side.
 
     rl-prm bench train [--steps 6] [--recipe recipes/tiny_cpu.yaml] [--baseline recipes/tiny_cpu_vr_only.yaml]
+                       [key=value ...]   # recipe overrides for both runs, e.g. model.policy=tiny model.judge=tiny
 
 Goals printed with the numbers: R-PRM step <= 2x the VR-only step; peak RSS < 8 GiB.
 """
@@ -53,12 +54,13 @@ def _tree_rss(root: int, own_ray_tmp: str) -> int:
     return total
 
 
-def run_one(recipe: str, steps: int, out_dir: Path) -> dict:
+def run_one(recipe: str, steps: int, out_dir: Path, overrides: tuple[str, ...] = ()) -> dict:
     ray_tmp = tempfile.mkdtemp(prefix="rlprm_bench_ray_")
     env = dict(os.environ, WANDB_MODE="offline", RAY_TMPDIR=ray_tmp)
     env.pop("RAY_ADDRESS", None)
     cmd = [sys.executable, "-m", "rl_prm", "train", recipe, f"trainer.total_steps={steps}",
-           f"run.output_dir={out_dir}", "trainer.eval_every=0", "trainer.save_every=0"]
+           f"run.output_dir={out_dir}", "trainer.eval_every=0", "trainer.save_every=0",
+           "trainer.val_before_train=false", *overrides]
     peak, stop = [0], threading.Event()
     t0 = time.time()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -91,13 +93,14 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--baseline", default="recipes/tiny_cpu_vr_only.yaml")
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--json", help="also write the results here")
+    ap.add_argument("overrides", nargs="*", help="recipe overrides key=value, applied to both recipes")
     args = ap.parse_args(argv)
     for r in (args.recipe, args.baseline):
         if not Path(r).is_file():
             raise SystemExit(f"bench train: recipe not found: {r}")
     with tempfile.TemporaryDirectory(prefix="rlprm_bench_train_") as tmp:
-        ours = run_one(args.recipe, args.steps, Path(tmp) / "prm")
-        base = run_one(args.baseline, args.steps, Path(tmp) / "vr")
+        ours = run_one(args.recipe, args.steps, Path(tmp) / "prm", tuple(args.overrides))
+        base = run_one(args.baseline, args.steps, Path(tmp) / "vr", tuple(args.overrides))
     print(f"{'stage (s/step)':<16}{'R-PRM':>10}{'VR-only':>10}{'ratio':>8}")
     for s in STAGES:
         a, b = ours["stage_s"][s], base["stage_s"][s]
