@@ -5,8 +5,9 @@ how long a reader of vLLM's shared-memory message queue busy-waits (sched_yield)
 message before it sleeps on its socket: vLLM 0.32 spins 1 s (`SpinCondition.busy_loop_s`), on the
 engine core while its worker computes a step and on both after every request. On a small CPU box
 those spinning processes take cores from the worker's own OpenMP threads and from the other
-processes of the run (the learner, the other engine). RL_PRM_VLLM_BUSY_LOOP_S sets the time
-(default 0: sleep at once; "vllm" keeps vLLM's own). GPUs are left as vLLM has them.
+processes of the run (the learner, the other engine). RL_PRM_VLLM_BUSY_LOOP_S=SECONDS sets the time
+(0: sleep at once); unset or "vllm" keeps vLLM's own (docs/performance.md: the trade-off measured).
+GPUs are left as vLLM has them.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ ENV = "RL_PRM_VLLM_BUSY_LOOP_S"
 
 def busy_loop_s() -> float | None:
     """The busy-wait time the plugin sets, or None to keep vLLM's."""
-    v = os.environ.get(ENV, "0").strip()
-    return None if v == "vllm" else float(v)
+    v = os.environ.get(ENV, "vllm").strip()
+    return None if v in ("", "vllm") else float(v)
 
 
 def register() -> None:

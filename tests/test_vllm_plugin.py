@@ -1,4 +1,5 @@
-"""rl_prm's vLLM general plugin: vLLM's message-queue readers do not busy-wait on CPU."""
+"""rl_prm's vLLM general plugin: RL_PRM_VLLM_BUSY_LOOP_S sets how long vLLM's message-queue readers
+busy-wait on CPU."""
 
 import inspect
 import json
@@ -30,10 +31,11 @@ def _run(env_value):
     return json.loads(r.stdout.strip().splitlines()[-1])
 
 
-def test_vllm_loads_the_plugin_and_readers_sleep_at_once_on_cpu():
-    assert _run(None) == {"patched": True, "reader": 0.0}
+def test_vllm_loads_the_plugin_and_readers_sleep_as_set_on_cpu():
+    assert _run("0") == {"patched": True, "reader": 0.0}
     assert _run("0.25")["reader"] == 0.25
-    assert _run("vllm") == {"patched": False, "reader": 1}  # vLLM's own busy-wait
+    assert _run(None) == {"patched": False, "reader": 1}  # by default vLLM's own busy-wait
+    assert _run("vllm") == {"patched": False, "reader": 1}
 
 
 def test_vllm_still_busy_waits_one_second_by_default():
