@@ -87,8 +87,7 @@ def test_two_steps_update_and_sync_then_resume(tmp_path, tiny_policy_dir, local_
     from rl_prm.config import load_recipe
 
     common = [f"run.output_dir={tmp_path}", "run.name=e2e", *local_run, "data.test_limit=4", "optim.lr=1e-3",
-              "trainer.eval_every=2",
-              "trainer.save_every=1", "trainer.logger=[console,wandb]"]
+              "trainer.eval_every=2", "trainer.save_every=1", "trainer.logger=[console,wandb]"]
     cfg = load_recipe(ROOT / "recipes" / "tiny_cpu.yaml", common + ["trainer.total_steps=2"])
     initial = AutoModelForCausalLM.from_pretrained(tiny_policy_dir).state_dict()[PARAM].clone()
     seen: dict[int, dict] = {}
