@@ -47,7 +47,7 @@ from rl_prm.backends.verl_common import (CRITIC_ESTIMATORS, REPO_ROOT, flatten_k
                                          model_path, verl_env)
 from rl_prm.backends.verl_cpu import (cpu_overrides, generated_data_file, logical_gpus, on_cpu,  # noqa: F401
                                       wandb_run_id, with_generated_data, write_generated_data)
-from rl_prm.backends.verl_run import check_cpu_stack, check_model, preflight, run_cpu  # noqa: F401
+from rl_prm.backends.verl_run import check_cpu_stack, check_model, die_with_parent, preflight, run_cpu  # noqa: F401
 
 MATH_VERIFY_REWARD = REPO_ROOT / "reward_fns" / "math_verify_reward.py"
 AGENT_LOOP_MANAGER = "rl_prm.verl_ext.agent_loop.RPRMAgentLoopManager"
@@ -223,7 +223,7 @@ def train(cfg: Any) -> int:
     if on_cpu(cfg):  # issue #13: CPU run (env, generated data, shm cleanup, quiet console)
         return run_cpu(cfg, cmd)
     print("rl-prm verl backend:", shlex.join(cmd), flush=True)
-    proc = subprocess.Popen(cmd, env=verl_env(), cwd=str(REPO_ROOT))
+    proc = subprocess.Popen(cmd, env=verl_env(), cwd=str(REPO_ROOT), preexec_fn=die_with_parent)
     try:
         return proc.wait()
     except KeyboardInterrupt:

@@ -1,6 +1,6 @@
 """Running verl's trainer: preflight checks (exit 2 with one line before any worker starts), and a
-CPU run's process: its own session (nothing left behind), verl's output to <run dir>/verl.log and
-one short console line per step."""
+CPU run's process: its own session, killed with the launcher (nothing left behind, even after a
+`kill -9` of the launcher), verl's output to <run dir>/verl.log and one short console line per step."""
 
 from __future__ import annotations
 
@@ -112,6 +112,15 @@ def run_cpu(cfg: Any, cmd: list[str]) -> int:
         print(f"rl-prm verl backend: wrote {n} rows to {path}", flush=True)
     env = verl_env()
     env.update(cpu_env(cfg))
+    env[RUN_MARKER], env[LAUNCHER_MARKER] = str(run_dir.resolve()), launcher_tag()
+    try:
+        stale = kill_marked(env[RUN_MARKER])
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if stale:
+        print(f"rl-prm verl backend: stopped {stale} process(es) left running by an earlier launch of this run dir",
+              flush=True)
     log_path = run_dir / "verl.log"
     removed = cleanup_shm()
     if removed:
@@ -126,7 +135,8 @@ def run_cpu(cfg: Any, cmd: list[str]) -> int:
         # In a joined cluster (ray job submit) Ray owns the workers and stops the job's process group.
         own_session = not joins_existing_cluster()
         proc = subprocess.Popen(cmd, env=env, cwd=str(REPO_ROOT), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                text=True, bufsize=1, errors="replace", start_new_session=own_session)
+                                text=True, bufsize=1, errors="replace", start_new_session=own_session,
+                                preexec_fn=die_with_parent)
         tail: list[str] = []
         prev = signal.signal(signal.SIGTERM, _raise_interrupt)
         try:
@@ -158,6 +168,82 @@ def run_cpu(cfg: Any, cmd: list[str]) -> int:
         sys.stderr.write("".join(tail))
         print(f"rl-prm verl backend: verl exited {rc}; full log: {log_path}", file=sys.stderr)
     return rc
+
+
+RUN_MARKER = "RL_PRM_VERL_RUN"  # in every verl process's environment: the run dir (Ray workers inherit it)
+LAUNCHER_MARKER = "RL_PRM_VERL_LAUNCHER"  # ... and "pid:start time" of the launch that started it
+
+
+def die_with_parent() -> None:
+    """Child side of Popen: the kernel SIGKILLs verl's main_ppo when the launcher dies, even by SIGKILL
+    (Linux PR_SET_PDEATHSIG). Without it main_ppo, in its own session, trains on in the background; with
+    main_ppo gone, Ray's fate sharing stops its cluster and workers."""
+    import ctypes
+
+    PR_SET_PDEATHSIG = 1
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _environ(pid: int) -> dict[str, str]:
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+        if Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+            return {}
+    except (OSError, IndexError):  # gone, or another user's
+        return {}
+    return dict(kv.split("=", 1) for kv in raw.decode(errors="replace").split("\0") if "=" in kv)
+
+
+def marked_pids(run_dir: str) -> dict[int, str]:
+    """Live processes whose environment carries RL_PRM_VERL_RUN=<run_dir> -> the launcher tag they carry."""
+    out = {}
+    for d in Path("/proc").iterdir():
+        if d.name.isdigit() and int(d.name) != os.getpid():
+            env = _environ(int(d.name))
+            if env.get(RUN_MARKER) == run_dir:
+                out[int(d.name)] = env.get(LAUNCHER_MARKER, "")
+    return out
+
+
+def _start_time(pid: int) -> str:
+    """The process's start time (clock ticks since boot; '' if gone or a zombie): with the pid, it names
+    one process for good (pids are reused)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return ""
+    return "" if fields[0] == "Z" else fields[19]
+
+
+def launcher_tag() -> str:
+    return f"{os.getpid()}:{_start_time(os.getpid())}"
+
+
+def launcher_tag_alive(tag: str) -> bool:
+    pid, _, start = tag.partition(":")
+    return pid.isdigit() and bool(start) and _start_time(int(pid)) == start
+
+
+def kill_marked(run_dir: str, wait_s: float = 10.0) -> int:
+    """SIGKILL what an earlier launch of `run_dir` left running (e.g. Ray workers that outlived a killed
+    job); waits until they are gone; returns how many. A run dir whose launcher still runs: ValueError."""
+    import time
+
+    pids = marked_pids(run_dir)
+    live = sorted({int(t.split(":")[0]) for t in pids.values() if ":" in t and t != launcher_tag()
+                   and launcher_tag_alive(t)})
+    if live:
+        raise ValueError(f"run dir {run_dir} is in use by a running launch (pid {live[0]}): stop it, or pick "
+                         "another run.name")
+    for pid in pids:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except OSError:
+            pass
+    deadline = time.time() + wait_s
+    while pids and time.time() < deadline and marked_pids(run_dir):
+        time.sleep(0.2)
+    return len(pids)
 
 
 def _raise_interrupt(signum, frame):  # SIGTERM (e.g. `ray job stop`, kill) -> stop verl like Ctrl-C
