@@ -67,6 +67,11 @@ def test_kill_9_of_the_launcher_stops_verl_and_the_next_launch_stops_leftovers(t
     assert second.returncode == 2 and f"run dir {run_dir} is in use" in out, out
     assert _alive(trainer) and _alive(worker)
 
+    log = tmp_path / "out" / "r" / "verl.log"
+    deadline = time.time() + 20
+    while "stand-in trainer up" not in log.read_text() and time.time() < deadline:
+        time.sleep(0.2)
+    assert "stand-in trainer up" in log.read_text(), "verl.log lags the trainer's output (lost in a kill -9)"
     os.kill(first.pid, signal.SIGKILL)
     first.wait()
     deadline = time.time() + 10
@@ -84,3 +89,18 @@ def test_kill_9_of_the_launcher_stops_verl_and_the_next_launch_stops_leftovers(t
     assert not _alive(trainer_c)
     if _alive(worker_c):  # own session (start_new_session): left for the next launch; clean up here
         os.kill(worker_c, signal.SIGKILL)
+
+
+def test_verl_step_line_parses_to_metrics_and_one_console_line():
+    from rl_prm.backends.verl_run import step_metrics, step_summary
+
+    line = ("\x1b[36m(TaskRunnerV1 pid=12164)\x1b[0m step:2 - actor/pg_loss:-0.0053 - actor/grad_norm:np.float64(0.345) - "
+            "rprm/prm_mean:0.4145 - rprm/num_steps:1.0 - timing_s/step:16.09 - training/rollout_probs_diff_max:5.1e-09 - "
+            "note:n/a\n")
+    step, m = step_metrics(line)
+    assert step == 2
+    assert m == {"actor/pg_loss": -0.0053, "actor/grad_norm": 0.345, "rprm/prm_mean": 0.4145, "rprm/num_steps": 1.0,
+                 "timing_s/step": 16.09, "training/rollout_probs_diff_max": 5.1e-09}  # 'note:n/a' is not a number
+    assert step_summary(line) == ("verl step 2: 16.1s, grad_norm 0.3450, prm_mean 0.414, steps/response 1.00, "
+                                  "rollout-vs-actor |dp| max 5.10e-09\n")
+    assert step_metrics("Training Progress: 50%") is None and step_summary("x") == ""

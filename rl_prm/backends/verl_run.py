@@ -127,7 +127,7 @@ def run_cpu(cfg: Any, cmd: list[str]) -> int:
         print(f"rl-prm verl backend: removed {len(removed)} orphaned /dev/shm file(s)", flush=True)
     verbose = os.environ.get("RL_PRM_VERL_VERBOSE") == "1"
     print(f"rl-prm verl backend (cpu): {log_path} has verl's full output", flush=True)
-    with open(log_path, "a") as log:
+    with open(log_path, "a", buffering=1) as log:  # line-buffered: a killed launcher loses no line
         log.write(f"\n===== {time.strftime('%Y-%m-%d %H:%M:%S')} {shlex.join(cmd)}\n")
         log.flush()
         # A local run gets its own session: the Ray cluster verl starts and every worker / vLLM process it
@@ -297,11 +297,11 @@ SUMMARY_KEYS = (("timing_s/step", "{:.1f}s"), ("actor/grad_norm", "grad_norm {:.
                 ("training/rollout_probs_diff_mean", "mean {:.2e}"))
 
 
-def step_summary(line: str) -> str:
-    """verl's console step line (`step:N - k:v - ...`, every metric) -> one short line; '' if not one."""
+def step_metrics(line: str) -> tuple[int, dict[str, float]] | None:
+    """verl's console step line (`step:N - k:v - ...`, every metric) -> (N, {key: value}); None if not one."""
     m = re.search(r"step:(\d+) - (.*)", _ANSI.sub("", line))
     if not m:
-        return ""
+        return None
     vals = {}
     for part in m.group(2).split(" - "):
         k, _, v = part.partition(":")
@@ -309,8 +309,17 @@ def step_summary(line: str) -> str:
             vals[k.strip()] = float(re.sub(r"^np\.\w+\((.*)\)$", r"\1", v.strip()))
         except ValueError:
             pass
+    return int(m.group(1)), vals
+
+
+def step_summary(line: str) -> str:
+    """verl's console step line -> one short line; '' if not one."""
+    parsed = step_metrics(line)
+    if parsed is None:
+        return ""
+    step, vals = parsed
     bits = [fmt.format(vals[k]) for k, fmt in SUMMARY_KEYS if k in vals]
-    return f"verl step {m.group(1)}: " + ", ".join(bits) + "\n"
+    return f"verl step {step}: " + ", ".join(bits) + "\n"
 
 
 def _console_line(line: str) -> bool:
