@@ -21,7 +21,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("rl_prm.commands.train", "train a policy from a recipe (GRPO/PPO with R-PRM rewards)"),
     "score": ("rl_prm.commands.score", "score solution steps with an R-PRM judge (JSONL in, JSONL out)"),
     "eval": ("rl_prm.commands.eval", "evaluate a judge (ProcessBench, PRMBench) or a policy (math benchmarks)"),
-    "bench": ("rl_prm.commands.bench", "run a benchmark script (credit, reward, prm, train, faults)"),
+    "bench": ("rl_prm.commands.bench", "run a benchmark script (credit, reward, prm, train, faults, verl)"),
     "data": ("rl_prm.commands.data", "list shipped benchmarks or write verl parquet files (GSM8K, MATH)"),
     "tiny": ("rl_prm.commands.tiny", "build the tiny offline policy and judge models and print their paths"),
     "models": ("rl_prm.commands.models", "fetch the models a recipe names into the HF cache (pull [--dry-run])"),
