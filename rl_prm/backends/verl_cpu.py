@@ -192,7 +192,7 @@ def wandb_run_id(run_dir: Path, create: bool = False) -> Optional[str]:
 
 def cpu_overrides(cfg: Any) -> list[str]:
     """verl keys for a CPU run (after the generic ones, before the recipe's `verl:` block). Each is the
-    answer to a measured CPU blocker (docs: VERL_ON_CPU.md)."""
+    answer to a measured CPU blocker (docs/verl_cpu.md)."""
     r, prm = cfg.rollout, cfg.reward.prm
     policy = model_path(cfg.model.policy, "policy", fetch=True)  # one node: its safetensors are read here
     seq = int(cfg.data.max_prompt_tokens) + int(r.max_tokens)

@@ -11,7 +11,7 @@ Selected by the verl backend for `trainer.device: cpu` (rl_prm.backends.verl_bac
 VERL_PLATFORM=cpu in every Ray process). With that env set, importing this module also applies the
 CPU workarounds of rl_prm.verl_ext.cpu_fixes (each names the verl/vLLM behaviour it answers).
 
-What the platform answers (measured: docs VERL_ON_CPU.md):
+What the platform answers (docs/verl_cpu.md):
   * device "cpu", backend "gloo", no IPC (`is_ipc_supported() -> False`: verl's weight sync then
     moves buckets through /dev/shm), no-op synchronize / empty_cache / set_device / profilers;
   * `current_device()` -> torch.device("cpu"): ~20 verl call sites use it AS a device
