@@ -175,6 +175,7 @@ def verl_overrides(cfg: Any) -> list[str]:
     add("trainer.test_freq", t.eval_every if t.eval_every > 0 else -1)
     add("trainer.max_actor_ckpt_to_keep", t.keep_checkpoints)
     add("trainer.max_critic_ckpt_to_keep", t.keep_checkpoints)
+    add("hydra.run.dir", str(run_dir / "hydra"))  # hydra's own files (else outputs/<date>/<time>/ in the cwd)
 
     out = [f"{k}={hydra_value(v)}" for k, v in ov]
     if on_cpu(cfg):  # issue #13: what verl needs on CPU (cpu_overrides); the recipe's verl block stays last

@@ -72,7 +72,9 @@ def _leaf_exists(cfg: DictConfig, key: str) -> bool:
 
 
 def compose(overrides: Sequence[str], use_hydra: bool | None = None) -> DictConfig:
-    """verl's `ppo_trainer` config with `overrides` applied (resolved); ValueError on a bad override."""
+    """verl's `ppo_trainer` config with `overrides` applied (resolved); ValueError on a bad override.
+    `hydra.*` overrides configure hydra itself (e.g. hydra.run.dir), not verl: left out here."""
+    overrides = [o for o in overrides if not o.startswith("hydra.")]
     if use_hydra is None:
         use_hydra = hydra_usable()
     if use_hydra:
