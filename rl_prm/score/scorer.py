@@ -41,6 +41,7 @@ from typing import Any, Mapping, Sequence
 
 from rl_prm.score.engines import GenParams, JudgeEngine, Sample, p_yes
 from rl_prm.score.prompt import NO, VERDICT_QUESTION, YES, judge_prompt
+from rl_prm.score.schedule import Flow, Gen, Next, run
 from rl_prm.score.types import ItemScore, ScoreConfig, StepScore
 from rl_prm.steps import split_steps
 
@@ -116,23 +117,8 @@ class RPRMScorer:
             for u in us:
                 u.item = i
         stats = {i: [0, 0, 0] for i in range(len(items))}  # generated, prompt, cached
-        thr = self.config.early_reject_threshold
-        if thr is None:
-            self._score_units([u for us in units for u in us], results, stats)
-        else:
-            active = {i for i, us in enumerate(units) if us}
-            depth = 0
-            while active:
-                round_ = [units[i][depth] for i in sorted(active) if depth < len(units[i])]
-                self._score_units(round_, results, stats)
-                for u in round_:
-                    st = results[u.item].steps[u.step]
-                    if results[u.item].status == "error" or (st.score is not None and st.score < thr):
-                        active.discard(u.item)
-                        for v in units[u.item][depth + 1:]:
-                            results[u.item].steps[v.step].flag = "not_scored"
-                active = {i for i in active if depth + 1 < len(units[i])}
-                depth += 1
+        flows = {i: self._item_flow(us, results[i], stats[i]) for i, us in enumerate(units) if us}
+        run(self.engine, flows, self._params(), lambda i, e: self._fail(results[i], e))
         dt = time.perf_counter() - t0
         for i, r in enumerate(results):
             r.generated_tokens, r.prompt_tokens, r.cached_prompt_tokens = stats[i]
@@ -200,27 +186,39 @@ class RPRMScorer:
         stop = [VERDICT_QUESTION + YES, VERDICT_QUESTION + NO] if c.stop_at_verdict else []
         return GenParams(c.temperature, c.top_p, c.max_critique_tokens, stop)
 
-    def _score_units(self, units: list[_Unit], results: list[ItemScore], stats: dict) -> None:
-        if not units:
+    def _item_flow(self, units: list[_Unit], res: ItemScore, stats: list[int]) -> Flow:
+        """The engine work for one item (rl_prm.score.schedule): every step at once, or with early
+        rejection in order, 1 + early_reject_lookahead steps at a time, until one scores below the
+        threshold (the steps after it are flagged not_scored, also those already scored ahead)."""
+        thr = self.config.early_reject_threshold
+        if thr is None:
+            yield from self._score_units(units, res, stats)
             return
+        width = 1 + self.config.early_reject_lookahead
+        for d in range(0, len(units), width):
+            yield from self._score_units(units[d:d + width], res, stats)
+            for j, u in enumerate(units[d:d + width], start=d):
+                st = res.steps[u.step]
+                if st.score is not None and st.score < thr:
+                    for v in units[j + 1:]:
+                        res.steps[v.step] = StepScore(None, [], 0, 0, "not_scored", [])
+                    return
+
+    def _score_units(self, units: list[_Unit], res: ItemScore, stats: list[int]) -> Flow:
         c = self.config
-        # successive steps of an item next to each other: they share the question/previous-steps prefix
-        units = sorted(units, key=lambda u: (u.item, u.step))
         first_n = c.adaptive_min_k if c.adaptive_k else c.k
-        self._sample(units, first_n, 0, results, stats)
+        yield from self._sample(units, first_n, 0, stats)
         if c.adaptive_k and c.k > first_n:
             more = []
             for u in units:
                 ps = [p for p in u.samples if p is not None]
                 m = c.adaptive_margin
                 agree = ps and (all(p >= 0.5 + m for p in ps) or all(p < 0.5 - m for p in ps)) and len(ps) == len(u.samples)
-                if not agree and results[u.item].status != "error":
+                if not agree:
                     more.append(u)
-            self._sample(more, c.k - first_n, first_n, results, stats)
+            yield from self._sample(more, c.k - first_n, first_n, stats)
         for u in units:
-            if results[u.item].status == "error":
-                continue
-            st = results[u.item].steps[u.step]
+            st = res.steps[u.step]
             ps = [p for p in u.samples if p is not None]
             st.p_yes = ps
             st.n_samples = len(u.samples)
@@ -233,56 +231,31 @@ class RPRMScorer:
             else:
                 st.score, st.flag = c.fallback_score, "all_failed"
 
-    def _sample(self, units: list[_Unit], n: int, seed_offset: int, results: list[ItemScore], stats: dict) -> None:
-        """Draw n more critiques for each unit, read P(Yes) (single pass, else second pass)."""
+    def _sample(self, units: list[_Unit], n: int, seed_offset: int, stats: list[int]) -> Flow:
+        """Draw n more critiques for each unit, read P(Yes) (single pass, else a one-token second pass)."""
         if not units or n <= 0:
             return
-        outs = self._generate(units, n, seed_offset, results)
-        pending: list[_Pending] = []
+        outs = yield [Gen(u.prompt_ids, n, None if u.seed is None else u.seed + seed_offset) for u in units]
+        pending: list[tuple[_Pending, int]] = []
         for u, samples in zip(units, outs):
-            if samples is None:
-                continue
-            st = stats[u.item]
-            st[1] += len(u.prompt_ids) * len(samples)
-            st[2] += min(getattr(samples, "cached_tokens", 0), len(u.prompt_ids) * len(samples))
+            stats[1] += len(u.prompt_ids) * len(samples)
+            stats[2] += min(getattr(samples, "cached_tokens", 0), len(u.prompt_ids) * len(samples))
             for s in samples:
-                st[0] += len(s.token_ids)
+                stats[0] += len(s.token_ids)
                 if len(u.critiques) < self.config.keep_critiques:
                     u.critiques.append(s.text)
                 p, pend = self._read_verdict(u, s)
-                if pend is None:
-                    u.samples.append(p)
-                else:
-                    u.samples.append(None)
-                    pend_index = len(u.samples) - 1
-                    pending.append((pend, pend_index))  # type: ignore[arg-type]
-                    if pend.fallback:
-                        u.n_fallback += 1
+                u.samples.append(p)
+                if pend is not None:
+                    pending.append((pend, len(u.samples) - 1))
+                    u.n_fallback += pend.fallback
                     u.n_second_pass += 1
-        self._second_pass(pending, results, stats)
-
-    def _generate(self, units: list[_Unit], n: int, seed_offset: int, results: list[ItemScore]) -> list:
-        params = self._params()
-        seeds = [None if u.seed is None else u.seed + seed_offset for u in units]
-        try:
-            return self.engine.generate([u.prompt_ids for u in units], [n] * len(units), seeds, params)
-        except Exception as e:  # isolate the failing item(s): retry item by item
-            if len({u.item for u in units}) <= 1:
-                for u in units:
-                    self._fail(results[u.item], e)
-                return [None] * len(units)
-            out: list = []
-            by_item: dict[int, list[int]] = {}
-            for j, u in enumerate(units):
-                by_item.setdefault(u.item, []).append(j)
-            res: list = [None] * len(units)
-            for js in by_item.values():
-                sub = [units[j] for j in js]
-                got = self._generate(sub, n, seed_offset, results)
-                for j, g in zip(js, got):
-                    res[j] = g
-            out = res
-            return out
+        todo = [(pd, idx) for pd, idx in pending if len(pd.ids) <= self.engine.max_model_len - 1]
+        if todo:
+            pairs = yield [Next(pd.ids) for pd, _ in todo]
+            for (pd, idx), pair in zip(todo, pairs):
+                stats[1] += len(pd.ids)
+                pd.unit.samples[idx] = p_yes(pair)
 
     @staticmethod
     def _fail(res: ItemScore, e: BaseException) -> None:
@@ -316,26 +289,6 @@ class RPRMScorer:
         if ref_ids is None:
             ref_ids = tok.encode(u.prompt_text + prefix, add_special_tokens=False)
         return None, _Pending(u, ref_ids, False)
-
-    def _second_pass(self, pending: list, results: list[ItemScore], stats: dict) -> None:
-        if not pending:
-            return
-        limit = self.engine.max_model_len - 1
-        todo = [(pd, idx) for pd, idx in pending if len(pd.ids) <= limit and results[pd.unit.item].status != "error"]
-        if not todo:
-            return
-        try:
-            pairs = self.engine.score_next([pd.ids for pd, _ in todo])
-        except Exception:
-            pairs = []
-            for pd, _ in todo:  # isolate a failing prompt
-                try:
-                    pairs.extend(self.engine.score_next([pd.ids]))
-                except Exception:
-                    pairs.append((None, None))
-        for (pd, idx), pair in zip(todo, pairs):
-            stats[pd.unit.item][1] += len(pd.ids)
-            pd.unit.samples[idx] = p_yes(pair)
 
 
 def _boundary(tok: Any, ids: Sequence[int], prefix: str) -> int | None:

@@ -26,6 +26,9 @@ class ScoringOptions:
     early_reject_threshold: Optional[float] = knob(
         None, "score a solution's steps in order and stop after a step scores below this (later steps get its "
         "score); null = off", ge=0, le=1)
+    early_reject_lookahead: int = knob(
+        0, "early rejection: also score this many following steps at the same time (scores unchanged: steps "
+        "after a rejected one are dropped; more judge tokens, fewer rounds one after another)", ge=0)
     adaptive_k: bool = knob(False, "sample adaptive_min_k critiques first and the rest only if their verdicts disagree")
     adaptive_min_k: int = knob(2, "adaptive K: critiques sampled first", gt=0)
     adaptive_margin: float = knob(0.0, "adaptive K: the first verdicts agree only if all P(Yes) >= 0.5+m or all < 0.5-m",
