@@ -7,7 +7,13 @@ caching, generation stopped right after the verdict token, early rejection, adap
 
 Printed: judge tokens generated, judge prompt tokens processed (logical, and computed after
 prefix-cache hits), wall time, verdict agreement at threshold 0.5 (step level on the steps ours
-scored; and the first-error prediction per item, ProcessBench-style), and ours/reference ratios.
+scored; and the first-error prediction per item, ProcessBench-style), and ours/reference ratios; then
+how close our scorer runs to its engine's limit: its generated tokens/s (streamed, and in rounds of
+batched calls) against the same engine's plain `generate` of the same critiques (same prompts and
+lengths, one call, no logprobs; and with the scorer's seeds and verdict logprobs). Wall times: each
+engine scores a quarter of the items untimed first (a fresh CPU engine's first pass is ~2x slower),
+then the medians of --repeat runs. Every generated token counts, also those of steps scored ahead
+(--lookahead) and then dropped.
 Inputs: tiny-arith problems (half with a corrupted step) and the tiny judge by default.
 """
 
@@ -15,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import random
+import statistics
 import time
 from typing import Any
 
@@ -47,17 +54,59 @@ def _first_error(scores: list[float | None], thr: float) -> int:
     return -1
 
 
-def _run(judge: str, items, cfg, prefix_caching: bool, max_model_len: int) -> dict[str, Any]:
-    from rl_prm.score.scorer import RPRMScorer
+class _Recording:
+    """JudgeEngine wrapper: keeps every critique request (prompt ids, tokens generated per sample),
+    batched (`generate`) or streamed (`submit`/`poll`); `stream=False` hides the engine's streaming."""
 
-    engine = _engine(judge, max_model_len, prefix_caching)
-    try:
-        scorer = RPRMScorer(engine, cfg)
-        t0 = time.perf_counter()
-        res = scorer.score(items)
-        wall = time.perf_counter() - t0
-    finally:
-        engine.shutdown()
+    def __init__(self, inner: Any, stream: bool = True):
+        self.inner, self.work, self.stream, self._prompts = inner, [], stream, {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    @property
+    def can_stream(self) -> bool:
+        return self.stream and getattr(self.inner, "can_stream", False)
+
+    def generate(self, prompts, n, seeds, params):
+        out = self.inner.generate(prompts, n, seeds, params)
+        self.work += [(list(p), [len(s.token_ids) for s in samples]) for p, samples in zip(prompts, out)]
+        return out
+
+    def submit(self, prompt, n, seed, params):
+        rid = self.inner.submit(prompt, n, seed, params)
+        self._prompts[rid] = list(prompt) if n is not None else None
+        return rid
+
+    def poll(self):
+        done = self.inner.poll()
+        for rid, answer in done:
+            prompt = self._prompts.pop(rid, None)
+            if prompt is not None:
+                self.work.append((prompt, [len(s.token_ids) for s in answer]))
+        return done
+
+
+def _raw_generate(llm: Any, work: list[tuple[list[int], list[int]]], **settings: Any) -> tuple[int, float]:
+    """The engine's own limit on the scorer's work: one plain `generate` call of every critique the scorer
+    sampled, same prompt, exactly as many tokens (ignore_eos), no logprobs (`settings`: extra
+    SamplingParams, e.g. the scorer's seeds and verdict logprobs); prefix cache emptied first."""
+    from vllm import SamplingParams
+
+    prompts, sps = [], []
+    for prompt, lens in work:
+        for n_tok in lens:
+            if n_tok:
+                prompts.append({"prompt_token_ids": prompt})
+                sps.append(SamplingParams(temperature=1.0, max_tokens=n_tok, min_tokens=n_tok, ignore_eos=True, **settings))
+    if hasattr(llm, "reset_prefix_cache"):
+        llm.reset_prefix_cache()
+    t0 = time.perf_counter()
+    outs = llm.generate(prompts, sps, use_tqdm=False)
+    return sum(len(o.outputs[0].token_ids) for o in outs), time.perf_counter() - t0
+
+
+def _totals(res: list, wall: float) -> dict[str, Any]:
     return {
         "res": res, "wall": wall,
         "gen": sum(r.generated_tokens for r in res),
@@ -66,6 +115,45 @@ def _run(judge: str, items, cfg, prefix_caching: bool, max_model_len: int) -> di
         "samples": sum(st.n_samples for r in res for st in r.steps),
         "second": sum(st.n_second_pass for r in res for st in r.steps),
     }
+
+
+def _run(judge: str, items, cfg, prefix_caching: bool, max_model_len: int, repeat: int = 0) -> dict[str, Any]:
+    """Score `items` on a fresh engine after an untimed warm-up pass (a quarter of them). repeat > 0: also, `repeat` times in turn
+    (median wall times), the same in rounds of batched calls (streaming hidden), streamed, and the
+    engine's plain generate of the critiques ours sampled (without and with the scorer's settings)."""
+    from rl_prm.score.scorer import RPRMScorer
+
+    inner = _engine(judge, max_model_len, prefix_caching)
+
+    def timed(fn: Any) -> tuple[Any, float]:
+        inner.llm.reset_prefix_cache()
+        t0 = time.perf_counter()
+        got = fn()
+        return got, time.perf_counter() - t0
+
+    try:
+        RPRMScorer(inner, cfg).score(items[: max(2, len(items) // 4)])  # a fresh CPU engine's first pass is ~2x slower
+        engine = _Recording(inner)
+        res, wall = timed(lambda: RPRMScorer(engine, cfg).score(items))
+        out = _totals(res, wall)
+        out["streamed"] = engine.can_stream
+        walls: dict[str, list[float]] = {"rounds": [], "ours": [wall], "raw": [], "raw_set": []}
+        for rep in range(repeat):
+            rounds, w = timed(lambda: RPRMScorer(_Recording(inner, stream=False), cfg).score(items))
+            walls["rounds"].append(w)
+            if rep:
+                walls["ours"].append(timed(lambda: RPRMScorer(inner, cfg).score(items))[1])
+            (out["raw_tokens"], w), _ = timed(lambda: _raw_generate(inner.llm, engine.work))
+            walls["raw"].append(w)
+            (_, w), _ = timed(lambda: _raw_generate(inner.llm, engine.work, seed=cfg.seed, **inner._logprob_kwargs()))
+            walls["raw_set"].append(w)
+        if repeat:
+            out["rounds"] = _totals(rounds, statistics.median(walls["rounds"]))
+            out["wall"] = statistics.median(walls["ours"])
+            out["raw_wall"], out["raw_set_wall"] = statistics.median(walls["raw"]), statistics.median(walls["raw_set"])
+    finally:
+        inner.shutdown()
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -80,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--min-k", type=int, default=1, help="our adaptive K: first samples per step")
     ap.add_argument("--margin", type=float, default=0.0, help="our adaptive K: agreement margin around 0.5")
     ap.add_argument("--threshold", type=float, default=0.5, help="verdict threshold and our early-rejection threshold")
+    ap.add_argument("--repeat", type=int, default=3, help="timed repetitions of ours / in rounds / plain generate (medians)")
+    ap.add_argument("--early-reject", action=argparse.BooleanOptionalAction, default=True,
+                    help="ours: stop scoring an item after its first step below --threshold (steps in order)")
+    ap.add_argument("--lookahead", type=int, default=0, help="ours: early_reject_lookahead (steps scored ahead)")
     ap.add_argument("--max-critique-tokens", type=int, default=256)
     ap.add_argument("--max-model-len", type=int, default=2048)
     args = ap.parse_args(argv)
@@ -92,11 +184,12 @@ def main(argv: list[str] | None = None) -> int:
     thr = args.threshold
     ref_cfg = ScoreConfig(k=args.ref_k, max_critique_tokens=args.max_critique_tokens, single_pass=False,
                           stop_at_verdict=False, seed=args.seed)
-    our_cfg = ScoreConfig(k=args.k, max_critique_tokens=args.max_critique_tokens, early_reject_threshold=thr,
+    our_cfg = ScoreConfig(k=args.k, max_critique_tokens=args.max_critique_tokens, early_reject_threshold=thr if args.early_reject else None,
+                          early_reject_lookahead=args.lookahead,
                           adaptive_k=args.k > args.min_k, adaptive_min_k=min(args.min_k, args.k),
                           adaptive_margin=args.margin, seed=args.seed)
     ref = _run(judge, items, ref_cfg, prefix_caching=False, max_model_len=args.max_model_len)
-    ours = _run(judge, items, our_cfg, prefix_caching=True, max_model_len=args.max_model_len)
+    ours = _run(judge, items, our_cfg, prefix_caching=True, max_model_len=args.max_model_len, repeat=args.repeat)
 
     agree = total = 0
     first_agree = 0
@@ -118,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"rl-prm bench prm: {len(items)} problems, {n_steps} steps, judge {judge}")
     print(f"reference: K={args.ref_k}, every step, generate to the end + second forward pass, no prefix caching")
     print(f"ours:      K<={args.k} (adaptive, first {our_cfg.adaptive_min_k}, margin {args.margin}), single pass, prefix caching, "
-          f"stop at verdict, early rejection < {thr}")
+          f"stop at verdict, " + (f"early rejection < {thr} (lookahead {args.lookahead})" if args.early_reject else "no early rejection"))
     print(row("reference", ref))
     print(row("ours", ours))
     r = lambda a, b: a / b if b else float("nan")  # noqa: E731
@@ -127,6 +220,16 @@ def main(argv: list[str] | None = None) -> int:
           f"wall {r(ours['wall'], ref['wall']):.3f}; verdict agreement @{thr}: steps {agree}/{total} "
           f"({r(agree, total):.1%}), first-error {first_agree}/{len(items)}; "
           f"first-error == label: reference {labels_hit_ref}/{len(items)}, ours {labels_hit_our}/{len(items)}")
+    raw_tps = r(ours["raw_tokens"], ours["raw_wall"])
+    print(f"engine limit: the same engine's plain generate of the critiques ours sampled (one call, same prompts "
+          f"and lengths, no logprobs or stop strings): {ours['raw_tokens']} tokens in {ours['raw_wall']:.2f}s = {raw_tps:.1f} tok/s")
+    print(f"  the same with the scorer's per-request seeds and verdict logprobs: {ours['raw_set_wall']:.2f}s "
+          f"({r(ours['raw_wall'], ours['raw_set_wall']):.3f} of the limit)")
+    for name, d in (("in rounds", ours["rounds"]), ("streamed" if ours["streamed"] else "ours", ours)):
+        tps = r(d["gen"], d["wall"])
+        print(f"  scorer {name:<9}: {d['gen']} tokens in {d['wall']:.2f}s = {tps:.1f} tok/s ({r(tps, raw_tps):.3f} of the limit)")
+    print(f"RATIO scorer/raw engine throughput {r(r(ours['gen'], ours['wall']), raw_tps):.3f} (goal >= 0.80; "
+          f"{'streamed' if ours['streamed'] else 'in rounds: this engine cannot stream'})")
     return 0
 
 
