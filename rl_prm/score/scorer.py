@@ -60,7 +60,6 @@ STATUSES = ("ok", "no_steps", "empty_step", "too_long", "bad_input", "error")
 class _Unit:
     """One step of one item to score."""
 
-    item: int
     step: int
     prompt_text: str
     prompt_ids: list[int]
@@ -113,9 +112,6 @@ class RPRMScorer:
             res, us = self._prepare(item)
             results.append(res)
             units.append(us)
-        for i, us in enumerate(units):
-            for u in us:
-                u.item = i
         stats = {i: [0, 0, 0] for i in range(len(items))}  # generated, prompt, cached
         flows = {i: self._item_flow(us, results[i], stats[i]) for i, us in enumerate(units) if us}
         run(self.engine, flows, self._params(), lambda i, e: self._fail(results[i], e))
@@ -169,7 +165,7 @@ class RPRMScorer:
                     res.steps.append(StepScore(None, [], 0, 0, "too_long", []))
                 break
             res.steps.append(StepScore(None, [], 0, 0, None, []))
-            units.append(_Unit(-1, k, text, ids, self._seed(question, steps[: k + 1])))
+            units.append(_Unit(k, text, ids, self._seed(question, steps[: k + 1])))
         return res, units
 
     def _seed(self, question: str, steps: Sequence[str]) -> int | None:
