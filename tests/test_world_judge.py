@@ -121,6 +121,7 @@ def test_dpo_raises_the_chosen_critique_over_the_rejected_one():
     after = _logps(model, seqs, 0, prefix=4, grad=False)
     gain = (after[:4] - before[:4]) - (after[4:] - before[4:])
     assert (gain > 0).all() and facts["dpo_final_loss"] < math.log(2) and facts["dpo_reward_acc"] == 1.0
+    assert (after[:4] > before[:4]).all()  # the NLL anchor: chosen critiques get likelier, not only relatively
     # the shared-prefix cache changes nothing: the same log-probs computed without it
     assert torch.allclose(_logps(model, seqs, 0, prefix=0, grad=False), after, atol=1e-4)
 

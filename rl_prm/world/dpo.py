@@ -8,7 +8,10 @@ Pairs: for judge targets of the "train" split (rl_prm.world.judge.judge_units, a
 equals the label is "chosen", one with the wrong verdict (or none) "rejected"; each target with both
 gives up to ``max_pairs_per_unit`` pairs (the judge's own mistakes, next to its own right answers).
 Loss (Rafailov et al. 2023): -log sigmoid(beta * ((log pi(c) - log ref(c)) - (log pi(r) - log ref(r)))),
-log-probs summed over the critique tokens, ref = the frozen SFT judge (its log-probs computed once).
+log-probs summed over the critique tokens, ref = the frozen SFT judge (its log-probs computed once),
+plus ``nll_coef`` x the chosen critique's mean token NLL (Pang et al. 2024, "iterative RPO"): DPO
+alone lowers both critiques' likelihood, and without it the judge's critiques degenerated into
+repeated fragments (mini-ProcessBench F1 0: docs/world.md).
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ class DPOConfig:
     temperature: float = 1.0  # their sampling temperature
     max_pairs_per_unit: int = 2
     beta: float = 0.1
+    nll_coef: float = 1.0  # weight of the chosen critiques' mean token NLL next to the DPO loss
     steps: int = 150
     batch_size: int = 8  # pairs per optimizer step
-    lr: float = 1e-4
+    lr: float = 2e-5
     seed: int = 0
 
 
@@ -119,14 +123,15 @@ def _logps(model: Any, seqs: list[tuple[list[int], int]], pad_id: int, prefix: i
 def train_dpo(model: Any, tok: Any, pairs: list[tuple[list[int], list[int], list[int]]], cfg: DPOConfig,
               log_every: int = 25) -> dict:
     """DPO on (prompt, chosen, rejected) token ids; ``model`` (the SFT judge) is the reference and is
-    trained in place. Returns {"dpo_final_loss", "dpo_reward_acc" (last 25 steps: chosen margin > 0),
+    trained in place. Returns {"dpo_final_loss" (the DPO term), "dpo_final_nll" (chosen, per token),
+    "dpo_reward_acc" (last 25 steps: chosen margin > 0),
     "dpo_train_s"}."""
     import torch
 
     from rl_prm.tiny.judge_sft import _common_prefix_len, optimizer_step
 
     if not pairs:
-        return {"dpo_final_loss": None, "dpo_reward_acc": None, "dpo_train_s": 0.0}
+        return {"dpo_final_loss": None, "dpo_final_nll": None, "dpo_reward_acc": None, "dpo_train_s": 0.0}
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     prefix = _common_prefix_len([p for p, _, _ in pairs]) - 1
@@ -134,23 +139,25 @@ def train_dpo(model: Any, tok: Any, pairs: list[tuple[list[int], list[int], list
     model.eval()
     ref = torch.cat([_logps(model, seqs[i: i + 32], tok.pad_token_id, prefix, grad=False) for i in range(0, len(seqs), 32)])
     ref_c, ref_r = ref[: len(pairs)], ref[len(pairs):]
+    n_chosen = torch.tensor([max(1, len(c)) for _, c, _ in pairs], dtype=torch.float32)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg.lr, total_steps=cfg.steps, pct_start=0.1)
     gen = torch.Generator().manual_seed(cfg.seed)
     model.train()
-    loss_val, wins = float("nan"), []
+    loss_val, nll_val, wins = float("nan"), float("nan"), []
     for step in range(1, cfg.steps + 1):
         idx = torch.randint(len(pairs), (cfg.batch_size,), generator=gen).tolist()
         lp = _logps(model, [seqs[i] for i in idx] + [seqs[len(pairs) + i] for i in idx], tok.pad_token_id, prefix,
                     grad=True)
         margin = cfg.beta * ((lp[: len(idx)] - ref_c[idx]) - (lp[len(idx):] - ref_r[idx]))
-        loss = -torch.nn.functional.logsigmoid(margin).mean()
-        optimizer_step(model, opt, sched, loss)
-        loss_val = loss.item()
+        nll = -(lp[: len(idx)] / n_chosen[idx]).mean()
+        dpo_loss = -torch.nn.functional.logsigmoid(margin).mean()
+        optimizer_step(model, opt, sched, dpo_loss + cfg.nll_coef * nll)
+        loss_val, nll_val = dpo_loss.item(), nll.item()
         wins = (wins + [float((margin > 0).float().mean())])[-25:]
         if log_every and step % log_every == 0:
-            print(f"[world judge DPO] step {step}/{cfg.steps} loss {loss_val:.4f} "
+            print(f"[world judge DPO] step {step}/{cfg.steps} loss {loss_val:.4f} nll {nll_val:.3f} "
                   f"margin>0 {sum(wins) / len(wins):.2f} ({time.perf_counter() - t0:.0f}s)", flush=True)
     model.eval()
-    return {"dpo_final_loss": round(loss_val, 4), "dpo_reward_acc": round(sum(wins) / len(wins), 3),
+    return {"dpo_final_loss": round(loss_val, 4), "dpo_final_nll": round(nll_val, 4), "dpo_reward_acc": round(sum(wins) / len(wins), 3),
             "dpo_train_s": round(time.perf_counter() - t0, 1)}
