@@ -14,7 +14,7 @@ lengths, one call, no logprobs; and with the scorer's seeds and verdict logprobs
 engine scores a quarter of the items untimed first (a fresh CPU engine's first pass is ~2x slower),
 then the medians of --repeat runs. Every generated token counts, also those of steps scored ahead
 (--lookahead) and then dropped.
-Inputs: tiny-arith problems (half with a corrupted step) and the tiny judge by default.
+Inputs (--judge): the world's R-PRM judge on the world's mini-ProcessBench (default), or the random tiny\njudge on tiny-arith problems (half with a corrupted step); ProcessBench F1 of both protocols is printed.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import time
 from typing import Any
 
 
-def _items(n: int, seed: int) -> list[dict[str, Any]]:
+def _tiny_items(n: int, seed: int) -> list[dict[str, Any]]:
     from rl_prm.tiny.arith import corrupt, make_problem
 
     rng = random.Random(seed)
@@ -39,19 +39,34 @@ def _items(n: int, seed: int) -> list[dict[str, Any]]:
     return out
 
 
+def _world_items(n: int, seed: int) -> list[dict[str, Any]]:
+    """The world's mini-ProcessBench ("test" split): each item's scored prefix, as the ProcessBench eval scores it."""
+    from rl_prm.world.tasks import eval_items, processbench
+
+    return eval_items(processbench("test", n, seed=seed))
+
+
+def _inputs(judge: str, n: int | None, seed: int) -> tuple[str, list[dict[str, Any]], str]:
+    """(judge dir, items, what they are) for --judge world | tiny | DIR."""
+    if judge == "world":
+        from rl_prm.world.judge import judge_path
+
+        n = n or 40
+        return str(judge_path()), _world_items(n, seed), f"{n} world mini-ProcessBench items"
+    n = n or 8
+    if judge == "tiny":
+        from rl_prm.tiny import judge_path as tiny_judge_path
+
+        judge = str(tiny_judge_path())
+    return judge, _tiny_items(n, seed), f"{n} tiny-arith problems (half corrupted)"
+
+
 def _engine(judge: str, max_model_len: int, prefix_caching: bool):
     from rl_prm.score.engines import VLLMJudgeEngine
     from rl_prm.vllm_engine import make_llm
 
     return VLLMJudgeEngine(make_llm(judge, enable_prefix_caching=prefix_caching, max_model_len=max_model_len,
                                     kv_cache_gib=1))
-
-
-def _first_error(scores: list[float | None], thr: float) -> int:
-    for i, s in enumerate(scores):
-        if s is not None and s < thr:
-            return i
-    return -1
 
 
 class _Recording:
@@ -157,11 +172,14 @@ def _run(judge: str, items, cfg, prefix_caching: bool, max_model_len: int, repea
 
 
 def main(argv: list[str] | None = None) -> int:
+    from rl_prm.eval.metrics import predict_first_error, processbench_metrics
     from rl_prm.score.scorer import ScoreConfig
 
     ap = argparse.ArgumentParser(prog="rl-prm bench prm", description=__doc__.split("\n")[0])
-    ap.add_argument("--judge", default=None, help="judge model dir (default: the tiny judge)")
-    ap.add_argument("--n", type=int, default=8, help="problems (tiny-arith, half corrupted)")
+    ap.add_argument("--judge", default="world",
+                    help="world: the world's R-PRM judge on the world's mini-ProcessBench (built and cached on first "
+                         "use); tiny: the random tiny judge on tiny-arith problems; or a judge model dir (tiny-arith)")
+    ap.add_argument("--n", type=int, default=None, help="items (default: 40 for world, 8 otherwise)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ref-k", type=int, default=10)
     ap.add_argument("--k", type=int, default=2, help="our K (with adaptive K, at most this many)")
@@ -175,12 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-critique-tokens", type=int, default=256)
     ap.add_argument("--max-model-len", type=int, default=2048)
     args = ap.parse_args(argv)
-    judge = args.judge
-    if judge is None:
-        from rl_prm.tiny import judge_path
-
-        judge = str(judge_path())
-    items = _items(args.n, args.seed)
+    judge, items, what = _inputs(args.judge, args.n, args.seed)
     thr = args.threshold
     ref_cfg = ScoreConfig(k=args.ref_k, max_critique_tokens=args.max_critique_tokens, single_pass=False,
                           stop_at_verdict=False, seed=args.seed)
@@ -199,16 +212,14 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             total += 1
             agree += (a >= thr) == (b >= thr)
-        first_agree += _first_error(r_ref.step_scores, thr) == _first_error(r_our.step_scores, thr)
+        first_agree += predict_first_error(r_ref.step_scores, thr) == predict_first_error(r_our.step_scores, thr)
     n_steps = sum(len(it["steps"]) for it in items)
-    labels_hit_ref = sum(_first_error(r.step_scores, thr) == it["label"] for r, it in zip(ref["res"], items))
-    labels_hit_our = sum(_first_error(r.step_scores, thr) == it["label"] for r, it in zip(ours["res"], items))
 
     def row(name: str, d: dict[str, Any]) -> str:
         return (f"{name:<10} gen_tokens={d['gen']:>7}  prompt_tokens={d['prompt']:>8}  computed_prompt={d['computed']:>8}  "
                 f"samples={d['samples']:>5}  second_passes={d['second']:>5}  wall={d['wall']:7.2f}s")
 
-    print(f"rl-prm bench prm: {len(items)} problems, {n_steps} steps, judge {judge}")
+    print(f"rl-prm bench prm: {what}, {n_steps} steps, judge {judge}")
     print(f"reference: K={args.ref_k}, every step, generate to the end + second forward pass, no prefix caching")
     print(f"ours:      K<={args.k} (adaptive, first {our_cfg.adaptive_min_k}, margin {args.margin}), single pass, prefix caching, "
           f"stop at verdict, " + (f"early rejection < {thr} (lookahead {args.lookahead})" if args.early_reject else "no early rejection"))
@@ -218,8 +229,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"RATIO ours/reference: generated tokens {r(ours['gen'], ref['gen']):.3f}, "
           f"prompt tokens {r(ours['prompt'], ref['prompt']):.3f} (computed {r(ours['computed'], ref['computed']):.3f}), "
           f"wall {r(ours['wall'], ref['wall']):.3f}; verdict agreement @{thr}: steps {agree}/{total} "
-          f"({r(agree, total):.1%}), first-error {first_agree}/{len(items)}; "
-          f"first-error == label: reference {labels_hit_ref}/{len(items)}, ours {labels_hit_our}/{len(items)}")
+          f"({r(agree, total):.1%}), first-error {first_agree}/{len(items)}")
+    labels = [int(it["label"]) for it in items]
+    for name, d in (("reference", ref), ("ours", ours)):
+        m = processbench_metrics(labels, [predict_first_error(x.step_scores, thr) for x in d["res"]])
+        d["f1"] = m["f1"]
+        print(f"ProcessBench @{thr} {name:<9}: F1 {m['f1']:.1f} (error accuracy {m['error_acc']:.1f} on {m['n_error']}, "
+              f"correct accuracy {m['correct_acc']:.1f} on {m['n_correct']})")
+    print(f"RATIO ours-reference F1 {ours['f1'] - ref['f1']:+.1f} points (goal: within 2)")
     raw_tps = r(ours["raw_tokens"], ours["raw_wall"])
     print(f"engine limit: the same engine's plain generate of the critiques ours sampled (one call, same prompts "
           f"and lengths, no logprobs or stop strings): {ours['raw_tokens']} tokens in {ours['raw_wall']:.2f}s = {raw_tps:.1f} tok/s")
