@@ -92,15 +92,15 @@ def test_kill_9_of_the_launcher_stops_verl_and_the_next_launch_stops_leftovers(t
 
 
 def test_verl_step_line_parses_to_metrics_and_one_console_line():
-    from rl_prm.backends.verl_run import step_metrics, step_summary
+    from rl_prm.backends.verl_run import parse_step_line, step_summary
 
     line = ("\x1b[36m(TaskRunnerV1 pid=12164)\x1b[0m step:2 - actor/pg_loss:-0.0053 - actor/grad_norm:np.float64(0.345) - "
             "rprm/prm_mean:0.4145 - rprm/num_steps:1.0 - timing_s/step:16.09 - training/rollout_probs_diff_max:5.1e-09 - "
             "note:n/a\n")
-    step, m = step_metrics(line)
+    step, m = parse_step_line(line)
     assert step == 2
     assert m == {"actor/pg_loss": -0.0053, "actor/grad_norm": 0.345, "rprm/prm_mean": 0.4145, "rprm/num_steps": 1.0,
                  "timing_s/step": 16.09, "training/rollout_probs_diff_max": 5.1e-09}  # 'note:n/a' is not a number
     assert step_summary(line) == ("verl step 2: 16.1s, grad_norm 0.3450, prm_mean 0.414, steps/response 1.00, "
                                   "rollout-vs-actor |dp| max 5.10e-09\n")
-    assert step_metrics("Training Progress: 50%") is None and step_summary("x") == ""
+    assert parse_step_line("Training Progress: 50%") is None and step_summary("x") == ""

@@ -297,7 +297,7 @@ SUMMARY_KEYS = (("timing_s/step", "{:.1f}s"), ("actor/grad_norm", "grad_norm {:.
                 ("training/rollout_probs_diff_mean", "mean {:.2e}"))
 
 
-def step_metrics(line: str) -> tuple[int, dict[str, float]] | None:
+def parse_step_line(line: str) -> tuple[int, dict[str, float]] | None:
     """verl's console step line (`step:N - k:v - ...`, every metric) -> (N, {key: value}); None if not one."""
     m = re.search(r"step:(\d+) - (.*)", _ANSI.sub("", line))
     if not m:
@@ -314,7 +314,7 @@ def step_metrics(line: str) -> tuple[int, dict[str, float]] | None:
 
 def step_summary(line: str) -> str:
     """verl's console step line -> one short line; '' if not one."""
-    parsed = step_metrics(line)
+    parsed = parse_step_line(line)
     if parsed is None:
         return ""
     step, vals = parsed

@@ -14,7 +14,8 @@ lengths, one call, no logprobs; and with the scorer's seeds and verdict logprobs
 engine scores a quarter of the items untimed first (a fresh CPU engine's first pass is ~2x slower),
 then the medians of --repeat runs. Every generated token counts, also those of steps scored ahead
 (--lookahead) and then dropped.
-Inputs (--judge): the world's R-PRM judge on the world's mini-ProcessBench (default), or the random tiny\njudge on tiny-arith problems (half with a corrupted step); ProcessBench F1 of both protocols is printed.
+Inputs (--judge): the world's R-PRM judge on the world's mini-ProcessBench (default), or the random tiny
+judge on tiny-arith problems (half with a corrupted step); ProcessBench F1 of both protocols is printed.
 """
 
 from __future__ import annotations
@@ -158,10 +159,9 @@ def _run(judge: str, items, cfg, prefix_caching: bool, max_model_len: int, repea
             walls["rounds"].append(w)
             if rep:
                 walls["ours"].append(timed(lambda: RPRMScorer(inner, cfg).score(items))[1])
-            (out["raw_tokens"], w), _ = timed(lambda: _raw_generate(inner.llm, engine.work))
+            out["raw_tokens"], w = _raw_generate(inner.llm, engine.work)
             walls["raw"].append(w)
-            (_, w), _ = timed(lambda: _raw_generate(inner.llm, engine.work, seed=cfg.seed, **inner._logprob_kwargs()))
-            walls["raw_set"].append(w)
+            walls["raw_set"].append(_raw_generate(inner.llm, engine.work, seed=cfg.seed, **inner._logprob_kwargs())[1])
         if repeat:
             out["rounds"] = _totals(rounds, statistics.median(walls["rounds"]))
             out["wall"] = statistics.median(walls["ours"])

@@ -28,7 +28,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from rl_prm.backends.verl_run import marked_pids, step_metrics
+from rl_prm.backends.verl_cpu import wandb_run_id
+from rl_prm.backends.verl_run import marked_pids, parse_step_line
+from rl_prm.world.compare import read_metrics
 
 LOCAL, VERL = "recipes/tiny_cpu.yaml", "recipes/tiny_cpu_verl.yaml"
 # row label -> (local timing/* keys summed, verl timing_s/* keys summed)
@@ -46,24 +48,24 @@ def launch(recipe: str, out: Path, name: str, args: list[str], wait: bool = True
     env = dict(os.environ, WANDB_MODE="offline", HF_HUB_OFFLINE="1")
     env.pop("RAY_ADDRESS", None)
     cmd = ["bash", "launch/grpo_rprm.sh", recipe, f"run.output_dir={out}", f"run.name={name}", *args]
-    log = open(out / f"{name}.console.log", "a")
+    console = out / f"{name}.console.log"
     t0 = time.time()
-    proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+    with open(console, "a") as log:  # the child keeps its own copy of the file
+        proc = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
     if not wait:
         return proc
     rc = proc.wait()
-    return {"rc": rc, "wall_s": time.time() - t0, "cmd": " ".join(cmd), "console": str(log.name)}
+    return {"rc": rc, "wall_s": time.time() - t0, "cmd": " ".join(cmd), "console": str(console)}
 
 
 def verl_steps(run_dir: Path, launch_no: int = -1) -> dict[int, dict[str, float]]:
     """{step: metrics} of one launch in <run dir>/verl.log (launches are separated by '===== ' headers)."""
     text = (run_dir / "verl.log").read_text(errors="replace").split("\n===== ")[1:][launch_no]
-    return dict(p for p in map(step_metrics, text.splitlines()) if p)
+    return dict(p for p in map(parse_step_line, text.splitlines()) if p)
 
 
 def local_steps(run_dir: Path) -> dict[int, dict[str, float]]:
-    rows = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines() if x.strip()]
-    return {int(r["step"]): r for r in rows if "timing/step" in r}
+    return {s: m for s, m in read_metrics(run_dir).items() if "timing/step" in m}
 
 
 def _mean_after_first(steps: dict[int, dict[str, float]], keys: list[str], prefix: str) -> float:
@@ -129,7 +131,7 @@ def part_resume(tmp: Path, n: int, ov: list[str]) -> dict:
            "steps_after_resume": sorted(again), "redone": sorted(set(again) & set(range(1, ckpt + 1))),
            "found_checkpoint": "Found checkpoint" in log2 or "Load from checkpoint" in log2,
            "marked_left_after_kill": left, "stopped_line": stopped, "wandb_ids": _wandb_ids(run_dir),
-           "wandb_run_id": (run_dir / "wandb_run_id").read_text().strip() if (run_dir / "wandb_run_id").exists() else ""}
+           "wandb_run_id": wandb_run_id(run_dir) or ""}
     print(f"\n[resume] kill -9 of the launcher at checkpoint {ckpt} (steps logged before: {out['steps_before_kill']})")
     print(f"  verl processes of the run left after the kill at +0/+5 s: {list(left.values())}")
     print(f"  relaunch: rc {out['rc']}, resumed from a checkpoint: {out['found_checkpoint']}, steps trained "
