@@ -160,11 +160,14 @@ class TrainerConfig:
     val_before_train: bool = knob(False, "also evaluate the starting policy (logged at step 0), as verl's option")
     eval_samples: int = knob(0, "also sample N responses per test prompt at rollout.temperature: "
                              "eval/sampled_accuracy (mean@N)", ge=0)
+    pipeline: bool = knob(False, "generate step t+1's rollouts while step t is scored and learned from (one step "
+                          "of policy lag; the PPO ratio is taken against the engine's sampling log-probs)",
+                          backends=("local",))
     save_every: int = knob(5, "checkpoint every N steps (and at the end); 0 = only at the end", ge=0)
     keep_checkpoints: int = knob(2, "keep the newest N checkpoints", gt=0)
     resume: bool = knob(True, "continue from the newest complete checkpoint in the run dir")
-    logger: list[str] = knob(factory=lambda: ["console", "wandb"], help="console | wandb (offline by default) | jsonl",
-                             choices=("console", "wandb", "jsonl"))
+    logger: list[str] = knob(factory=lambda: ["console", "wandb"], help="console | wandb (offline by default); the run dir's JSONL files (metrics.jsonl, ...) are "
+                             "always written", choices=("console", "wandb"))
     project: str = knob("rl-prm", "W&B project")
     nnodes: int = knob(1, "nodes", gt=0, backends=("verl",))
     gpus_per_node: int = knob(0, "GPUs per node (0 = CPU)", ge=0)

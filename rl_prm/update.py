@@ -17,7 +17,9 @@ small config adapter, so both backends optimise the same objective. Log-probs ar
 logits / temperature (the distribution the rollout sampled from), as verl computes them.
 
 On-policy with ppo_epochs == 1 the "old" log-probs are the current ones detached (ratio == 1,
-what verl's recomputed old_log_prob gives); with more epochs they are computed once up front.
+what verl's recomputed old_log_prob gives); with more epochs they are computed once up front. A batch
+sampled by older weights (trainer.pipeline: one update behind) brings `old_logprobs`, the engine's
+sampling log-probs of those weights, and the ratio is taken against them.
 """
 
 from __future__ import annotations
@@ -85,6 +87,9 @@ class Batch:
     response_mask: torch.Tensor
     advantages: torch.Tensor
     rollout_logprobs: Optional[torch.Tensor] = None  # [B, T] the engine's sampling log-probs (NaN = unknown)
+    # [B, T] log-probs of the policy that sampled the batch, for the PPO ratio (NaN = the learner's own);
+    # set for a batch sampled by older weights (trainer.pipeline), None = the learner's current policy
+    old_logprobs: Optional[torch.Tensor] = None
 
     def __len__(self) -> int:
         return self.input_ids.shape[0]
@@ -94,8 +99,9 @@ class Batch:
         T = int(self.response_mask[i:j].sum(1).max().item()) if j > i else 0
         T = max(T, 1)
         rl = self.rollout_logprobs[i:j, :T] if self.rollout_logprobs is not None else None
+        old = self.old_logprobs[i:j, :T] if self.old_logprobs is not None else None
         return Batch(self.input_ids[i:j, : max(L, 1)], self.attention_mask[i:j, : max(L, 1)], self.resp_pos[i:j, :T],
-                     self.response_mask[i:j, :T], self.advantages[i:j, :T], rl)
+                     self.response_mask[i:j, :T], self.advantages[i:j, :T], rl, old)
 
 
 def make_batch(prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]], advantages: torch.Tensor,
@@ -200,7 +206,10 @@ class Learner:
 
     # ------------------------------------------------------------------ update
     def update(self, batch: Batch) -> dict[str, float]:
-        """PPO update on one batch (ppo_epochs optimizer steps). Returns mean metrics."""
+        """PPO update on one batch (ppo_epochs optimizer steps). Returns mean metrics.
+
+        The ratio's denominator is batch.old_logprobs where it is finite (the sampling policy's, for a
+        batch sampled by older weights), else the learner's log-probs before this update."""
         from verl.trainer.ppo.core_algos import agg_loss, compute_policy_loss_vanilla, kl_penalty
 
         cfg = self.cfg
@@ -231,6 +240,9 @@ class Learner:
                     continue
                 lp, ent = self._forward(self.model, mb, with_entropy=True)
                 old = lp.detach() if old_lp is None else old_lp[i : i + mbs, :T].to(self.device)
+                if mb.old_logprobs is not None:  # sampled by older weights: the ratio is against those
+                    given = mb.old_logprobs.to(self.device)
+                    old = torch.where(torch.isfinite(given), given, old)
                 adv = mb.advantages.to(self.device)
                 pg_loss, pg_m = compute_policy_loss_vanilla(old, lp, adv, m, "token-mean", config=loss_cfg)
                 loss = pg_loss

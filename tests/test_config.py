@@ -50,7 +50,8 @@ def test_mistyped_value_is_named(tmp_path, override, key):
 
 @pytest.mark.parametrize("override, key", [("rollout.n=0", "rollout.n"), ("trainer.total_steps=-1", "trainer.total_steps"),
                                            ("reward.prm.fallback_score=2", "reward.prm.fallback_score"),
-                                           ("trainer.logger=[console,tensorboard]", "trainer.logger")])
+                                           ("trainer.logger=[console,tensorboard]", "trainer.logger"),
+                                           ("trainer.logger=[jsonl]", "trainer.logger")])
 def test_out_of_range_values_are_named(tmp_path, override, key):
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
         load_recipe(_write(tmp_path, "run: {name: x}\n"), [override])

@@ -153,3 +153,39 @@ def test_two_steps_update_and_sync_then_resume(tmp_path, tiny_policy_dir, local_
     assert ckpts == ["step_000002", "step_000003"]  # keep 2, stale temp dir removed
     wandb_runs = sorted(p.name for p in (run_dir / "wandb").glob("offline-run-*"))
     assert len(wandb_runs) == 2 and all(n.endswith(s1["run_id"]) for n in wandb_runs)
+
+
+@pytest.mark.slow
+def test_pipelined_steps_learn_from_rollouts_one_update_old(tmp_path, local_engines, local_run):
+    """trainer.pipeline: step t+1's rollouts are sampled while step t learns, so from step 2 on the batch
+    comes from the weights before the last update (policy lag 1); PPO's ratio is taken against the
+    engine's sampling log-probs of those weights, and the engine still ends every step with the learner's
+    weights."""
+    import ray
+
+    from rl_prm.backends.local import train
+    from rl_prm.config import load_recipe
+
+    cfg = load_recipe(ROOT / "recipes" / "tiny_cpu.yaml", [
+        f"run.output_dir={tmp_path}", "run.name=pipe", *local_run, "data.test_limit=4", "optim.lr=1e-3",
+        "trainer.eval_every=0", "trainer.save_every=0", "trainer.logger=[console]", "trainer.total_steps=3",
+        "trainer.pipeline=true", "optim.ppo_epochs=1"])
+    seen: dict[int, dict] = {}
+
+    def on_step(step, ctx):
+        learner_w = ctx["learner"].model.state_dict()[PARAM].detach()
+        engine_w = ray.get(ctx["rollout"].fetch_weights.remote([PARAM]))[PARAM][: learner_w.shape[0]]
+        seen[step] = {"synced": torch.equal(engine_w, learner_w), "m": dict(ctx["metrics"])}
+
+    s = train(cfg, on_step=on_step, engines=local_engines)
+    assert s["steps"] == [1, 2, 3]
+    assert all(seen[t]["synced"] for t in (1, 2, 3)), "engine weights != learner weights after a step"
+    m = {t: seen[t]["m"] for t in (1, 2, 3)}
+    assert [m[t]["pipeline/policy_lag"] for t in (1, 2, 3)] == [0.0, 1.0, 1.0]
+    # step 1 is sampled by the learner's own weights: ratio 1; steps 2 and 3 by the weights one update back
+    assert m[1]["rollout/logprob_abs_diff_max"] < 1e-3 and abs(m[1]["actor/ppo_kl"]) < 1e-6
+    for t in (2, 3):
+        assert m[t]["rollout/logprob_abs_diff_max"] > 10 * max(m[1]["rollout/logprob_abs_diff_max"], 1e-4)
+        assert abs(m[t]["actor/ppo_kl"]) > 1e-6 and m[t]["actor/grad_norm"] > 0
+        assert "timing/wait_next_rollouts" in m[t - 1] and m[t]["timing/generate_engine"] > 0
+    assert "timing/wait_next_rollouts" not in m[3]  # nothing is generated after the last step

@@ -16,6 +16,7 @@ Ray: joins $RAY_ADDRESS when launched with `ray job submit`, else starts a priva
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import random
 import sys
@@ -109,7 +110,24 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
     startup["timing/startup_ray"] = time.time() - t0
     own = engines is None
     engines = Engines() if own else engines
-    rollout, prm = RolloutClient(engines.rollout(cfg, start_weights), weights=learner.named_weights), None
+    # pipelined, the engine holds older weights than the learner while it generates: a restarted engine
+    # gets the weights it held (`synced`), not the learner's
+    synced = [(k, v.clone()) for k, v in learner.named_weights()] if cfg.trainer.pipeline else None
+    rollout = RolloutClient(engines.rollout(cfg, start_weights),
+                            weights=(lambda: synced) if cfg.trainer.pipeline else learner.named_weights)
+    prm = None
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rollout") if cfg.trainer.pipeline else None
+    ahead: Optional[concurrent.futures.Future] = None  # the next step's rollouts, being generated
+
+    def generate(s: int) -> tuple[list[int], list, float]:
+        """(prompt indices, rollouts, seconds) of step s's batch."""
+        t = time.perf_counter()
+        idx = batch_indices(len(train_rows), s, cfg.rollout.prompts_per_step, cfg.run.seed)
+        outs = rollout.generate(
+            [train_ids[i] for i in idx], n=cfg.rollout.n, temperature=cfg.rollout.temperature,
+            top_p=cfg.rollout.top_p, max_tokens=cfg.rollout.max_tokens,
+            seed=step_seed(cfg.run.seed, s, cfg.rollout.prompts_per_step, cfg.rollout.n))
+        return idx, outs, time.perf_counter() - t
     try:
         t0 = time.time()
         rollout.ready()
@@ -136,15 +154,13 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
             t_step = time.perf_counter()
             m: dict[str, Any] = {}
 
-            # 1. generate ------------------------------------------------------------------------
+            # 1. generate (pipelined: collect the rollouts started during the previous step) ---------
             t0 = time.perf_counter()
-            idx = batch_indices(len(train_rows), step, cfg.rollout.prompts_per_step, cfg.run.seed)
-            outs = rollout.generate(
-                [train_ids[i] for i in idx], n=cfg.rollout.n, temperature=cfg.rollout.temperature,
-                top_p=cfg.rollout.top_p, max_tokens=cfg.rollout.max_tokens,
-                seed=step_seed(cfg.run.seed, step, cfg.rollout.prompts_per_step, cfg.rollout.n))
+            idx, outs, gen_s, lag = ahead.result() if ahead is not None else (*generate(step), 0)
+            ahead = pool.submit(lambda s=step + 1: (*generate(s), 1)) if pool and step < cfg.trainer.total_steps else None
             rows = [train_rows[idx[o.prompt_index]] for o in outs]
-            m["timing/generate"] = time.perf_counter() - t0
+            m["timing/generate"] = time.perf_counter() - t0  # pipelined: the wait for them
+            m["timing/generate_engine"], m["pipeline/policy_lag"] = gen_s, float(lag)
 
             # 2. score: steps, R-PRM step scores (exactly the step texts credit uses), verifiable reward
             t0 = time.perf_counter()
@@ -167,12 +183,19 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
             t0 = time.perf_counter()
             train_batch = make_batch([o.prompt_ids for o in outs], [o.response_ids for o in outs], adv, pad_id)
             train_batch.rollout_logprobs = _pad([o.logprobs for o in outs], batch.T)
+            if lag:  # sampled by the weights before the last update: PPO's ratio is against those
+                train_batch.old_logprobs = train_batch.rollout_logprobs
             m.update(learner.update(train_batch))
             m["timing/update"] = time.perf_counter() - t0
 
-            # 5. sync weights into the rollout engine -------------------------------------------
+            # 5. sync weights into the rollout engine (pipelined: once the next rollouts are done) ---
+            if ahead is not None:
+                t0 = time.perf_counter()
+                concurrent.futures.wait([ahead])
+                m["timing/wait_next_rollouts"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            rollout.load_weights(learner.named_weights())
+            synced = [(k, v.clone()) for k, v in learner.named_weights()] if pool else None
+            rollout.load_weights(synced if pool else learner.named_weights())
             m["timing/sync"] = time.perf_counter() - t0
 
             # 6. log, eval, checkpoint -----------------------------------------------------------
@@ -213,6 +236,8 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
         tracker.finish(1)
         raise
     finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
         if own:
             engines.close()
             if not os.environ.get("RAY_ADDRESS"):
