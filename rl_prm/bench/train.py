@@ -6,9 +6,13 @@ driver, Ray's raylet/GCS and every Ray worker, vLLM engine processes included) e
 prints mean seconds per stage from each run's metrics.jsonl and the ratios side by side.
 
     rl-prm bench train [--steps 6] [--recipe recipes/tiny_cpu.yaml] [--baseline recipes/tiny_cpu_vr_only.yaml]
-                       [key=value ...]   # recipe overrides for both runs, e.g. model.policy=tiny model.judge=tiny
+                       [--pipeline] [key=value ...]   # overrides for every run, e.g. model.policy=tiny model.judge=tiny
 
-Goals printed with the numbers: R-PRM step <= 2x the VR-only step; peak RSS < 8 GiB.
+--pipeline adds a third run: the R-PRM recipe with trainer.pipeline=true (the next step's rollouts are
+generated while a step is scored and learned from); its `generate` is the time a step waited for its
+rollouts, `generate_engine` the engine's time generating them.
+
+Goals printed with the numbers: R-PRM step <= 2x the VR-only step; peak RSS <= 6 GiB.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import time
 from pathlib import Path
 
 STAGES = ["generate", "score", "credit", "update", "sync", "step"]
+EXTRA = ["generate_engine", "wait_next_rollouts"]  # pipelined runs (printed when a run has them)
 
 
 def _tree_rss(root: int, own_ray_tmp: str) -> int:
@@ -80,7 +85,7 @@ def run_one(recipe: str, steps: int, out_dir: Path, overrides: tuple[str, ...] =
         raise SystemExit(f"bench train: `{' '.join(cmd)}` failed ({proc.returncode}):\n{log[-3000:]}")
     metrics = [json.loads(line) for p in out_dir.glob("*/metrics.jsonl") for line in p.read_text().splitlines() if line.strip()]
     per_stage = {}
-    for s in STAGES:
+    for s in STAGES + EXTRA:
         vals = [m[f"timing/{s}"] for m in metrics if f"timing/{s}" in m]
         per_stage[s] = statistics.mean(vals[1:] or vals) if vals else float("nan")  # first step warms up
     startup = next((m["timing/startup_total"] for m in metrics if "timing/startup_total" in m), float("nan"))
@@ -92,25 +97,39 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--recipe", default="recipes/tiny_cpu.yaml")
     ap.add_argument("--baseline", default="recipes/tiny_cpu_vr_only.yaml")
     ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--pipeline", action="store_true", help="also run the R-PRM recipe with trainer.pipeline=true")
     ap.add_argument("--json", help="also write the results here")
-    ap.add_argument("overrides", nargs="*", help="recipe overrides key=value, applied to both recipes")
+    ap.add_argument("overrides", nargs="*", help="recipe overrides key=value, applied to every run")
     args = ap.parse_args(argv)
     for r in (args.recipe, args.baseline):
         if not Path(r).is_file():
             raise SystemExit(f"bench train: recipe not found: {r}")
+    runs: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="rlprm_bench_train_") as tmp:
-        ours = run_one(args.recipe, args.steps, Path(tmp) / "prm", tuple(args.overrides))
-        base = run_one(args.baseline, args.steps, Path(tmp) / "vr", tuple(args.overrides))
-    print(f"{'stage (s/step)':<16}{'R-PRM':>10}{'VR-only':>10}{'ratio':>8}")
-    for s in STAGES:
+        runs["R-PRM"] = run_one(args.recipe, args.steps, Path(tmp) / "prm", tuple(args.overrides))
+        runs["VR-only"] = run_one(args.baseline, args.steps, Path(tmp) / "vr", tuple(args.overrides))
+        if args.pipeline:
+            runs["pipelined"] = run_one(args.recipe, args.steps, Path(tmp) / "pipe",
+                                        (*args.overrides, "trainer.pipeline=true"))
+    ours, base = runs["R-PRM"], runs["VR-only"]
+    names = list(runs)
+    shown = STAGES + [s for s in EXTRA if any(r["stage_s"][s] == r["stage_s"][s] for r in runs.values())]
+    print(f"{'stage (s/step)':<20}" + "".join(f"{n:>11}" for n in names) + f"{'ratio':>8}")
+    for s in shown:
         a, b = ours["stage_s"][s], base["stage_s"][s]
         ratio = a / b if b and b == b and b > 0 else float("nan")
-        print(f"{s:<16}{a:>10.3f}{b:>10.3f}{ratio:>8.2f}")
-    print(f"{'startup':<16}{ours['startup_s']:>10.1f}{base['startup_s']:>10.1f}")
-    print(f"{'wall':<16}{ours['wall_s']:>10.1f}{base['wall_s']:>10.1f}")
-    print(f"{'peak RSS (GiB)':<16}{ours['peak_rss_gib']:>10.2f}{base['peak_rss_gib']:>10.2f}")
+        print(f"{s:<20}" + "".join(f"{runs[n]['stage_s'][s]:>11.3f}" for n in names) + f"{ratio:>8.2f}")
+    for label, key, fmt in (("startup", "startup_s", ".1f"), ("wall", "wall_s", ".1f"), ("peak RSS (GiB)", "peak_rss_gib", ".2f")):
+        print(f"{label:<20}" + "".join(f"{runs[n][key]:>11{fmt}}" for n in names))
     step_ratio = ours["stage_s"]["step"] / base["stage_s"]["step"]
-    print(f"RATIO R-PRM/VR-only step time {step_ratio:.2f} (goal <= 2.00); peak RSS {ours['peak_rss_gib']:.2f} GiB (goal < 8)")
+    print(f"RATIO R-PRM/VR-only step time {step_ratio:.2f} (goal <= 2.00); peak RSS {ours['peak_rss_gib']:.2f} GiB "
+          "(goal <= 6)")
+    out = {"prm": ours, "vr_only": base, "step_ratio": step_ratio}
+    if args.pipeline:
+        pipe = runs["pipelined"]
+        out["pipelined"], out["pipelined_step_ratio"] = pipe, pipe["stage_s"]["step"] / base["stage_s"]["step"]
+        print(f"RATIO pipelined/sequential R-PRM step time {pipe['stage_s']['step'] / ours['stage_s']['step']:.2f}; "
+              f"pipelined R-PRM/VR-only {out['pipelined_step_ratio']:.2f}")
     if args.json:
-        Path(args.json).write_text(json.dumps({"prm": ours, "vr_only": base, "step_ratio": step_ratio}, indent=2))
+        Path(args.json).write_text(json.dumps(out, indent=2))
     return 0
