@@ -189,3 +189,22 @@ def test_pipelined_steps_learn_from_rollouts_one_update_old(tmp_path, local_engi
         assert abs(m[t]["actor/ppo_kl"]) > 1e-6 and m[t]["actor/grad_norm"] > 0
         assert "timing/wait_next_rollouts" in m[t - 1] and m[t]["timing/generate_engine"] > 0
     assert "timing/wait_next_rollouts" not in m[3]  # nothing is generated after the last step
+
+
+@pytest.mark.slow
+def test_oracle_judge_trains_through_the_local_backend(tmp_path, local_engines, local_run):
+    """model.judge=oracle (the world's checker as step scorer, no engine) runs the same loop as the R-PRM
+    judge: scored steps, prm/* metrics, a checkpoint at the end."""
+    from rl_prm.backends.local import train
+    from rl_prm.config import load_recipe
+
+    overrides = [o for o in local_run if not o.startswith("model.judge=")]
+    cfg = load_recipe(ROOT / "recipes" / "tiny_cpu.yaml", [
+        f"run.output_dir={tmp_path}", "run.name=oracle", *overrides, "model.judge=oracle", "data.test_limit=4",
+        "trainer.eval_every=0", "trainer.logger=[console]", "trainer.total_steps=2"])
+    seen: dict[int, dict] = {}
+    s = train(cfg, on_step=lambda step, ctx: seen.update({step: dict(ctx["metrics"])}), engines=local_engines)
+    assert s["steps"] == [1, 2]
+    for t in (1, 2):
+        assert "prm/steps_fallback" in seen[t] and seen[t]["timing/score"] >= 0
+    assert (tmp_path / "oracle" / "checkpoints").is_dir()

@@ -65,6 +65,10 @@ class OracleScorer:
         m["prm/steps_fallback"] = float(n_fallback)
         return scores, m
 
+    def pop_events(self) -> list[str]:
+        """Faults since the last call, as RPRMPool: none (no engine, no actor)."""
+        return []
+
     def set_seed(self, seed: int) -> None:
         """No sampling: nothing to seed."""
 
