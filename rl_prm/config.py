@@ -102,7 +102,8 @@ class RolloutConfig:
     top_p: float = knob(1.0, "nucleus sampling", gt=0, le=1)
     max_tokens: int = knob(256, "max response tokens; longer responses are truncated (flagged)", gt=0)
     prompts_per_step: int = knob(8, "prompts per training step (batch = prompts_per_step x n responses)", gt=0)
-    kv_cache_gib: int = knob(1, "CPU: KV cache of the policy engine in GiB (VLLM_CPU_KVCACHE_SPACE)", gt=0)
+    kv_cache_gib: float = knob(1.0, "CPU: KV cache of the policy engine in GiB (fractions allowed; resident memory of its "
+                                "worker process)", gt=0)
     gpu_memory_utilization: float = knob(0.4, "GPU: fraction of GPU memory for the policy engine", gt=0, le=1)
 
 
@@ -114,7 +115,7 @@ class PRMConfig(ScoringOptions):
     timeout_s: int = knob(600, "seconds one scoring call may take; then it fails with a TimeoutError naming it", gt=0)
     num_workers: int = knob(1, "R-PRM worker actors, each with its own judge engine (verl: the judge replicas are "
                             "placed by reward.reward_model.* in the verl: section)", gt=0, backends=("local",))
-    kv_cache_gib: int = knob(1, "CPU: KV cache (GiB) of the judge engine", gt=0)
+    kv_cache_gib: float = knob(1.0, "CPU: KV cache of the judge engine in GiB (fractions allowed)", gt=0)
     gpu_memory_utilization: float = knob(0.3, "GPU: fraction of GPU memory for the judge engine", gt=0, le=1)
     max_model_len: int = knob(4096, "judge context (prompt with all previous steps + critique)", gt=0)
 

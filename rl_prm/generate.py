@@ -126,7 +126,7 @@ class RolloutEngine:
     """
 
     def __init__(self, model: str | os.PathLike | None = None, *, max_model_len: int = 2048, seed: int = 0,
-                 kv_cache_gib: int = 1, gpu_memory_utilization: float = 0.4, llm: Any = None,
+                 kv_cache_gib: float = 1, gpu_memory_utilization: float = 0.4, llm: Any = None,
                  log_file: str | None = None):
         if log_file:
             from rl_prm.logs import redirect_process

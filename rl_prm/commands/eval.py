@@ -229,7 +229,7 @@ def run_math(*, datasets: Sequence[str], n: int, policy_llm=None, policy: str | 
              top_p: float = 1.0, max_tokens: int = 1024, seed: int = 0, search: bool = False,
              search_n: int | None = None, max_steps: int = 12, max_step_tokens: int = 256,
              samples_file: str | None = None, out: str | Path | None = None, overwrite: bool = False,
-             progress: bool = True, batch_size: int = 32, kv_cache_gib: int = 1, max_model_len: int = 4096,
+             progress: bool = True, batch_size: int = 32, kv_cache_gib: float = 1, max_model_len: int = 4096,
              judge_args: dict | None = None) -> dict:
     """Sample (or read ``samples_file``), grade, judge-score and search. Engines are made here only
     when not given: the policy engine is shut down before the judge starts unless ``search`` needs both."""

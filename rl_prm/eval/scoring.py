@@ -145,7 +145,7 @@ def max_samples(records: dict[str, dict]) -> int | None:
 
 
 def make_scorer(judge: str, k: int, *, temperature: float = 0.95, top_p: float = 0.95,
-                max_critique_tokens: int = 1024, seed: int = 0, kv_cache_gib: int = 1,
+                max_critique_tokens: int = 1024, seed: int = 0, kv_cache_gib: float = 1,
                 max_model_len: int = 4096, **config: Any):
     """An in-process ``RPRMScorer`` for the judge at ``judge`` (import is lazy: vLLM loads only here)."""
     from rl_prm.score.scorer import RPRMScorer, ScoreConfig

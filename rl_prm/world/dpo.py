@@ -64,7 +64,7 @@ def make_pairs(units: list[tuple], samples: list[list[tuple[list[int], str]]], m
                    "units_with_pairs": n_units}
 
 
-def sample_pairs(judge_dir: str, tok: Any, cfg: DPOConfig, kv_cache_gib: int = 1) -> tuple[list[tuple], dict]:
+def sample_pairs(judge_dir: str, tok: Any, cfg: DPOConfig, kv_cache_gib: float = 1) -> tuple[list[tuple], dict]:
     """Sample the SFT judge's critiques and pair them (see the module doc). Returns
     ([(prompt ids, chosen ids, rejected ids)], facts). The engine is stopped before returning."""
     from rl_prm.score.engines import GenParams, VLLMJudgeEngine
