@@ -7,6 +7,7 @@ prints mean seconds per stage from each run's metrics.jsonl and the ratios side 
 
     rl-prm bench train [--steps 6] [--recipe recipes/tiny_cpu.yaml] [--baseline recipes/tiny_cpu_vr_only.yaml]
                        [--pipeline] [key=value ...]   # overrides for every run, e.g. model.policy=tiny model.judge=tiny
+                                                       # (reward.prm.* only for the runs with the judge)
 
 --pipeline adds a third run: the R-PRM recipe with trainer.pipeline=true (the next step's rollouts are
 generated while a step is scored and learned from); its `generate` is the time a step waited for its
@@ -99,7 +100,8 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--pipeline", action="store_true", help="also run the R-PRM recipe with trainer.pipeline=true")
     ap.add_argument("--json", help="also write the results here")
-    ap.add_argument("overrides", nargs="*", help="recipe overrides key=value, applied to every run")
+    ap.add_argument("overrides", nargs="*", help="recipe overrides key=value, applied to every run (reward.prm.* "
+                    "to the R-PRM runs only)")
     args = ap.parse_args(argv)
     for r in (args.recipe, args.baseline):
         if not Path(r).is_file():
@@ -107,7 +109,9 @@ def main(argv: list[str]) -> int:
     runs: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="rlprm_bench_train_") as tmp:
         runs["R-PRM"] = run_one(args.recipe, args.steps, Path(tmp) / "prm", tuple(args.overrides))
-        runs["VR-only"] = run_one(args.baseline, args.steps, Path(tmp) / "vr", tuple(args.overrides))
+        judge_keys = tuple(o for o in args.overrides if o.startswith("reward.prm."))  # the baseline has no judge
+        runs["VR-only"] = run_one(args.baseline, args.steps, Path(tmp) / "vr",
+                                  tuple(o for o in args.overrides if o not in judge_keys))
         if args.pipeline:
             runs["pipelined"] = run_one(args.recipe, args.steps, Path(tmp) / "pipe",
                                         (*args.overrides, "trainer.pipeline=true"))
