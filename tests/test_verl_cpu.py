@@ -457,3 +457,13 @@ def test_gpu_check_dry_run_passes_on_cpu():
     lines = r.stdout.strip().splitlines()
     assert r.returncode == 0 and lines[-1] == "PASS", r.stdout[-3000:] + r.stderr[-3000:]
     assert "no vllm/ray/verl module loaded: none" in r.stdout
+
+
+@pytest.mark.parametrize("policy_gib, judge_gib, env_gib", [(0.25, 0.25, "1"), (1.5, 0.25, "2"), (1, 3, "3")])
+def test_fractional_kv_cache_reaches_verls_servers_as_whole_gib(policy_gib, judge_gib, env_gib):
+    """vLLM's servers under verl read VLLM_CPU_KVCACHE_SPACE (whole GiB): a recipe's fraction is rounded up,
+    never to 0 (which vLLM would take as 'unset' and reserve most of RAM)."""
+    from rl_prm.backends import verl_cpu
+
+    cfg = _tiny_cfg(f"rollout.kv_cache_gib={policy_gib}", f"reward.prm.kv_cache_gib={judge_gib}")
+    assert verl_cpu.cpu_env(cfg)["VLLM_CPU_KVCACHE_SPACE"] == env_gib
