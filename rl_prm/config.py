@@ -167,8 +167,8 @@ class TrainerConfig:
     save_every: int = knob(5, "checkpoint every N steps (and at the end); 0 = only at the end", ge=0)
     keep_checkpoints: int = knob(2, "keep the newest N checkpoints", gt=0)
     resume: bool = knob(True, "continue from the newest complete checkpoint in the run dir")
-    logger: list[str] = knob(factory=lambda: ["console", "wandb"], help="console | wandb (offline by default); the run dir's JSONL files (metrics.jsonl, ...) are "
-                             "always written", choices=("console", "wandb"))
+    logger: list[str] = knob(factory=lambda: ["console", "wandb"], help="console | wandb (offline by default); the run dir's JSONL "
+                             "files (metrics.jsonl, ...) are always written", choices=("console", "wandb"))
     project: str = knob("rl-prm", "W&B project")
     nnodes: int = knob(1, "nodes", gt=0, backends=("verl",))
     gpus_per_node: int = knob(0, "GPUs per node (0 = CPU)", ge=0)

@@ -110,13 +110,15 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
     startup["timing/startup_ray"] = time.time() - t0
     own = engines is None
     engines = Engines() if own else engines
-    # pipelined, the engine holds older weights than the learner while it generates: a restarted engine
-    # gets the weights it held (`synced`), not the learner's
-    synced = [(k, v.clone()) for k, v in learner.named_weights()] if cfg.trainer.pipeline else None
-    rollout = RolloutClient(engines.rollout(cfg, start_weights),
-                            weights=(lambda: synced) if cfg.trainer.pipeline else learner.named_weights)
+    # the weights the engine holds after a sync (a restarted engine gets them back); pipelined, a copy, since
+    # the learner moves on while the engine generates with them
+    pipelined = cfg.trainer.pipeline
+    snapshot = lambda: [(k, v.clone()) for k, v in learner.named_weights()]  # noqa: E731
+    synced = snapshot() if pipelined else None
+    engine_weights = (lambda: synced) if pipelined else learner.named_weights
+    rollout = RolloutClient(engines.rollout(cfg, start_weights), weights=engine_weights)
     prm = None
-    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rollout") if cfg.trainer.pipeline else None
+    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rollout") if pipelined else None
     ahead: Optional[concurrent.futures.Future] = None  # the next step's rollouts, being generated
 
     def generate(s: int) -> tuple[list[int], list, float]:
@@ -194,8 +196,9 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
                 concurrent.futures.wait([ahead])
                 m["timing/wait_next_rollouts"] = time.perf_counter() - t0
             t0 = time.perf_counter()
-            synced = [(k, v.clone()) for k, v in learner.named_weights()] if pool else None
-            rollout.load_weights(synced if pool else learner.named_weights())
+            if pipelined:
+                synced = snapshot()
+            rollout.load_weights(engine_weights())
             m["timing/sync"] = time.perf_counter() - t0
 
             # 6. log, eval, checkpoint -----------------------------------------------------------

@@ -109,9 +109,8 @@ def main(argv: list[str]) -> int:
     runs: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="rlprm_bench_train_") as tmp:
         runs["R-PRM"] = run_one(args.recipe, args.steps, Path(tmp) / "prm", tuple(args.overrides))
-        judge_keys = tuple(o for o in args.overrides if o.startswith("reward.prm."))  # the baseline has no judge
-        runs["VR-only"] = run_one(args.baseline, args.steps, Path(tmp) / "vr",
-                                  tuple(o for o in args.overrides if o not in judge_keys))
+        runs["VR-only"] = run_one(args.baseline, args.steps, Path(tmp) / "vr",  # the baseline has no judge
+                                  tuple(o for o in args.overrides if not o.startswith("reward.prm.")))
         if args.pipeline:
             runs["pipelined"] = run_one(args.recipe, args.steps, Path(tmp) / "pipe",
                                         (*args.overrides, "trainer.pipeline=true"))
