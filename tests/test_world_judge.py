@@ -142,3 +142,27 @@ def test_deepen_adds_layers_that_start_as_the_identity():
     assert torch.allclose(model(x).logits, before, atol=1e-6)  # same function until trained
     out = model(x, use_cache=True)  # the cache knows the new layers
     assert len(out.past_key_values) == 4
+
+
+def test_first_divergence_names_the_check_a_critique_got_wrong():
+    from rl_prm.world.judge_errors import first_divergence, sections
+
+    r = next(r for r in processbench("test", 80, seed=2) if r["error_kind"] == "slip")
+    q, steps, k = r["problem"], r["steps"], r["label"]
+    teacher = critique(q, steps, k, False)
+    assert [n for n, _ in sections(teacher)] == ["Analysis", "Previous Steps Analysis", "Now Step Analysis",
+                                                 "Data Source Analysis", "Consistency Analysis",
+                                                 "Calculation Analysis", "Conclusion", "Verification"]
+    assert first_divergence(q, steps, k, False, teacher) is None
+    # a judge that computes the reverse check wrong (and so calls the slip correct)
+    rev = re.search(r"Reverse: [^=]+= (-?\d+), which should be (-?\d+): wrong\.", teacher)
+    miscomputed = teacher.replace(rev.group(0), rev.group(0).replace(f"= {rev.group(1)},", f"= {rev.group(2)},")
+                                  .replace("wrong.", "correct.")).replace("is wrong.", "is correct.")
+    assert first_divergence(q, steps, k, False, miscomputed) == "Calculation Analysis"
+    # a judge whose checks all agree with the teacher's but whose conclusion does not follow from them
+    assert first_divergence(q, steps, k, False, teacher.replace("is wrong.", "is correct.")) == "Conclusion"
+    # the correct label's critique of an earlier step departs in the previous amount it quotes
+    prev = critique(q, steps, k - 1, True)
+    bad = prev.replace("end with", "end with 1", 1) if k > 1 else prev.replace("There are no", "There are")
+    assert first_divergence(q, steps, k - 1, True, bad) == "Previous Steps Analysis"
+    assert first_divergence(q, steps, k, False, "Analysis: the step is fine. Yes") == "format"
