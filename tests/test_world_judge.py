@@ -57,15 +57,17 @@ def test_the_question_is_quoted_verbatim_and_the_calculation_reversed():
 
 def test_key_positions_are_the_critical_tokens(tmp_path):
     from rl_prm.world.cache import loaded_tokenizer
-    from rl_prm.world.judge import judge_examples
+    from rl_prm.world.judge import judge_examples, judge_units
 
     tok = loaded_tokenizer(tmp_path)
-    for ids, start, keys in judge_examples(tok, 12, seed=3):
+    for (ids, start, keys), (_, steps, k, _) in zip(judge_examples(tok, 12, seed=3), judge_units(12, seed=3)):
         assert start < keys[0] and keys == sorted(keys) and keys[-1] == len(ids) - 2
         assert tok.decode([ids[keys[-1]]]) in (" Yes", " No")
         words = {tok.decode([ids[i]]).strip() for i in keys}
         assert {"correct", "wrong"} & words  # the decisions
-        assert all(w in ("correct", "wrong", "Yes", "No", "-") or w.isdigit() for w in words), words
+        quote = {tok.decode([t]).strip() for t in tok.encode(" " + steps[k], add_special_tokens=False)}
+        assert quote <= words  # the Now Step, quoted verbatim
+        assert all(w in ("correct", "wrong", "Yes", "No", "-", "+", "*", "=") or w.isdigit() or w in quote for w in words), words
 
 
 def test_step_accuracy_counts_correct_steps_and_first_errors_only():
@@ -94,6 +96,24 @@ def test_dpo_pairs_right_against_wrong_verdicts_of_the_same_target():
     assert all(c in ([1], [4]) and r in ([2], [3]) for _, c, r in pairs)
     assert facts == {"critiques": 7, "critique_accuracy": pytest.approx(4 / 7, abs=1e-4), "pairs": 2,
                      "units_with_pairs": 1}
+
+
+def test_checked_dpo_pairs_reject_a_right_verdict_reached_through_a_wrong_check():
+    """With ``checked``, a critique that copies the previous amount into its reverse check and still
+    says Yes is rejected, next to the teacher's own critique as chosen; verdict-only pairing has no pair."""
+    from rl_prm.world.dpo import make_pairs
+    from rl_prm.world.judge import critique
+
+    q = "Ava has 6 books. First, Ava gives away 1. Second, Ava gives away 3. How many books does Ava have now?"
+    steps = ["Ava starts with 6 books.", "First, Ava gives away 1, so Ava has 6 - 1 = 5 books."]
+    good = critique(q, steps, 1, True)
+    assert "Reverse: 5 + 1 = 6, which should be 6: correct." in good
+    lucky = good.replace("Reverse: 5 + 1 = 6", "Reverse: 6 + 1 = 6")
+    units, samples = [(q, steps, 1, True)], [[([1], good), ([2], lucky)]]
+    pairs, facts = make_pairs(units, samples, max_per_unit=2, rng=random.Random(0), checked=True)
+    assert pairs == [(0, [1], [2])]
+    assert facts["critique_accuracy"] == 1.0 and facts["checked_accuracy"] == 0.5
+    assert make_pairs(units, samples, max_per_unit=2, rng=random.Random(0))[0] == []
 
 
 def test_dpo_raises_the_chosen_critique_over_the_rejected_one():

@@ -7,6 +7,10 @@ Pairs: for judge targets of the "train" split (rl_prm.world.judge.judge_units, a
 ``samples`` critiques are sampled from the SFT judge (vLLM, ``temperature``); a critique whose verdict
 equals the label is "chosen", one with the wrong verdict (or none) "rejected"; each target with both
 gives up to ``max_pairs_per_unit`` pairs (the judge's own mistakes, next to its own right answers).
+With ``checked`` (the world knows every check's truth), "chosen" also needs every check right (the
+critique equals the teacher's, rl_prm.world.judge_errors.first_divergence); a right verdict reached
+through a wrong check (a copied amount, a conclusion that does not follow) is "rejected", so DPO does
+not reinforce the shortcut.
 Loss (Rafailov et al. 2023): -log sigmoid(beta * ((log pi(c) - log ref(c)) - (log pi(r) - log ref(r)))),
 log-probs summed over the critique tokens, ref = the frozen SFT judge (its log-probs computed once),
 plus ``nll_coef`` x the chosen critique's mean token NLL (Pang et al. 2024, "iterative RPO"): DPO
@@ -31,6 +35,7 @@ class DPOConfig:
     samples: int = 4  # critiques sampled per target from the SFT judge
     temperature: float = 1.0  # their sampling temperature
     max_pairs_per_unit: int = 2
+    checked: bool = True  # chosen = right verdict AND every check right (see the module doc)
     beta: float = 0.1
     nll_coef: float = 1.0  # weight of the chosen critiques' mean token NLL next to the DPO loss
     steps: int = 150
@@ -46,22 +51,31 @@ def verdict_of(text: str) -> bool | None:
 
 
 def make_pairs(units: list[tuple], samples: list[list[tuple[list[int], str]]], max_per_unit: int,
-               rng: random.Random) -> tuple[list[tuple[int, list[int], list[int]]], dict]:
-    """(unit index, chosen ids, rejected ids) from each unit's sampled critiques ((ids, text) each):
-    chosen = verdict equals the unit's label, rejected = wrong or missing verdict. Returns the pairs
-    and counts (critiques, right, pairs, units with a pair)."""
-    pairs, n_right, n_crit, n_units = [], 0, 0, 0
+               rng: random.Random, checked: bool = False) -> tuple[list[tuple[int, list[int], list[int]]], dict]:
+    """(unit index, chosen ids, rejected ids) from each unit's sampled critiques ((ids, text) each;
+    units are (question, steps, k, correct)): chosen = verdict equals the unit's label (and, if
+    ``checked``, the critique is the teacher's), rejected = the rest. Returns the pairs and counts
+    (critiques, right verdicts, pairs, units with a pair; with ``checked`` also right checks)."""
+    from rl_prm.world.judge_errors import first_divergence
+
+    pairs, n_right, n_checked, n_crit, n_units = [], 0, 0, 0, 0
     for i, (unit, outs) in enumerate(zip(units, samples)):
         correct = unit[-1]
-        right = [ids for ids, text in outs if verdict_of(text) == correct]
-        wrong = [ids for ids, text in outs if verdict_of(text) != correct]
+        verdict_ok = [verdict_of(text) == correct for _, text in outs]
+        ok = [v and (not checked or first_divergence(*unit, text) is None) for v, (_, text) in zip(verdict_ok, outs)]
+        right = [ids for (ids, _), o in zip(outs, ok) if o]
+        wrong = [ids for (ids, _), o in zip(outs, ok) if not o]
         n_crit += len(outs)
-        n_right += len(right)
+        n_right += sum(verdict_ok)
+        n_checked += len(right)
         got = [(i, c, r) for c, r in zip(rng.sample(right, len(right)), rng.sample(wrong, len(wrong)))][:max_per_unit]
         n_units += bool(got)
         pairs += got
-    return pairs, {"critiques": n_crit, "critique_accuracy": round(n_right / max(1, n_crit), 4), "pairs": len(pairs),
-                   "units_with_pairs": n_units}
+    facts = {"critiques": n_crit, "critique_accuracy": round(n_right / max(1, n_crit), 4), "pairs": len(pairs),
+             "units_with_pairs": n_units}
+    if checked:
+        facts["checked_accuracy"] = round(n_checked / max(1, n_crit), 4)
+    return pairs, facts
 
 
 def sample_pairs(judge_dir: str, tok: Any, cfg: DPOConfig, kv_cache_gib: float = 1) -> tuple[list[tuple], dict]:
@@ -78,14 +92,14 @@ def sample_pairs(judge_dir: str, tok: Any, cfg: DPOConfig, kv_cache_gib: float =
     try:
         t1 = time.perf_counter()
         outs = engine.generate(prompts, [cfg.samples] * len(prompts), [cfg.seed * 1_000_003 + i for i in range(len(prompts))],
-                               GenParams(cfg.temperature, 1.0, 200, []))
+                               GenParams(cfg.temperature, 1.0, 224, []))
         t2 = time.perf_counter()
     finally:
         engine.shutdown()
     eos = tok.convert_tokens_to_ids("<|im_end|>")
     samples = [[(list(s.token_ids) if list(s.token_ids)[-1:] == [eos] else list(s.token_ids) + [eos], s.text)
                 for s in o] for o in outs]
-    pairs, facts = make_pairs(units, samples, cfg.max_pairs_per_unit, random.Random(cfg.seed))
+    pairs, facts = make_pairs(units, samples, cfg.max_pairs_per_unit, random.Random(cfg.seed), checked=cfg.checked)
     facts["sampling_s"] = {"engine_start": round(t1 - t0, 1), "generate": round(t2 - t1, 1)}
     return [(prompts[i], c, r) for i, c, r in pairs], facts
 

@@ -4,8 +4,8 @@ then DPO on the SFT judge's own critiques, rl_prm.world.dpo), evaluated with rl_
     from rl_prm.world.judge import judge_path, JudgeConfig
     d = judge_path()                   # SFT judge (judge_sft-*) then DPO (judge-*); built on first call, cached
 
-The teacher's critique is a checklist a small model can follow (``critique_parts``): the question's
-data is quoted verbatim, every check ends in its own decision, the calculation is checked by the
+The teacher's critique is a checklist a small model can follow (``critique_parts``): the Now Step and
+the question's data are quoted verbatim, every check ends in its own decision, the calculation is checked by the
 reverse operation, and the verdict is the AND of the checks.
 """
 
@@ -21,7 +21,7 @@ from rl_prm.world.dpo import DPOConfig
 from rl_prm.world.tasks import _ANSWER_S, _OP_S, _START_S, _SYM, _VERB_OF, ORDINALS, problems, question_ops
 
 _SYMBOL = {"add": "+", "sub": "-", "mul": "*"}
-TEACHER_VERSION = 3  # part of the judge's cache key: 3 = checklist critique (verbatim quotes, reverse check)
+TEACHER_VERSION = 5  # part of the judge's cache key: 5 = checklist, Now Step quoted, equation restated before its reverse
 
 
 def _claim(text: str) -> tuple[str, str, int, str, int, int, int, int] | None:
@@ -63,11 +63,16 @@ def critique_parts(question: str, steps: list[str], k: int, correct: bool) -> li
     critique (``critique``); critical pieces are what the verdict depends on (the quoted and
     recomputed amounts and every decision), which SFT weighs extra (``judge_examples``).
 
-    A checklist in the R-PRM sections: the question's data is quoted VERBATIM (so a copy finds it),
+    A checklist in the R-PRM sections: the Now Step and the question's data are quoted VERBATIM (so
+    the amounts the checks use are a short copy away inside the critique: the judge otherwise wrote
+    the previous amount where the step's result belongs, docs/world.md),
     each check ends in its own decision ("...: correct." / "...: wrong."), and the calculation is
-    checked by the REVERSE operation (as the R-PRM template asks), on the claimed result: "c - b"
-    for "a + b = c", which should give a. (A forward recomputation "a + b = " would repeat the
-    step's own text, and a small model then copies the claimed result instead of computing.)
+    checked by the REVERSE operation (as the R-PRM template asks), on the claimed result: the
+    step's equation is restated, then reversed ("a + b = c. Reverse: c - b = ...", which should give
+    a), so the claimed result c is three tokens back when the reverse needs it (copied from the Now
+    Step alone it was the judge's weakest token, docs/world.md). (A forward recomputation alone,
+    "a + b = ", would repeat the step's own text, and a small model then copies the claimed result
+    instead of computing.)
     The conclusion is wrong iff some check is, which for steps up to the first error is the label
     ``correct``."""
     start, ops = question_ops(question)
@@ -80,7 +85,8 @@ def critique_parts(question: str, steps: list[str], k: int, correct: bool) -> li
     claim = _claim(now) if 0 < k <= len(ops) else None
     if k == 0:
         v = _value(now)
-        out += [("\n**Now Step Analysis**: The Now Step states the starting amount:", False), (f" {v}", True),
+        out += [("\n**Now Step Analysis**: The Now Step says:", False), (f" {now}", True),
+                (" It states the starting amount:", False), (f" {v}", True),
                 (f".\n**Data Source Analysis**: The question says: {question[: question.index('.') + 1]}", False),
                 (f"\n**Consistency Analysis**: {v} for {start}:", False), dec(v == start),
                 (".\n**Calculation Analysis**: There is no calculation in the Now Step.", False)]
@@ -88,20 +94,21 @@ def critique_parts(question: str, steps: list[str], k: int, correct: bool) -> li
         ordinal, verb, said, c_op, a, b, c = claim
         op, b_q = ops[k - 1]
         expr, got, want = _reverse(c_op, a, b, c)
-        out += [(f"\n**Now Step Analysis**: The Now Step is the {ordinal} operation.", False),
+        out += [("\n**Now Step Analysis**: The Now Step says:", False), (f" {now}", True),
                 (f"\n**Data Source Analysis**: The question says: {_clause(question, k - 1)}", False),
                 (f"\n**Consistency Analysis**: {verb} {said} for {_VERB_OF[op]} {b_q}:", False),
                 dec((verb, said) == (_VERB_OF[op], b_q)),
                 (f". {a} {_SYMBOL[c_op]} {b} for {prev_val} {_SYMBOL[op]} {b_q}:", False),
                 dec((a, c_op, b) == (prev_val, op, b_q)),
-                (f".\n**Calculation Analysis**: Reverse: {expr} =", False), (f" {got}", True),
+                (".\n**Calculation Analysis**:", False), (f" {a} {_SYMBOL[c_op]} {b} = {c}", True),
+                (". Reverse:", False), (f" {expr}", True), (" =", False), (f" {got}", True),
                 (f", which should be {want}:", False), dec(got == want), (".", False)]
     else:
         v = _value(now)
         last_prev = _claim(steps[k - 1]) if k > 1 else None
         done = last_prev[0] if last_prev else "start"
-        out += [("\n**Now Step Analysis**: The Now Step states the final answer:" if _ANSWER_S.match(now)
-                 else "\n**Now Step Analysis**: The Now Step is unclear:", False), (f" {v}", True),
+        out += [("\n**Now Step Analysis**: The Now Step says:", False), (f" {now}", True),
+                (" It states the final answer:" if _ANSWER_S.match(now) else " It is unclear:", False), (f" {v}", True),
                 (f".\n**Data Source Analysis**: The last Previous Step is the {done} operation; the question's last "
                  f"operation is the {ORDINALS[len(ops) - 1]} one.", False),
                 (f"\n**Consistency Analysis**: {done} for {ORDINALS[len(ops) - 1]}:", False),

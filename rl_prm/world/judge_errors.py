@@ -40,7 +40,7 @@ def first_divergence(question: str, steps: list[str], k: int, correct: bool, tex
 
 
 def diagnose_judge(path, n: int = 100, seed: int = 0, temperature: float = 0.6, threshold: float = 0.5,
-                   max_critique_tokens: int = 160, kv_cache_gib: float = 0.25, n_examples: int = 3) -> dict:
+                   max_critique_tokens: int = 224, kv_cache_gib: float = 0.25, n_examples: int = 3) -> dict:
     """One critique (K=1) per step of ``n`` mini-ProcessBench items up to the first error; for the
     steps whose P(Yes) lands on the wrong side of ``threshold``: where the critique first departs from
     the teacher's, counted per kind of step ("correct step" / "first-error <error_kind>"), with a few

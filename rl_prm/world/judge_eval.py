@@ -10,7 +10,7 @@ import time
 
 
 def evaluate_judge(path, n: int = 60, ks=(1, 2, 4, 8), seed: int = 0, threshold: float = 0.5,
-                   temperature: float = 1.0, max_critique_tokens: int = 160, kv_cache_gib: float = 1) -> dict:
+                   temperature: float = 1.0, max_critique_tokens: int = 224, kv_cache_gib: float = 1) -> dict:
     """Mini-ProcessBench ("test" split, n items) F1 per K with rl_prm.eval.processbench: one scoring
     pass at K = max(ks) (critiques sampled at ``temperature``), each K averages the first K samples
     of each step. The engine is stopped before returning."""
