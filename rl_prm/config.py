@@ -115,6 +115,9 @@ class PRMConfig(ScoringOptions):
     timeout_s: int = knob(600, "seconds one scoring call may take; then it fails with a TimeoutError naming it", gt=0)
     num_workers: int = knob(1, "R-PRM worker actors, each with its own judge engine (verl: the judge replicas are "
                             "placed by reward.reward_model.* in the verl: section)", gt=0, backends=("local",))
+    stream: bool = knob(False, "score each prompt's responses as soon as its n samples finish generating, while the "
+                        "rest of the batch still generates (same scores as scoring the whole batch after it)",
+                        backends=("local",))
     kv_cache_gib: float = knob(1.0, "CPU: KV cache of the judge engine in GiB (fractions allowed)", gt=0)
     gpu_memory_utilization: float = knob(0.3, "GPU: fraction of GPU memory for the judge engine", gt=0, le=1)
     max_model_len: int = knob(4096, "judge context (prompt with all previous steps + critique)", gt=0)

@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 
@@ -159,13 +159,9 @@ class RolloutEngine:
             return [int(i) for i in ids]
         return [int(i) for i in p]  # token ids
 
-    def generate(self, prompts: Sequence[Prompt], n: int = 1, temperature: float = 1.0, top_p: float = 1.0,
-                 max_tokens: int = 256, seed: int | None = None) -> list[Rollout]:
-        """n samples for each prompt, ordered prompt-major (prompt 0's n samples first).
-
-        temperature 0 = greedy. With `seed`, prompt i uses seed + i * n (vLLM gives sample j of
-        a request seed + j), so a call is reproducible and samples never share a stream.
-        """
+    def _requests(self, prompts: Sequence[Prompt], n: int, temperature: float, top_p: float, max_tokens: int,
+                  seed: int | None) -> tuple[list[list[int]], list[Any]]:
+        """(prompt ids, SamplingParams) per prompt, checked (see `generate`)."""
         from vllm import SamplingParams
 
         if n < 1:
@@ -176,25 +172,59 @@ class RolloutEngine:
                 raise ValueError(f"prompt {i} is empty")
             if len(p) + 1 > self.max_model_len:
                 raise ValueError(f"prompt {i} has {len(p)} tokens; the engine's max_model_len is {self.max_model_len}")
-        params = []
-        for i, p in enumerate(ids):
-            params.append(SamplingParams(
-                n=n, temperature=temperature, top_p=top_p, logprobs=0,
-                max_tokens=max(1, min(max_tokens, self.max_model_len - len(p))),
-                seed=None if seed is None else int(seed) + i * n,
-            ))
+        return ids, [SamplingParams(n=n, temperature=temperature, top_p=top_p, logprobs=0,
+                                    max_tokens=max(1, min(max_tokens, self.max_model_len - len(p))),
+                                    seed=None if seed is None else int(seed) + i * n) for i, p in enumerate(ids)]
+
+    @staticmethod
+    def _group(i: int, prompt_ids: list[int], out: Any) -> list[Rollout]:
+        """The n Rollouts of prompt i from its vLLM RequestOutput."""
+        group = []
+        for j, c in enumerate(out.outputs):
+            resp = [int(t) for t in c.token_ids]
+            lps = []
+            if c.logprobs is not None:
+                for t, d in zip(resp, c.logprobs):
+                    lp = d.get(t)
+                    lps.append(float(lp.logprob) if lp is not None else float("nan"))
+            group.append(Rollout(i, j, list(prompt_ids), resp, c.text, str(c.finish_reason), lps))
+        return group
+
+    def generate(self, prompts: Sequence[Prompt], n: int = 1, temperature: float = 1.0, top_p: float = 1.0,
+                 max_tokens: int = 256, seed: int | None = None) -> list[Rollout]:
+        """n samples for each prompt, ordered prompt-major (prompt 0's n samples first).
+
+        temperature 0 = greedy. With `seed`, prompt i uses seed + i * n (vLLM gives sample j of
+        a request seed + j), so a call is reproducible and samples never share a stream.
+        """
+        ids, params = self._requests(prompts, n, temperature, top_p, max_tokens, seed)
         outs = self.llm.generate([{"prompt_token_ids": p} for p in ids], params, use_tqdm=False)
-        rollouts: list[Rollout] = []
-        for i, out in enumerate(outs):
-            for j, c in enumerate(out.outputs):
-                resp = [int(t) for t in c.token_ids]
-                lps = []
-                if c.logprobs is not None:
-                    for t, d in zip(resp, c.logprobs):
-                        lp = d.get(t)
-                        lps.append(float(lp.logprob) if lp is not None else float("nan"))
-                rollouts.append(Rollout(i, j, list(ids[i]), resp, c.text, str(c.finish_reason), lps))
-        return rollouts
+        return [r for i, out in enumerate(outs) for r in self._group(i, ids[i], out)]
+
+    def generate_stream(self, prompts: Sequence[Prompt], n: int = 1, temperature: float = 1.0, top_p: float = 1.0,
+                        max_tokens: int = 256, seed: int | None = None) -> Iterator[list[Rollout]]:
+        """`generate`'s rollouts (same requests, same seeds), each prompt's n yielded as one list as soon
+        as all n have finished, in finishing order. Where vLLM cannot take requests into a running engine
+        (no `LLM.enqueue`: vLLM 0.24) it runs one `generate` and then yields every group."""
+        ids, params = self._requests(prompts, n, temperature, top_p, max_tokens, seed)
+        if not hasattr(self.llm, "enqueue"):
+            outs = self.llm.generate([{"prompt_token_ids": p} for p in ids], params, use_tqdm=False)
+            yield from (self._group(i, ids[i], out) for i, out in enumerate(outs))
+            return
+        internal = self.llm.enqueue([{"prompt_token_ids": p} for p in ids], params, use_tqdm=False)
+        waiting = {rid.rsplit("-", 1)[0]: i for i, rid in enumerate(internal)}  # outputs carry the external id
+        engine = self.llm.llm_engine
+        try:
+            while waiting:
+                for out in engine.step():
+                    i = waiting.pop(out.request_id, None) if getattr(out, "finished", False) else None
+                    if i is not None:
+                        yield self._group(i, ids[i], out)
+                if waiting and not engine.has_unfinished_requests():
+                    raise RuntimeError(f"rollout engine finished without returning {len(waiting)} request(s)")
+        finally:  # closed early or failed: nothing may be left in the engine for the next call
+            if waiting:
+                engine.abort_request([internal[i] for i in waiting.values()], internal=True)
 
     # ------------------------------------------------------------------ weights
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> int:
@@ -254,6 +284,47 @@ class RolloutClient(RestartingClient):
 
     def generate(self, prompts: Sequence[Prompt], **kwargs: Any) -> list[Rollout]:
         return self.call("generate", list(prompts), timeout=self.timeout, **kwargs)
+
+    def generate_stream(self, prompts: Sequence[Prompt], **kwargs: Any) -> Iterator[list[Rollout]]:
+        """RolloutEngine.generate_stream through the actor: each prompt's rollouts as they finish. When
+        the stream fails (the actor or its engine died, or no group came within `timeout`), the
+        prompts not yet returned come from one `generate` call, with its restarts and retries (same
+        seeds, so the samples the stream would have returned) and an event saying so."""
+        import ray
+        from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+
+        from rl_prm.actors import engine_dead
+
+        prompts, done = list(prompts), set()
+        stream = self.handle.generate_stream.remote(prompts, **kwargs)
+        try:
+            while True:
+                ready, _ = ray.wait([stream], timeout=self.timeout)
+                if not ready:
+                    raise GetTimeoutError(f"no rollouts within {self.timeout} s")
+                try:
+                    group = ray.get(next(stream))
+                except StopIteration:
+                    return
+                done.add(group[0].prompt_index)
+                yield group
+        except GetTimeoutError:
+            self.timeouts += 1
+            self._suspect, why = True, f"streamed no rollouts for {self.timeout:g} s"
+        except RayActorError as e:
+            why = f"died while streaming rollouts ({type(e).__name__})"
+            self._restart(kill=False, why=f"{self.what} {why}")
+        except RayTaskError as e:
+            if not engine_dead(e):
+                raise
+            self._suspect, why = True, "'s engine core died while streaming rollouts"
+        finally:
+            ray.cancel(stream)
+        self._events.append(f"{self.what} {why}: the {len(prompts) - len(done)} prompts not yet returned are "
+                            "generated again in one call")
+        rest = [o for o in self.generate(prompts, **kwargs) if o.prompt_index not in done]
+        for i in sorted({o.prompt_index for o in rest}):
+            yield [o for o in rest if o.prompt_index == i]
 
     def load_weights(self, named_tensors: Iterable[tuple[str, torch.Tensor]]) -> int:
         self._last = list(named_tensors)

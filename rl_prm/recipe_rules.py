@@ -99,6 +99,9 @@ def backend_rules(cfg: DictConfig) -> None:
                              "use rprm_rloo / rprm_grpo / outcome_grpo, or trainer.backend=verl")
         if cfg.verl:
             raise ValueError("the verl: section only applies to trainer.backend=verl; remove it")
+        if cfg.reward.prm.stream and cfg.trainer.pipeline:
+            raise ValueError("reward.prm.stream=true with trainer.pipeline=true is not supported (two batches would be "
+                             "scored at once); pick one")
         if cfg.trainer.gpus_per_node > 1:
             raise ValueError(f"trainer.gpus_per_node={cfg.trainer.gpus_per_node}: the local backend uses one GPU at "
                              "most; use trainer.backend=verl for more")

@@ -55,6 +55,27 @@ def test_generate_groups_seeds_and_truncation(engine, prompt):
     assert [o.response_ids for o in shifted[:2]] == [o.response_ids for o in outs[1:3]]  # sample j = seed + j
 
 
+def test_generate_stream_yields_each_prompts_samples_as_they_finish(engine, prompt):
+    """reward.prm.stream's source: the same rollouts as `generate` with the same seeds, one list per
+    prompt holding all its n samples; a consumer that stops early leaves nothing in the engine."""
+    tok = engine.tokenizer
+    prompts = [prompt, tok.encode("Ben has 4 coins.", add_special_tokens=False), prompt]
+    kw = dict(n=2, temperature=1.0, seed=5)
+    want = engine.generate(prompts, max_tokens=16, **kw)
+    groups = list(engine.generate_stream(prompts, max_tokens=16, **kw))
+    assert sorted(g[0].prompt_index for g in groups) == [0, 1, 2]
+    for g in groups:
+        assert [o.sample_index for o in g] == [0, 1] and len({o.prompt_index for o in g}) == 1
+    got = sorted((o for g in groups for o in g), key=lambda o: (o.prompt_index, o.sample_index))
+    assert [(o.response_ids, o.logprobs, o.finish_reason) for o in got] == \
+        [(o.response_ids, o.logprobs, o.finish_reason) for o in want]
+    stopped = engine.generate_stream(prompts, max_tokens=16, **kw)
+    next(stopped)
+    stopped.close()
+    assert not engine.llm.llm_engine.has_unfinished_requests()
+    assert [o.response_ids for o in engine.generate(prompts, max_tokens=16, **kw)] == [o.response_ids for o in want]
+
+
 def test_sampling_logprobs_equal_hf(engine, prompt, hf_policy):
     o = engine.generate([prompt], n=1, temperature=1.0, max_tokens=16, seed=3)[0]
     ids = torch.tensor([o.prompt_ids + o.response_ids])

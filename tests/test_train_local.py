@@ -192,6 +192,27 @@ def test_pipelined_steps_learn_from_rollouts_one_update_old(tmp_path, local_engi
 
 
 @pytest.mark.slow
+def test_streamed_scoring_gives_the_scores_of_scoring_the_whole_batch(tmp_path, local_engines, local_run):
+    """reward.prm.stream: each prompt's responses go to the judge as soon as they finish generating; the
+    step's rollouts, step scores and rewards are the ones of scoring the batch after generation."""
+    from rl_prm.backends.local import train
+    from rl_prm.config import load_recipe
+
+    seen: dict[str, dict] = {}
+    for stream in (False, True):
+        cfg = load_recipe(ROOT / "recipes" / "tiny_cpu.yaml", [
+            f"run.output_dir={tmp_path}", f"run.name=stream{int(stream)}", *local_run, "rollout.prompts_per_step=3",
+            "data.test_limit=4", "trainer.eval_every=0", "trainer.save_every=0", "trainer.logger=[console]",
+            "trainer.total_steps=1", f"reward.prm.stream={str(stream).lower()}"])
+        train(cfg, on_step=lambda step, ctx, k=stream: seen.__setitem__(k, dict(ctx["metrics"])), engines=local_engines)
+    batch, streamed = seen[False], seen[True]
+    assert streamed["prm/stream_calls"] >= 1 and "prm/stream_calls" not in batch
+    for key in ("reward/mean", "reward/prm_mean", "reward/vr_mean", "response_length/mean", "prm/steps_scored"):
+        assert streamed[key] == pytest.approx(batch[key], abs=1e-6), key
+    assert streamed["prm/steps_scored"] > 0
+
+
+@pytest.mark.slow
 def test_oracle_judge_trains_through_the_local_backend(tmp_path, local_engines, local_run):
     """model.judge=oracle (the world's checker as step scorer, no engine) runs the same loop as the R-PRM
     judge: scored steps, prm/* metrics, a checkpoint at the end."""

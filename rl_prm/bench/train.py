@@ -6,12 +6,14 @@ driver, Ray's raylet/GCS and every Ray worker, vLLM engine processes included) e
 prints mean seconds per stage from each run's metrics.jsonl and the ratios side by side.
 
     rl-prm bench train [--steps 6] [--recipe recipes/tiny_cpu.yaml] [--baseline recipes/tiny_cpu_vr_only.yaml]
-                       [--pipeline] [key=value ...]   # overrides for every run, e.g. model.policy=tiny model.judge=tiny
+                       [--pipeline] [--stream] [key=value ...]   # overrides for every run, e.g. model.policy=tiny model.judge=tiny
                                                        # (reward.prm.* only for the runs with the judge)
 
 --pipeline adds a third run: the R-PRM recipe with trainer.pipeline=true (the next step's rollouts are
 generated while a step is scored and learned from); its `generate` is the time a step waited for its
-rollouts, `generate_engine` the engine's time generating them.
+rollouts, `generate_engine` the engine's time generating them. --stream adds the R-PRM recipe with
+reward.prm.stream=true (each prompt's responses scored as soon as they finish); its `score` is the wait
+after generation, `score_judge` the judge's time, overlapping generation.
 
 Goals printed with the numbers: R-PRM step <= 2x the VR-only step; peak RSS <= 6 GiB.
 """
@@ -30,7 +32,7 @@ import time
 from pathlib import Path
 
 STAGES = ["generate", "score", "credit", "update", "sync", "step"]
-EXTRA = ["generate_engine", "wait_next_rollouts"]  # pipelined runs (printed when a run has them)
+EXTRA = ["generate_engine", "wait_next_rollouts", "score_judge"]  # pipelined / streamed runs (printed when a run has them)
 
 
 def _tree_rss(root: int, own_ray_tmp: str) -> int:
@@ -99,6 +101,7 @@ def main(argv: list[str]) -> int:
     ap.add_argument("--baseline", default="recipes/tiny_cpu_vr_only.yaml")
     ap.add_argument("--steps", type=int, default=6)
     ap.add_argument("--pipeline", action="store_true", help="also run the R-PRM recipe with trainer.pipeline=true")
+    ap.add_argument("--stream", action="store_true", help="also run the R-PRM recipe with reward.prm.stream=true")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("overrides", nargs="*", help="recipe overrides key=value, applied to every run (reward.prm.* "
                     "to the R-PRM runs only)")
@@ -114,6 +117,9 @@ def main(argv: list[str]) -> int:
         if args.pipeline:
             runs["pipelined"] = run_one(args.recipe, args.steps, Path(tmp) / "pipe",
                                         (*args.overrides, "trainer.pipeline=true"))
+        if args.stream:
+            runs["streamed"] = run_one(args.recipe, args.steps, Path(tmp) / "stream",
+                                       (*args.overrides, "reward.prm.stream=true"))
     ours, base = runs["R-PRM"], runs["VR-only"]
     names = list(runs)
     shown = STAGES + [s for s in EXTRA if any(r["stage_s"][s] == r["stage_s"][s] for r in runs.values())]
@@ -133,6 +139,11 @@ def main(argv: list[str]) -> int:
         out["pipelined"], out["pipelined_step_ratio"] = pipe, pipe["stage_s"]["step"] / base["stage_s"]["step"]
         print(f"RATIO pipelined/sequential R-PRM step time {pipe['stage_s']['step'] / ours['stage_s']['step']:.2f}; "
               f"pipelined R-PRM/VR-only {out['pipelined_step_ratio']:.2f}")
+    if args.stream:
+        st = runs["streamed"]
+        out["streamed"], out["streamed_step_ratio"] = st, st["stage_s"]["step"] / base["stage_s"]["step"]
+        print(f"RATIO streamed/sequential R-PRM step time {st['stage_s']['step'] / ours['stage_s']['step']:.2f}; "
+              f"streamed R-PRM/VR-only {out['streamed_step_ratio']:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
     return 0

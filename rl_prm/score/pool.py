@@ -12,7 +12,7 @@ and described by `pop_events()`. Quiet sessions give worker i the log file LOGDI
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Optional, Sequence
 
 from rl_prm.score.types import ItemScore, ScoreConfig
 
@@ -57,14 +57,26 @@ class RPRMPool:
     def score_responses(self, questions: Sequence[str], spans: Sequence[Any]) -> tuple[list[list[float]], dict]:
         """Training scores of every step of every response (`ItemScore.training_scores`: one per step,
         fallback_score where the judge could not score, counted) and the scorer's prm/* metrics."""
+        return self.assemble(spans, self.score_spans(questions, spans))
+
+    def score_spans(self, questions: Sequence[str], spans: Sequence[Any]) -> list[Optional[ItemScore]]:
+        """The judge's ItemScore of each response's steps (None for a response with no steps)."""
         todo = [b for b, sp in enumerate(spans) if sp.num_steps]
         results = self.score([{"question": questions[b], "steps": list(spans[b].texts)} for b in todo]) if todo else []
+        out: list[Optional[ItemScore]] = [None] * len(spans)
+        for b, res in zip(todo, results):
+            out[b] = res
+        return out
+
+    def assemble(self, spans: Sequence[Any], results: Sequence[Optional[ItemScore]]) -> tuple[list[list[float]], dict]:
+        """`score_responses`' (scores, metrics) from `score_spans`' results (one per response, in order)."""
         scores: list[list[float]] = [[] for _ in spans]
         n_fallback = 0
-        for b, res in zip(todo, results):
-            scores[b], n = res.training_scores(spans[b].num_steps, self.config.fallback_score)
-            n_fallback += n
-        m = scorer_metrics(results)
+        for b, res in enumerate(results):
+            if res is not None:
+                scores[b], n = res.training_scores(spans[b].num_steps, self.config.fallback_score)
+                n_fallback += n
+        m = scorer_metrics([r for r in results if r is not None])
         m["prm/steps_fallback"] = float(n_fallback)
         m["prm/worker_retries"] = float(self.retries)
         m["prm/worker_restarts"] = float(sum(c.restarts for c in self.clients))
