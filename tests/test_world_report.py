@@ -44,6 +44,8 @@ def test_greedy_check_is_decided_by_the_worst_seed():
     assert d["ok"] and "within 2 points" in t
     t, d = greedy_check("VR only", [0.88, 0.80], 0.87)
     assert not d["ok"] and "MORE than 2 points below" in t and "worst seed -7.0" in t
+    t, d = greedy_check("sum", [0.98, 1.0], 1.0)  # exactly 2 points below: within (0.98 - 1.0 is not -0.02 in floats)
+    assert d["ok"] and "worst seed -2.0: within 2 points" in t
 
 
 def _run(d: Path, evals: dict) -> Path:
