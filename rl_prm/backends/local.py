@@ -124,26 +124,31 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
 
     stream = cfg.reward.prm.enabled and cfg.reward.prm.stream
 
-    def generate(s: int) -> tuple[list[int], list, float, Any]:
-        """(prompt indices, rollouts, seconds, streamed) of step s's batch; streamed (reward.prm.stream):
-        (the StreamScorer that got each prompt's responses as they finished, the rollouts' spans)."""
+    def spans_of(outs: list) -> list:
+        return [step_token_ends(o.response_ids, tokenizer, o.truncated) for o in outs]
+
+    def generate(s: int) -> tuple[list[int], list, list, float, Any]:
+        """(prompt indices, rollouts prompt-major, their step spans, seconds, streamed) of step s's batch;
+        streamed (reward.prm.stream): (the StreamScorer that got each prompt's responses as they finished,
+        the prompt-major order of what it got), else None."""
         t = time.perf_counter()
         idx = batch_indices(len(train_rows), s, cfg.rollout.prompts_per_step, cfg.run.seed)
         prompts, kw = [train_ids[i] for i in idx], dict(
             n=cfg.rollout.n, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
             max_tokens=cfg.rollout.max_tokens, seed=step_seed(cfg.run.seed, s, cfg.rollout.prompts_per_step, cfg.rollout.n))
         if not stream:
-            return idx, rollout.generate(prompts, **kw), time.perf_counter() - t, None
+            outs = rollout.generate(prompts, **kw)
+            return idx, outs, spans_of(outs), time.perf_counter() - t, None
         streamer, outs, spans = StreamScorer(prm), [], []
         try:
             for group in rollout.generate_stream(prompts, **kw):
-                sp = [step_token_ends(o.response_ids, tokenizer, o.truncated) for o in group]
+                sp = spans_of(group)
                 streamer.add([train_rows[idx[o.prompt_index]]["problem"] for o in group], sp)
                 outs, spans = outs + group, spans + sp
         finally:
             streamer.close()
         order = sorted(range(len(outs)), key=lambda j: (outs[j].prompt_index, outs[j].sample_index))  # prompt-major
-        return idx, [outs[j] for j in order], time.perf_counter() - t, (streamer, order, [spans[j] for j in order])
+        return idx, [outs[j] for j in order], [spans[j] for j in order], time.perf_counter() - t, (streamer, order)
     try:
         t0 = time.time()
         rollout.ready()
@@ -172,7 +177,7 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
 
             # 1. generate (pipelined: collect the rollouts started during the previous step) ---------
             t0 = time.perf_counter()
-            idx, outs, gen_s, streamed, lag = ahead.result() if ahead is not None else (*generate(step), 0)
+            idx, outs, spans, gen_s, streamed, lag = ahead.result() if ahead is not None else (*generate(step), 0)
             ahead = pool.submit(lambda s=step + 1: (*generate(s), 1)) if pool and step < cfg.trainer.total_steps else None
             rows = [train_rows[idx[o.prompt_index]] for o in outs]
             m["timing/generate"] = time.perf_counter() - t0  # pipelined: the wait for them
@@ -180,18 +185,15 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
 
             # 2. score: steps, R-PRM step scores (exactly the step texts credit uses), verifiable reward
             t0 = time.perf_counter()
-            scores = None
+            scores, prm_m = None, {}
             if streamed is not None:  # scored while the batch generated: wait for the last of it
-                streamer, order, spans = streamed
+                streamer, order = streamed
                 results = streamer.finish()
                 scores, prm_m = prm.assemble(spans, [results[j] for j in order])
-                m.update(prm_m)
                 m["prm/stream_calls"], m["timing/score_judge"] = float(streamer.calls), streamer.busy_s
-            else:
-                spans = [step_token_ends(o.response_ids, tokenizer, o.truncated) for o in outs]
-                if prm is not None:
-                    scores, prm_m = prm.score_responses([r["problem"] for r in rows], spans)
-                    m.update(prm_m)
+            elif prm is not None:
+                scores, prm_m = prm.score_responses([r["problem"] for r in rows], spans)
+            m.update(prm_m)
             vr = verifiable_rewards(rows, [o.text for o in outs]) if cfg.reward.verifiable.enabled else None
             m["timing/score"] = time.perf_counter() - t0  # streamed: the wait after generation
 
