@@ -187,7 +187,7 @@ class JudgeSFTConfig:
     it already reads the world's problems and does its arithmetic) and is SFT'd on critiques."""
 
     samples: int = 8000
-    steps: int = 600
+    steps: int = 1500  # docs/world.md: SFT length and judge F1
     batch_size: int = 16
     lr: float = 2e-3
     decision_weight: float = 1.0  # extra loss on the critical tokens (quoted/recomputed amounts, decisions, verdict)
