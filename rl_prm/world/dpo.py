@@ -41,6 +41,7 @@ class DPOConfig:
     steps: int = 150
     batch_size: int = 8  # pairs per optimizer step
     lr: float = 2e-5
+    policy_share: float = 0.5  # of the units, the share from the world policy's own samples (rl_prm.world.judge_units)
     seed: int = 0
 
 
@@ -78,14 +79,16 @@ def make_pairs(units: list[tuple], samples: list[list[tuple[list[int], str]]], m
     return pairs, facts
 
 
-def sample_pairs(judge_dir: str, tok: Any, cfg: DPOConfig, kv_cache_gib: float = 1) -> tuple[list[tuple], dict]:
-    """Sample the SFT judge's critiques and pair them (see the module doc). Returns
+def sample_pairs(judge_dir: str, tok: Any, cfg: DPOConfig, kv_cache_gib: float = 1,
+                 units: list[tuple] | None = None) -> tuple[list[tuple], dict]:
+    """Sample the SFT judge's critiques of ``units`` (default: cfg.units synthetic ones,
+    rl_prm.world.judge.judge_units) and pair them (see the module doc). Returns
     ([(prompt ids, chosen ids, rejected ids)], facts). The engine is stopped before returning."""
     from rl_prm.score.engines import GenParams, VLLMJudgeEngine
     from rl_prm.score.prompt import judge_prompt
     from rl_prm.world.judge import judge_units
 
-    units = judge_units(cfg.units, seed=cfg.seed + 100)
+    units = judge_units(cfg.units, seed=cfg.seed + 100) if units is None else units
     prompts = [tok.encode(judge_prompt(tok, q, steps, k), add_special_tokens=False) for q, steps, k, _ in units]
     t0 = time.perf_counter()
     engine = VLLMJudgeEngine.from_path(str(judge_dir), max_model_len=2048, kv_cache_gib=kv_cache_gib, seed=cfg.seed)

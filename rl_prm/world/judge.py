@@ -274,13 +274,22 @@ def judge_path(cfg: JudgeConfig = JudgeConfig(), policy: Path | None = None) -> 
     from rl_prm.world.cache import build_facts, cached
     from rl_prm.world.dpo import sample_pairs, train_dpo
 
-    sft_dir = sft_judge_path(cfg.sft, policy)
+    from rl_prm.world.judge_units import training_units
+    from rl_prm.world.policy import policy_path
+
+    init = Path(policy) if policy is not None else policy_path()
+    sft_dir = sft_judge_path(cfg.sft, init)
     if cfg.dpo is None:
         return sft_dir
 
     def dpo(model, tok) -> dict:
-        pairs, facts = sample_pairs(str(sft_dir), tok, cfg.dpo)
-        return {"dpo_pairs": facts, **train_dpo(model, tok, pairs, cfg.dpo)}
+        from transformers import AutoModelForCausalLM
+
+        policy_model = AutoModelForCausalLM.from_pretrained(init).eval()  # its samples are DPO targets
+        units, unit_facts = training_units(cfg.dpo.units, cfg.dpo.seed + 100, cfg.dpo.policy_share, policy_model, tok)
+        del policy_model
+        pairs, facts = sample_pairs(str(sft_dir), tok, cfg.dpo, units=units)
+        return {"dpo_pairs": {**facts, "units": unit_facts}, **train_dpo(model, tok, pairs, cfg.dpo)}
 
     return cached("judge", (sft_dir.name, asdict(cfg.dpo)),
                   lambda d: {"config": asdict(cfg), "sft": build_facts(sft_dir), **_fine_tune(sft_dir, d, dpo)})
