@@ -136,8 +136,9 @@ class RolloutEngine:
         if llm is None:
             if model is None:
                 raise ValueError("RolloutEngine needs a model path or an llm")
-            from rl_prm.vllm_engine import make_llm
+            from rl_prm.vllm_engine import engine_core_in_process, make_llm
 
+            engine_core_in_process()
             llm = make_llm(model, max_model_len=max_model_len, seed=seed, kv_cache_gib=kv_cache_gib,
                            gpu_memory_utilization=gpu_memory_utilization, logprobs_mode="processed_logprobs")
         self.llm = llm

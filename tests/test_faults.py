@@ -163,6 +163,10 @@ def test_kill_9_of_the_rollout_engine_restarts_it_with_the_learners_weights(tmp_
         prompts = [[5, 6, 7, 8], [9, 10, 11]]
         before = client.generate(prompts, n=2, max_tokens=24, seed=11)
         pid = client.pid()
+        import psutil
+
+        if "VLLM_ENABLE_V1_MULTIPROCESSING" not in os.environ:  # on CPU the engine runs in the actor's process
+            assert not [c for c in psutil.Process(pid).children(recursive=True) if "EngineCore" in " ".join(c.cmdline())]
         box = {}
 
         def kill_soon():

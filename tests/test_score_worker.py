@@ -29,6 +29,10 @@ def ray_worker(tiny_judge_dir):
 
     from rl_prm.backends.engines import ray_init
 
+    # vLLM's own processes (an actor on CPU runs its engine core in-process by default), so that the
+    # engine-core death below has a process to kill; the actors inherit the variable through the raylet
+    old = os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING")
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1"
     ray_init()  # the product's private cluster: its raylet reaps the subprocesses of a killed actor
     try:
         handle = start_rprm_worker(tiny_judge_dir, ScoreConfig(k=1, max_critique_tokens=48), num_cpus=1,
@@ -37,6 +41,10 @@ def ray_worker(tiny_judge_dir):
         yield handle
     finally:
         ray.shutdown()
+        if old is None:
+            os.environ.pop("VLLM_ENABLE_V1_MULTIPROCESSING", None)
+        else:
+            os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = old
 
 
 def _check(results):

@@ -7,7 +7,8 @@ Each fault gets its own run of `rl-prm train recipes/tiny_cpu.yaml model.policy=
 The fault is injected while step `--at` runs (once step at-1 has logged its metrics):
 
     rollout_kill      kill -9 of the rollout engine's Ray actor process
-    rollout_core_kill kill -9 of the rollout engine's vLLM engine-core process (the actor lives on)
+    rollout_core_kill kill -9 of the rollout engine's vLLM engine-core process (the actor lives on); run with
+                      VLLM_ENABLE_V1_MULTIPROCESSING=1: on CPU the engine core runs in the actor by default
     judge_kill        kill -9 of the R-PRM worker's Ray actor process
     judge_hang        SIGSTOP of the R-PRM worker (reward.prm.timeout_s=60: the call times out)
     driver_kill       kill -9 of the driver (and its Ray cluster), then the same command again (resume)
@@ -61,6 +62,7 @@ class Run:
     proc: Optional[subprocess.Popen] = None
     ray_tmp: str = ""
     leftover: int = 0  # processes of the run still alive 30 s after it ended (killed by the bench)
+    env: dict[str, str] = field(default_factory=dict)  # set for the run's processes on top of ours
 
     @property
     def run_dir(self) -> Path:
@@ -71,7 +73,7 @@ class Run:
         cmd = [sys.executable, "-m", "rl_prm", "train", str(RECIPE), *BASE, *self.overrides,
                f"trainer.total_steps={steps or self.steps}", f"run.output_dir={self.out / 'runs'}", f"run.name={self.name}"]
         env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RL_PRM_VERBOSE")}
-        env.update(RAY_TMPDIR=self.ray_tmp, WANDB_MODE="offline")
+        env.update(RAY_TMPDIR=self.ray_tmp, WANDB_MODE="offline", **self.env)
         log = open(self.out / "console.log", "a")
         log.write(f"$ {' '.join(cmd)}\n")
         log.flush()
@@ -228,6 +230,7 @@ def _rollout_kill(run: Run, at: int) -> str:
 
 @_register("rollout_core_kill")
 def _rollout_core_kill(run: Run, at: int) -> str:
+    run.env["VLLM_ENABLE_V1_MULTIPROCESSING"] = "1"  # an engine-core process (on CPU it runs in the actor by default)
     return _kill_mid_run(run, at, lambda: _engine_core(run, "ray::RolloutEngine"), "rollout engine core",
                          "rollout/engine_restarts", "rollout")
 

@@ -49,6 +49,9 @@ class RPRMWorker:
         if isinstance(config, Mapping):
             config = ScoreConfig(**config)
         self.config = config or ScoreConfig()
+        from rl_prm.vllm_engine import engine_core_in_process
+
+        engine_core_in_process()
         self.scorer = RPRMScorer.from_path(judge_path, self.config, **dict(engine_kwargs or {}))
         from rl_prm.vllm_engine import exit_when_engine_dies, in_ray_actor
 
