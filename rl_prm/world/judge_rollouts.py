@@ -92,11 +92,15 @@ if __name__ == "__main__":
     ap.add_argument("--questions", type=int, default=64)
     ap.add_argument("--samples", type=int, default=4)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--verbose", action="store_true", help="engine / library output on the console, not in log files")
     a = ap.parse_args()
+    from rl_prm import logs
     from rl_prm.world.judge import judge_path
 
-    judge = a.judge or str(judge_path())
-    items = policy_rollouts(a.questions, a.samples, a.seed)
-    temps = [float(t) for t in a.temperatures.split(",")]
-    print(json.dumps({"judge": judge, "rollouts": len(items),
-                      "by_temperature": judge_on_rollouts(judge, items, temps, a.k, a.seed)}, indent=1))
+    with logs.session("judge-rollouts", verbose_flag=a.verbose):
+        judge = a.judge or str(judge_path())
+        items = policy_rollouts(a.questions, a.samples, a.seed)
+        temps = [float(t) for t in a.temperatures.split(",")]
+        report = {"judge": judge, "rollouts": len(items),
+                  "by_temperature": judge_on_rollouts(judge, items, temps, a.k, a.seed)}
+    print(json.dumps(report, indent=1))
