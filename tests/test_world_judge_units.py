@@ -3,8 +3,8 @@ ones at the stated share, and no target whose teacher critique contradicts its l
 
 from __future__ import annotations
 
+import random
 import re
-
 
 from rl_prm.world import judge_units as ju
 from rl_prm.world.tasks import corrupt, first_wrong_step, problems
@@ -22,13 +22,11 @@ def test_teacher_supports_rejects_a_wrong_step_whose_checks_all_pass():
     bad[2] = re.sub(r"^\w+,", "Fourth,", bad[2])  # a wrong ordinal: wrong by recomputation, no check sees it
     assert first_wrong_step(p.question, bad) == 2
     assert not ju.teacher_supports(p.question, bad, 2, False)
-    slip = corrupt(p, __import__("random").Random(0), at=1, kind="slip")
+    slip = corrupt(p, random.Random(0), at=1, kind="slip")
     assert ju.teacher_supports(p.question, slip.step_texts, 1, False)
 
 
 def test_policy_units_label_the_policys_samples_by_recomputation(monkeypatch):
-    import random
-
     import rl_prm.world.policy as policy
 
     def fake_generate(model, tok, questions, *, do_sample, seed=0, **kw):

@@ -49,11 +49,10 @@ class RPRMWorker:
         if isinstance(config, Mapping):
             config = ScoreConfig(**config)
         self.config = config or ScoreConfig()
-        from rl_prm.vllm_engine import engine_core_in_process
+        from rl_prm.vllm_engine import engine_core_in_process, exit_when_engine_dies, in_ray_actor
 
         engine_core_in_process()
         self.scorer = RPRMScorer.from_path(judge_path, self.config, **dict(engine_kwargs or {}))
-        from rl_prm.vllm_engine import exit_when_engine_dies, in_ray_actor
 
         if in_ray_actor():  # a dead engine core ends the actor, so Ray restarts it (RPRMClient retries)
             exit_when_engine_dies(self.scorer.engine.llm, "R-PRM worker")

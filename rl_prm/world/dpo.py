@@ -1,9 +1,10 @@
 """DPO of the world judge on its own critiques, as R-PRM does after SFT.
 
-    pairs, facts = sample_pairs(sft_judge_dir, tok, DPOConfig())   # (prompt, chosen, rejected) token ids
+    pairs, facts = sample_pairs(sft_judge_dir, tok, units, DPOConfig())   # (prompt, chosen, rejected) token ids
     facts.update(train_dpo(model, tok, pairs, DPOConfig()))        # model: the SFT judge, trained in place
 
-Pairs: for judge targets of the "train" split (rl_prm.world.judge.judge_units, a seed of their own),
+Pairs: for judge targets of the "train" split (``units``: rl_prm.world.judge_units.training_units, a seed of
+their own, ``policy_share`` of them the world policy's own samples, the rest rl_prm.world.judge.judge_units),
 ``samples`` critiques are sampled from the SFT judge (vLLM, ``temperature``); a critique whose verdict
 equals the label is "chosen", one with the wrong verdict (or none) "rejected"; each target with both
 gives up to ``max_pairs_per_unit`` pairs (the judge's own mistakes, next to its own right answers).
@@ -79,16 +80,14 @@ def make_pairs(units: list[tuple], samples: list[list[tuple[list[int], str]]], m
     return pairs, facts
 
 
-def sample_pairs(judge_dir: str, tok: Any, cfg: DPOConfig, kv_cache_gib: float = 1,
-                 units: list[tuple] | None = None) -> tuple[list[tuple], dict]:
-    """Sample the SFT judge's critiques of ``units`` (default: cfg.units synthetic ones,
-    rl_prm.world.judge.judge_units) and pair them (see the module doc). Returns
+def sample_pairs(judge_dir: str, tok: Any, units: list[tuple], cfg: DPOConfig, kv_cache_gib: float = 1
+                 ) -> tuple[list[tuple], dict]:
+    """Sample the SFT judge's critiques of ``units`` ((question, steps, k, correct) each;
+    rl_prm.world.judge_units.training_units) and pair them (see the module doc). Returns
     ([(prompt ids, chosen ids, rejected ids)], facts). The engine is stopped before returning."""
     from rl_prm.score.engines import GenParams, VLLMJudgeEngine
     from rl_prm.score.prompt import judge_prompt
-    from rl_prm.world.judge import judge_units
 
-    units = judge_units(cfg.units, seed=cfg.seed + 100) if units is None else units
     prompts = [tok.encode(judge_prompt(tok, q, steps, k), add_special_tokens=False) for q, steps, k, _ in units]
     t0 = time.perf_counter()
     engine = VLLMJudgeEngine.from_path(str(judge_dir), max_model_len=2048, kv_cache_gib=kv_cache_gib, seed=cfg.seed)

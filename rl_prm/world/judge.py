@@ -273,7 +273,6 @@ def judge_path(cfg: JudgeConfig = JudgeConfig(), policy: Path | None = None) -> 
     build.json holds both stages' facts."""
     from rl_prm.world.cache import build_facts, cached
     from rl_prm.world.dpo import sample_pairs, train_dpo
-
     from rl_prm.world.judge_units import training_units
     from rl_prm.world.policy import policy_path
 
@@ -288,7 +287,7 @@ def judge_path(cfg: JudgeConfig = JudgeConfig(), policy: Path | None = None) -> 
         policy_model = AutoModelForCausalLM.from_pretrained(init).eval()  # its samples are DPO targets
         units, unit_facts = training_units(cfg.dpo.units, cfg.dpo.seed + 100, cfg.dpo.policy_share, policy_model, tok)
         del policy_model
-        pairs, facts = sample_pairs(str(sft_dir), tok, cfg.dpo, units=units)
+        pairs, facts = sample_pairs(str(sft_dir), tok, units, cfg.dpo)
         return {"dpo_pairs": {**facts, "units": unit_facts}, **train_dpo(model, tok, pairs, cfg.dpo)}
 
     return cached("judge", (sft_dir.name, asdict(cfg.dpo)),

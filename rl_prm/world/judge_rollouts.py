@@ -47,20 +47,16 @@ def policy_rollouts(questions: int = 64, samples: int = 4, seed: int = 0) -> lis
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from reward_fns.math_verify_reward import compute_score
-    from rl_prm.steps import split_steps
-    from rl_prm.world.policy import generate, policy_path
-    from rl_prm.world.tasks import first_wrong_step, problems
+    from rl_prm.world.judge_units import labelled_samples
+    from rl_prm.world.policy import policy_path
+    from rl_prm.world.tasks import problems
 
     path = policy_path()
     tok, model = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path).eval()
     probs = problems("train", questions, seed=seed + 11) * samples
-    texts = generate(model, tok, [p.question for p in probs], do_sample=True, seed=seed + 5)
-    out = []
-    for p, text in zip(probs, texts):
-        steps = split_steps(text)
-        out.append({"question": p.question, "steps": steps, "w": first_wrong_step(p.question, steps),
-                    "answer": compute_score("world", text, str(p.answer)) > 0.5})
-    return out
+    found = labelled_samples(model, tok, [p.question for p in probs], seed=seed + 5)
+    return [{"question": q, "steps": steps, "w": w, "answer": compute_score("world", text, str(p.answer)) > 0.5}
+            for p, (q, text, steps, w) in zip(probs, found)]
 
 
 def judge_on_rollouts(judge, items: list[dict], temperatures: Sequence[float] = (0.6,), k: int = 1,

@@ -32,12 +32,26 @@ def teacher_supports(question: str, steps: list[str], k: int, correct: bool) -> 
     return all(d == "correct" for d in decisions[:-1]) == correct
 
 
+def labelled_samples(model: Any, tok: Any, questions: list[str], seed: int) -> list[tuple[str, str, list[str], int]]:
+    """``model``'s (the world policy's) sampled solutions (T=1) to ``questions``, each with its steps and
+    first wrong step by recomputation (-1: none; 0 for an empty solution):
+    [(question, text, steps, first wrong step)]."""
+    from rl_prm.steps import split_steps
+    from rl_prm.world.policy import generate
+    from rl_prm.world.tasks import first_wrong_step
+
+    texts = generate(model, tok, questions, do_sample=True, seed=seed)
+    out = []
+    for q, text in zip(questions, texts):
+        steps = split_steps(text)
+        out.append((q, text, steps, first_wrong_step(q, steps)))
+    return out
+
+
 def policy_units(model: Any, tok: Any, n: int, seed: int, at_error: float = 0.75) -> tuple[list[Unit], dict]:
     """n judge units from ``model``'s (the world policy's) own sampled solutions to "train" questions
     (see the module doc). Returns (units, facts: sampled, flawed, empty, unsupported)."""
-    from rl_prm.steps import split_steps
-    from rl_prm.world.policy import generate
-    from rl_prm.world.tasks import first_wrong_step, problems
+    from rl_prm.world.tasks import problems
 
     rng = random.Random(f"world-judge-policy-{seed}")
     units: list[Unit] = []
@@ -46,15 +60,13 @@ def policy_units(model: Any, tok: Any, n: int, seed: int, at_error: float = 0.75
     while len(units) < n:
         want = max(64, int((n - len(units)) * 1.1))
         qs = [p.question for p in problems("train", want, seed=seed + 31 + round_)]
-        texts = generate(model, tok, qs, do_sample=True, seed=seed + round_)
+        samples = labelled_samples(model, tok, qs, seed=seed + round_)
         round_ += 1
-        for q, text in zip(qs, texts):
+        for q, _, steps, w in samples:
             facts["sampled"] += 1
-            steps = split_steps(text)
             if not steps:
                 facts["empty"] += 1
                 continue
-            w = first_wrong_step(q, steps)
             if w >= 0:
                 facts["flawed"] += 1
                 k = w if rng.random() < at_error else rng.randrange(0, w + 1)
