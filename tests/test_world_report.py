@@ -93,3 +93,33 @@ def test_report_json_shape_and_markdown_verdicts(tmp_path):
     assert "recovers 50% of the oracle's trace accuracy gain over VR-only (+6.0 of +12.0 points)" in text
     assert "| R-PRM min-form + VR (step 10) | 45.0 [44.0, 46.0] | 50.0 [50.0, 50.0] | 5.0 [4.0, 6.0] | 90.0 [90.0, 90.0] |" in text
     json.dumps(rep)  # serialisable as written
+
+
+def test_world_command_builds_no_judge_for_oracle_and_vr_only_arms(tmp_path, monkeypatch):
+    """--arms oracle,vr_only --skip-judge-eval: nothing scores with the R-PRM judge, so it is not built
+    (minutes saved); the report says so and still compares the arms."""
+    import rl_prm.world.compare as compare
+    import rl_prm.world.judge as judge
+    import rl_prm.world.policy as policy
+    from rl_prm.world.__main__ import main
+
+    def no_judge(*a, **k):
+        raise AssertionError("the judge was built")
+
+    monkeypatch.setattr(policy, "policy_path", lambda *a, **k: tmp_path / "policy")
+    monkeypatch.setattr(judge, "sft_judge_path", no_judge)
+    monkeypatch.setattr(judge, "judge_path", no_judge)
+    start = _evals(0.30, 0.40, 0.90)
+    runs = {("oracle", 0): _run(tmp_path / "o0", {0: start, 10: _evals(0.5, 0.6, 0.9)}),
+            ("vr_only", 0): _run(tmp_path / "v0", {10: _evals(0.4, 0.6, 0.9)})}
+    seen = {}
+    monkeypatch.setattr(compare, "run_arms", lambda recipe, out, **kw: seen.update(kw) or runs)
+    assert main(["--out", str(tmp_path / "w"), "--seeds", "0", "--arms", "oracle,vr_only", "--skip-judge-eval"]) == 0
+    assert seen["arms"] == ["oracle", "vr_only"]
+    text = (tmp_path / "w" / "report.md").read_text()
+    assert "judge: not built" in text and "oracle PRM min-form + VR vs VR only on trace accuracy" in text
+    rep = json.loads((tmp_path / "w" / "report.json").read_text())
+    assert "judge" not in rep and rep["arms"]["oracle"]["trace_accuracy"] == [0.5]
+    # an arm that scores with the judge needs it
+    with pytest.raises(AssertionError, match="the judge was built"):
+        main(["--out", str(tmp_path / "w2"), "--seeds", "0", "--arms", "min_form", "--skip-judge-eval"])

@@ -137,6 +137,22 @@ def test_policy_examples_mix_gold_flawed_and_miracles():
     assert all(e.correct for e in policy_examples("train", 50, seed=0, flawed_fraction=0.0))
 
 
+def test_policy_miracles_follow_their_kind_weights():
+    # misquotes only: every step computes what gold computes (the stated amount is the only slip); cancels only:
+    # some intermediate result differs from gold's
+    def results(text):
+        return re.findall(r"= (-?\d+) ", text)
+
+    gold = {p.question: p.solution for p in problems("train", 200, seed=0)}
+    mis = policy_examples("train", 200, seed=0, flawed_fraction=0.0, miracle_fraction=1.0, miracle_weights=(1, 0, 0))
+    can = policy_examples("train", 200, seed=0, flawed_fraction=0.0, miracle_fraction=1.0, miracle_weights=(0, 0, 1))
+    assert all(e.answer_correct and not e.correct for e in mis + can)
+    assert all(results(e.solution) == results(gold[e.problem]) for e in mis)
+    assert all(results(e.solution) != results(gold[e.problem]) for e in can)
+    rng = random.Random(0)
+    assert {miracle(p, rng, weights=(0, 1, 0)).meta["error_kind"] for p in problems("train", 30, seed=1)} == {"jump"}
+
+
 @pytest.mark.parametrize("kind", MIRACLE_KINDS)
 def test_each_miracle_has_a_wrong_step_and_the_right_answer(kind):
     """A miracle is what an outcome reward cannot see: the boxed answer is the gold one, yet the

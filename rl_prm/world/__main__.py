@@ -91,10 +91,15 @@ def run(args: argparse.Namespace) -> int:
 
     t0 = time.perf_counter()
     pol = stage("policy", policy_path)
-    stage("judge_sft", lambda: sft_judge_path(policy=pol))
-    jud = stage("judge_dpo", lambda: judge_path(policy=pol))
-    results: dict = {"policy": {"path": str(pol), "build": build_facts(pol)},
-                     "judge": {"path": str(jud), "build": build_facts(jud)}}
+    results: dict = {"policy": {"path": str(pol), "build": build_facts(pol)}}
+    from rl_prm.world.compare import JUDGE_ARMS
+
+    arms = args.arms.split(",")
+    need_judge = not args.skip_judge_eval or (not args.skip_rl and any(a in JUDGE_ARMS for a in arms))
+    if need_judge:  # the oracle and VR-only arms run without the R-PRM judge
+        stage("judge_sft", lambda: sft_judge_path(policy=pol))
+        jud = stage("judge_dpo", lambda: judge_path(policy=pol))
+        results["judge"] = {"path": str(jud), "build": build_facts(jud)}
     if not args.skip_judge_eval:
         from rl_prm.eval.processbench import plot_f1_vs_k
         from rl_prm.world.judge_eval import evaluate_judge
@@ -112,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.skip_rl:
         from rl_prm.world.compare import plot_curves, run_arms, summarize
 
-        runs = stage("rl", lambda: run_arms(args.recipe, out, seeds=seeds, steps=args.steps, arms=args.arms.split(","),
+        runs = stage("rl", lambda: run_arms(args.recipe, out, seeds=seeds, steps=args.steps, arms=arms,
                                             overrides=args.overrides))
         arms = summarize(runs)
         plot_curves(arms, out / "process_vs_step.png",

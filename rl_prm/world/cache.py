@@ -8,7 +8,7 @@ from typing import Callable
 
 from rl_prm.tiny.build import _cached, tiny_cache_dir
 
-WORLD_VERSION = "4"  # 4: miracle solutions (wrong step, right answer) in the mixes; judge SFT + DPO
+WORLD_VERSION = "5"  # 5: the policy's SFT mix is half miracles, mostly misquotes (4: miracles in the mixes; judge SFT + DPO)
 
 
 def world_cache_dir() -> Path:

@@ -30,6 +30,7 @@ ARMS: dict[str, list[str]] = {
     VR_ONLY: [],
     "sum": ["reward.prm.enabled=true", "reward.credit.mode=sum"],
 }
+JUDGE_ARMS = ("min_form", "sum")  # the arms that score with the world's R-PRM judge
 VR_RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "tiny_cpu_vr_only.yaml"
 ARM_LABELS = {"min_form": "R-PRM min-form + VR", "oracle": "oracle PRM min-form + VR", "vr_only": "VR only",
               "sum": "R-PRM sum-form + VR"}

@@ -172,11 +172,23 @@ def report_json(results: dict) -> dict:
     return out
 
 
+def judge_line(jb: dict) -> str:
+    """The report's line on how the judge was built (its build.json)."""
+    jc = jb.get("config", {})
+    sft = jb.get("sft", jb)
+    return (f"- judge: fine-tuned from the policy on {sft.get('config', {}).get('steps')} steps of teacher critiques "
+            f"(SFT, built in {sft.get('build_s')} s)" + (
+                f", then DPO on {jb.get('dpo_pairs', {}).get('pairs')} (right-verdict, wrong-verdict) pairs of its "
+                f"own critiques ({jc.get('dpo', {}).get('steps')} steps; the SFT judge's sampled critiques were "
+                f"{pct(jb.get('dpo_pairs', {}).get('critique_accuracy'))}% right), built in {jb.get('build_s')} s"
+                if "dpo_pairs" in jb else ""))
+
+
 def report_md(results: dict) -> str:
     """The markdown report of a world run (results.json's content)."""
     tm = results["timing_s"]
-    pb, jb = results["policy"]["build"], results["judge"]["build"]
-    pc, jc = pb.get("config", {}), jb.get("config", {})
+    pb, jb = results["policy"]["build"], results.get("judge", {}).get("build")
+    pc = pb.get("config", {})
     lines = ["# Miniature R-PRM world: right reasoning, not just right answers", "",
              f"Wall time {tm['total']:.0f} s on this machine: " + ", ".join(f"{k} {v:.0f} s" for k, v in tm.items()
                                                                           if k != "total")
@@ -189,14 +201,11 @@ def report_md(results: dict) -> str:
              f"rest gold; built in {pb.get('build_s')} s. At build (n={pb.get('n')}, 1 sample): greedy "
              f"{pct(pb.get('greedy_acc'))}%, sampled T=1 {pct(pb.get('sampled_acc'))}% (trace "
              f"{pct(pb.get('sampled_trace_accuracy'))}%, miracles {pct(pb.get('sampled_miracle_rate'))}%)"]
-    sft = jb.get("sft", jb)
-    lines.append(f"- judge: fine-tuned from the policy on {sft.get('config', {}).get('steps')} steps of teacher critiques "
-                 f"(SFT, built in {sft.get('build_s')} s)" + (
-                     f", then DPO on {jb.get('dpo_pairs', {}).get('pairs')} (right-verdict, wrong-verdict) pairs of its "
-                     f"own critiques ({jc.get('dpo', {}).get('steps')} steps; the SFT judge's sampled critiques were "
-                     f"{pct(jb.get('dpo_pairs', {}).get('critique_accuracy'))}% right), built in {jb.get('build_s')} s"
-                     if "dpo_pairs" in jb else ""))
-    j = results["judge"].get("processbench")
+    if jb is None:
+        lines.append("- judge: not built (no arm of this run scores with it, and its evaluation was skipped)")
+    else:
+        lines.append(judge_line(jb))
+    j = results.get("judge", {}).get("processbench")
     if j:
         lines += ["", f"Mini-ProcessBench ({j['n_items']} items, rl_prm.eval; critiques sampled at T={j.get('temperature')}, "
                   "threshold 0.5):", "", "| K | F1 | error-sample acc | correct-sample acc |", "|---|---|---|---|"]

@@ -45,9 +45,8 @@ from rl_prm.tiny.arith import _OPS, Problem, Step, _apply
 
 ERROR_KINDS = ("slip", "wrong_op", "wrong_number", "dropped")
 MIRACLE_KINDS = ("misquote", "jump", "cancel")
-# how often each miracle kind is drawn: a misquote is the one a small policy reproduces with the right
-# answer (a jump or a cancel needs the right amount without computing it, so imitating them mostly
-# yields wrong answers)
+# how often each miracle kind is drawn in mini-ProcessBench and the judge's targets (the policy's SFT mix
+# has its own weights: rl_prm.world.policy.PolicySFTConfig.miracle_weights)
 MIRACLE_WEIGHTS = (0.5, 0.25, 0.25)
 SPLITS = ("train", "test")
 TEST_FRACTION = 0.2
@@ -247,15 +246,16 @@ def _miracle_once(problem: Problem, rng: random.Random, at: int, kind: str) -> P
     return Problem(problem.question, steps, problem.answer, label=at, meta=dict(problem.meta, error_kind=kind))
 
 
-def miracle(problem: Problem, rng: random.Random, kind: str | None = None, at: int | None = None) -> Problem:
+def miracle(problem: Problem, rng: random.Random, kind: str | None = None, at: int | None = None,
+            weights: tuple[float, ...] = MIRACLE_WEIGHTS) -> Problem:
     """Copy of gold ``problem`` with a wrong step but the RIGHT final answer (a MIRACLE_KINDS flaw,
-    drawn with MIRACLE_WEIGHTS if None, at operation step ``at``, random if None); ``label`` = first wrong step, checked
+    drawn with ``weights`` if None, at operation step ``at``, random if None); ``label`` = first wrong step, checked
     by recomputation, and the boxed answer is checked to be the gold one."""
     if kind is not None and kind not in MIRACLE_KINDS:
         raise ValueError(f"unknown miracle kind {kind!r}; expected one of {MIRACLE_KINDS}")
     op_steps = [i for i, s in enumerate(problem.steps) if s.op in _OPS]
     for _ in range(50):
-        k = kind if kind is not None else rng.choices(MIRACLE_KINDS, weights=MIRACLE_WEIGHTS)[0]
+        k = kind if kind is not None else rng.choices(MIRACLE_KINDS, weights=weights)[0]
         choices = op_steps[:-1] if k == "cancel" else op_steps  # cancel needs a next operation step
         if at is not None and at not in choices:
             raise ValueError(f"miracle {k}: step {at} is not one of the operation steps {choices}")
@@ -314,13 +314,15 @@ class PolicyExample:
 
 
 def policy_examples(split: str, n: int, seed: int = 0, flawed_fraction: float = 0.3,
-                    miracle_fraction: float = 0.0) -> list[PolicyExample]:
+                    miracle_fraction: float = 0.0, miracle_weights: tuple[float, ...] = MIRACLE_WEIGHTS
+                    ) -> list[PolicyExample]:
     """Problem -> solution pairs for policy SFT: a miracle (``miracle_fraction``: wrong step, right
-    answer), a corrupted solution (``flawed_fraction``: wrong answer), or gold."""
+    answer; kinds drawn with ``miracle_weights``), a corrupted solution (``flawed_fraction``: wrong
+    answer), or gold."""
     rng = random.Random(f"world-policy-{split}-{seed}")
     out = []
     for p in problems(split, n, seed=seed):
         u = rng.random()
-        q = miracle(p, rng) if u < miracle_fraction else corrupt(p, rng) if u < miracle_fraction + flawed_fraction else p
+        q = miracle(p, rng, weights=miracle_weights) if u < miracle_fraction else corrupt(p, rng) if u < miracle_fraction + flawed_fraction else p
         out.append(PolicyExample(p.question, q.solution, str(p.answer), q.label == -1, final_answer(q) == p.answer))
     return out
