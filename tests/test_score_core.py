@@ -184,6 +184,22 @@ def test_adaptive_k_samples_more_only_when_first_verdicts_disagree(judge_tokeniz
     assert [(c[0], c[2]) for c in eng.generate_calls[1]] == [(2, 2)]
 
 
+def test_adaptive_k_confirm_no_checks_rejections_only(judge_tokenizer):
+    # step 2 is rejected by its first critique and accepted by the second: confirm_no samples it again and
+    # averages; a step every first critique accepts is not sampled again
+    script = lambda text, step, j: ("yes", [0.1, 0.9][j] if step == 2 else 0.8)  # noqa: E731
+    sc, eng = _scorer(judge_tokenizer, script, cfg=ScoreConfig(k=2, adaptive_k=True, adaptive_min_k=1,
+                                                               adaptive_rule="confirm_no"))
+    [r] = sc.score([GOOD])
+    assert [st.n_samples for st in r.steps] == [1, 2, 1]
+    assert r.steps[1].score == pytest.approx(0.5)
+    plain, _ = _scorer(judge_tokenizer, lambda text, step, j: ("yes", 0.1), cfg=ScoreConfig(
+        k=3, adaptive_k=True, adaptive_min_k=1, adaptive_rule="disagree"))
+    assert [st.n_samples for st in plain.score([GOOD])[0].steps] == [1, 1, 1]  # one rejection: agrees with itself
+    with pytest.raises(ValueError, match="adaptive_rule"):
+        ScoreConfig(adaptive_rule="sometimes")
+
+
 def test_bad_items_get_statuses_and_never_fail_the_batch(judge_tokenizer):
     sc, _ = _scorer(judge_tokenizer, lambda text, step, j: ("yes", 0.7), cfg=ScoreConfig(k=1))
     items = [

@@ -185,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--k", type=int, default=2, help="our K (with adaptive K, at most this many)")
     ap.add_argument("--min-k", type=int, default=1, help="our adaptive K: first samples per step")
     ap.add_argument("--margin", type=float, default=0.0, help="our adaptive K: agreement margin around 0.5")
+    ap.add_argument("--adaptive-rule", default="disagree", choices=("disagree", "confirm_no"),
+                    help="our adaptive K: sample the rest when the first verdicts disagree, or unless they are all Yes")
     ap.add_argument("--threshold", type=float, default=0.5, help="verdict threshold and our early-rejection threshold")
     ap.add_argument("--repeat", type=int, default=3, help="timed repetitions of ours / in rounds / plain generate (medians)")
     ap.add_argument("--early-reject", action=argparse.BooleanOptionalAction, default=True,
@@ -200,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     our_cfg = ScoreConfig(k=args.k, max_critique_tokens=args.max_critique_tokens, early_reject_threshold=thr if args.early_reject else None,
                           early_reject_lookahead=args.lookahead,
                           adaptive_k=args.k > args.min_k, adaptive_min_k=min(args.min_k, args.k),
-                          adaptive_margin=args.margin, seed=args.seed)
+                          adaptive_margin=args.margin, adaptive_rule=args.adaptive_rule, seed=args.seed)
     ref = _run(judge, items, ref_cfg, prefix_caching=False, max_model_len=args.max_model_len)
     ours = _run(judge, items, our_cfg, prefix_caching=True, max_model_len=args.max_model_len, repeat=args.repeat)
 
@@ -221,7 +223,7 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"rl-prm bench prm: {what}, {n_steps} steps, judge {judge}")
     print(f"reference: K={args.ref_k}, every step, generate to the end + second forward pass, no prefix caching")
-    print(f"ours:      K<={args.k} (adaptive, first {our_cfg.adaptive_min_k}, margin {args.margin}), single pass, prefix caching, "
+    print(f"ours:      K<={args.k} (adaptive {args.adaptive_rule}, first {our_cfg.adaptive_min_k}, margin {args.margin}), single pass, prefix caching, "
           f"stop at verdict, " + (f"early rejection < {thr} (lookahead {args.lookahead})" if args.early_reject else "no early rejection"))
     print(row("reference", ref))
     print(row("ours", ours))

@@ -23,8 +23,9 @@ Work saved without changing verdicts: steps are ordered so successive steps of a
 their prompt prefix (prefix caching in the engine); generation stops right after the verdict
 token. Optional, changing what is computed: early rejection (`early_reject_threshold`: steps
 scored in order; after a step scored below it, later steps get score None, flag "not_scored")
-and adaptive K (`adaptive_k`: sample `adaptive_min_k` first; if their verdicts agree (all P(Yes)
->= 0.5 or all < 0.5) stop, else sample the remaining k - adaptive_min_k).
+and adaptive K (`adaptive_k`: sample `adaptive_min_k` first, then the remaining k - adaptive_min_k
+only where `adaptive_rule` asks: "disagree" unless all P(Yes) >= 0.5 or all < 0.5; "confirm_no"
+unless all P(Yes) >= 0.5, so a rejection is checked by more critiques and an acceptance is not).
 
 Not-scored steps and training: both backends turn an ItemScore into one score per step with
 `ItemScore.training_scores` (early-rejected steps get the rejecting step's score, which leaves
@@ -51,6 +52,17 @@ __all__ = ["FALLBACK_QUESTION", "ItemScore", "RPRMScorer", "STATUSES", "ScoreCon
 # (NJUNLP/R-PRM src/evaluate/GenPRM/evaluate-PRM-CoT.py); the next token is then scored.
 FALLBACK_QUESTION = "\nBased on your analysis. Is the answer correct (Yes/No)?"
 STATUSES = ("ok", "no_steps", "empty_step", "too_long", "bad_input", "error")
+
+
+def needs_more(samples: Sequence[float | None], rule: str, margin: float) -> bool:
+    """Adaptive K: whether a step whose first samples have these P(Yes) (None = failed) gets the rest.
+    A failed sample always asks for more; "disagree": unless all >= 0.5+margin or all < 0.5-margin;
+    "confirm_no": unless all >= 0.5+margin."""
+    if not samples or any(p is None for p in samples):
+        return True
+    yes = all(p >= 0.5 + margin for p in samples)
+    no = all(p < 0.5 - margin for p in samples)
+    return not (yes or (no and rule == "disagree"))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,13 +217,7 @@ class RPRMScorer:
         first_n = c.adaptive_min_k if c.adaptive_k else c.k
         yield from self._sample(units, first_n, 0, stats)
         if c.adaptive_k and c.k > first_n:
-            more = []
-            for u in units:
-                ps = [p for p in u.samples if p is not None]
-                m = c.adaptive_margin
-                agree = ps and (all(p >= 0.5 + m for p in ps) or all(p < 0.5 - m for p in ps)) and len(ps) == len(u.samples)
-                if not agree:
-                    more.append(u)
+            more = [u for u in units if needs_more(u.samples, c.adaptive_rule, c.adaptive_margin)]
             yield from self._sample(more, c.k - first_n, first_n, stats)
         for u in units:
             st = res.steps[u.step]

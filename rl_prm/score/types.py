@@ -12,6 +12,8 @@ from typing import Any, Optional
 
 from rl_prm.schema import knob
 
+ADAPTIVE_RULES = ("disagree", "confirm_no")  # rl_prm.score.scorer.needs_more
+
 
 @dataclass
 class ScoringOptions:
@@ -29,10 +31,13 @@ class ScoringOptions:
     early_reject_lookahead: int = knob(
         0, "early rejection: also score this many following steps at the same time (scores unchanged: steps "
         "after a rejected one are dropped; more judge tokens, fewer rounds one after another)", ge=0)
-    adaptive_k: bool = knob(False, "sample adaptive_min_k critiques first and the rest only if their verdicts disagree")
+    adaptive_k: bool = knob(False, "sample adaptive_min_k critiques first and the rest only when adaptive_rule asks")
     adaptive_min_k: int = knob(2, "adaptive K: critiques sampled first", gt=0)
     adaptive_margin: float = knob(0.0, "adaptive K: the first verdicts agree only if all P(Yes) >= 0.5+m or all < 0.5-m",
                                   ge=0, le=0.5)
+    adaptive_rule: str = knob("disagree", "adaptive K: when to sample the rest: disagree (the first verdicts differ) | "
+                              "confirm_no (unless all first verdicts are Yes: a No is checked by more critiques)",
+                              choices=ADAPTIVE_RULES)
     max_prompt_tokens: Optional[int] = knob(None, "longest judge prompt scored (null: judge context - max_critique_tokens)",
                                             gt=0)
     keep_critiques: int = knob(1, "critiques kept per step in the results (for logging)", ge=0)
@@ -52,6 +57,8 @@ class ScoreConfig(ScoringOptions):
             raise ValueError(f"ScoreConfig.k must be >= 1, got {self.k}")
         if self.adaptive_k and not 1 <= self.adaptive_min_k <= self.k:
             raise ValueError(f"ScoreConfig.adaptive_min_k must be in [1, k={self.k}], got {self.adaptive_min_k}")
+        if self.adaptive_rule not in ADAPTIVE_RULES:
+            raise ValueError(f"ScoreConfig.adaptive_rule must be one of {ADAPTIVE_RULES}, got {self.adaptive_rule!r}")
         if self.max_critique_tokens < 1:
             raise ValueError(f"ScoreConfig.max_critique_tokens must be >= 1, got {self.max_critique_tokens}")
 
