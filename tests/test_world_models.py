@@ -74,3 +74,23 @@ def test_judge_build_runs_dpo_on_its_own_sampled_critiques(tmp_path, monkeypatch
     assert facts["init"] == str(sft_judge_path(sft, policy=pol)) and facts["sft"]["config"] == facts["config"]["sft"]
     assert facts["dpo_pairs"]["critiques"] == 12 and 0 <= facts["dpo_pairs"]["pairs"] <= 12
     assert facts["dpo_train_s"] >= 0 and (jud / "model.safetensors").exists()
+
+
+def test_build_threads_are_the_cores_other_processes_leave_free(monkeypatch):
+    import os
+
+    import psutil
+
+    from rl_prm.world.cache import build_threads
+
+    monkeypatch.delenv("RL_PRM_BUILD_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)
+    for used, threads in ((3.0, 2), (60.0, 1), (100.0, 1)):  # percent of all cores busy -> threads
+        monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None, used=used: used)
+        assert build_threads() == threads
+    monkeypatch.setattr(os, "cpu_count", lambda: 16)
+    assert build_threads() == 1  # 100% busy: still one thread
+    monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: 0.0)
+    assert build_threads() == 4  # small matrices: at most 4
+    monkeypatch.setenv("RL_PRM_BUILD_THREADS", "3")
+    assert build_threads() == 3
