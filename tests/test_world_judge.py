@@ -146,6 +146,20 @@ def test_dpo_raises_the_chosen_critique_over_the_rejected_one():
     assert torch.allclose(_logps(model, seqs, 0, prefix=0, grad=False), after, atol=1e-4)
 
 
+def test_dpo_batches_balance_right_and_wrong_steps():
+    import torch
+
+    from rl_prm.world.dpo import batch_indices
+
+    labels = [True] * 9 + [False]  # right steps outnumber errors 9 to 1
+    gen = torch.Generator().manual_seed(0)
+    drawn = [i for _ in range(50) for i in batch_indices(10, 8, gen, labels)]
+    assert sum(labels[i] for i in drawn) == len(drawn) // 2  # half of every batch from each side
+    plain = [i for _ in range(50) for i in batch_indices(10, 8, gen)]
+    assert sum(labels[i] for i in plain) > 0.8 * len(plain)  # without labels: as the pairs come
+    assert set(batch_indices(3, 4, gen, [True, True, True])) <= {0, 1, 2}  # one side only: uniform
+
+
 def test_deepen_adds_layers_that_start_as_the_identity():
     import torch
     from transformers import Qwen2Config, Qwen2ForCausalLM
@@ -186,3 +200,16 @@ def test_first_divergence_names_the_check_a_critique_got_wrong():
     bad = prev.replace("end with", "end with 1", 1) if k > 1 else prev.replace("There are no", "There are")
     assert first_divergence(q, steps, k - 1, True, bad) == "Previous Steps Analysis"
     assert first_divergence(q, steps, k, False, "Analysis: the step is fine. Yes") == "format"
+
+
+def test_judge_unit_mix_picks_the_kind_of_flaw_judged():
+    """Misquotes only, judged at the error: the teacher's critique finds the stated amount wrong and every
+    other check right (the case the judge must decide from the amount itself)."""
+    from rl_prm.world.judge import UnitMix, critique_parts, judge_units
+
+    units = judge_units(40, 0, UnitMix(flawed_fraction=1.0, miracle_share=1.0, miracle_weights=(1, 0, 0), at_error=1.0))
+    assert units and not any(correct for *_, correct in units)
+    for q, steps, k, correct in units:
+        decisions = [t.strip() for t, crit in critique_parts(q, steps, k, correct) if t.strip() in ("correct", "wrong")]
+        assert decisions == ["wrong", "correct", "correct", "wrong"]  # amount, equation, reverse check; conclusion
+    assert all(correct for *_, correct in judge_units(40, 0, UnitMix(flawed_fraction=0.0)))

@@ -43,6 +43,10 @@ class DPOConfig:
     batch_size: int = 8  # pairs per optimizer step
     lr: float = 2e-5
     policy_share: float = 0.5  # of the units, the share from the world policy's own samples (rl_prm.world.judge_units)
+    # each batch draws half its pairs from right steps (chosen verdict Yes) and half from wrong ones (No), so DPO
+    # does not move the judge toward "Yes" because right steps outnumber errors (measured: unbalanced DPO cut
+    # false alarms and passed more of the policy's misquotes, docs/world.md)
+    balance_verdicts: bool = True
     seed: int = 0
 
 
@@ -81,10 +85,11 @@ def make_pairs(units: list[tuple], samples: list[list[tuple[list[int], str]]], m
 
 
 def sample_pairs(judge_dir: str, tok: Any, units: list[tuple], cfg: DPOConfig, kv_cache_gib: float = 1
-                 ) -> tuple[list[tuple], dict]:
+                 ) -> tuple[list[tuple], list[bool], dict]:
     """Sample the SFT judge's critiques of ``units`` ((question, steps, k, correct) each;
     rl_prm.world.judge_units.training_units) and pair them (see the module doc). Returns
-    ([(prompt ids, chosen ids, rejected ids)], facts). The engine is stopped before returning."""
+    ([(prompt ids, chosen ids, rejected ids)], each pair's unit label (True: the step is right), facts).
+    The engine is stopped before returning."""
     from rl_prm.score.engines import GenParams, VLLMJudgeEngine
     from rl_prm.score.prompt import judge_prompt
 
@@ -103,7 +108,9 @@ def sample_pairs(judge_dir: str, tok: Any, units: list[tuple], cfg: DPOConfig, k
                 for s in o] for o in outs]
     pairs, facts = make_pairs(units, samples, cfg.max_pairs_per_unit, random.Random(cfg.seed), checked=cfg.checked)
     facts["sampling_s"] = {"engine_start": round(t1 - t0, 1), "generate": round(t2 - t1, 1)}
-    return [(prompts[i], c, r) for i, c, r in pairs], facts
+    labels = [bool(units[i][-1]) for i, _, _ in pairs]
+    facts["pairs_right_step"] = sum(labels)
+    return [(prompts[i], c, r) for i, c, r in pairs], labels, facts
 
 
 def _logps(model: Any, seqs: list[tuple[list[int], int]], pad_id: int, prefix: int, grad: bool) -> Any:
@@ -136,10 +143,25 @@ def _logps(model: Any, seqs: list[tuple[list[int], int]], pad_id: int, prefix: i
         return (lp * mask).sum(-1)
 
 
+def batch_indices(n: int, batch_size: int, gen: Any, labels: list[bool] | None = None) -> list[int]:
+    """``batch_size`` pair indices drawn with replacement from ``n`` pairs: uniformly, or with ``labels``
+    holding both values, half (rounded up) from the pairs labelled True and the rest from those labelled False."""
+    import torch
+
+    if not labels or all(labels) or not any(labels):
+        return torch.randint(n, (batch_size,), generator=gen).tolist()
+    out = []
+    for group, size in ((True, (batch_size + 1) // 2), (False, batch_size // 2)):
+        members = [i for i, lab in enumerate(labels) if lab == group]
+        out += [members[j] for j in torch.randint(len(members), (size,), generator=gen).tolist()]
+    return out
+
+
 def train_dpo(model: Any, tok: Any, pairs: list[tuple[list[int], list[int], list[int]]], cfg: DPOConfig,
-              log_every: int = 25) -> dict:
+              log_every: int = 25, labels: list[bool] | None = None) -> dict:
     """DPO on (prompt, chosen, rejected) token ids; ``model`` (the SFT judge) is the reference and is
-    trained in place. Returns {"dpo_final_loss" (the DPO term), "dpo_final_nll" (chosen, per token),
+    trained in place. ``labels`` (per pair, True: a right step) balance the batches when
+    ``cfg.balance_verdicts`` (``batch_indices``). Returns {"dpo_final_loss" (the DPO term), "dpo_final_nll" (chosen, per token),
     "dpo_reward_acc" (last 25 steps: chosen margin > 0),
     "dpo_train_s"}."""
     import torch
@@ -162,7 +184,7 @@ def train_dpo(model: Any, tok: Any, pairs: list[tuple[list[int], list[int], list
     model.train()
     loss_val, nll_val, wins = float("nan"), float("nan"), []
     for step in range(1, cfg.steps + 1):
-        idx = torch.randint(len(pairs), (cfg.batch_size,), generator=gen).tolist()
+        idx = batch_indices(len(pairs), cfg.batch_size, gen, labels if cfg.balance_verdicts else None)
         lp = _logps(model, [seqs[i] for i in idx] + [seqs[len(pairs) + i] for i in idx], tok.pad_token_id, prefix,
                     grad=True)
         margin = cfg.beta * ((lp[: len(idx)] - ref_c[idx]) - (lp[len(idx):] - ref_r[idx]))

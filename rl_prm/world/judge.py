@@ -138,23 +138,36 @@ def _key_positions(parts: list[tuple[str, bool]], offsets: list[tuple[int, int]]
     return [offset + i for i, (a, b) in enumerate(offsets) if b > a and any(a < e and b > s for s, e in spans)]
 
 
-def judge_units(n: int, seed: int, flawed_fraction: float = 0.55, miracle_share: float = 0.3,
-                at_error: float = 0.75) -> list[tuple[str, list[str], int, bool]]:
-    """n (question, steps, k, correct) judge targets from the "train" split: ``flawed_fraction`` of
-    them from a flawed solution (``miracle_share`` of those a miracle: wrong step, right answer),
-    judged at its first wrong step (``at_error``) or a step before it; the rest a random step of a
-    gold solution. Steps after the first error are never targets (their teacher verdict "wrong" would
-    not follow from a local check)."""
-    from rl_prm.world.tasks import flawed
+@dataclass(frozen=True)
+class UnitMix:
+    """What the judge's synthetic targets are made of (``judge_units``)."""
+
+    flawed_fraction: float = 0.55  # targets from a flawed solution (the rest: a random step of a gold one)
+    miracle_share: float = 0.5  # of the flawed ones, miracles (a wrong step, the right answer)
+    # miracle kinds (misquote, jump, cancel): a misquote is the one flaw whose only wrong check is the stated
+    # amount (every other error also breaks the equation), so without many of them the judge learned to decide
+    # the amount check from the equation and passed the policy's misquotes (docs/world.md)
+    miracle_weights: tuple = (0.7, 0.15, 0.15)
+    at_error: float = 0.75  # a flawed solution is judged at its first wrong step with this probability
+
+
+def judge_units(n: int, seed: int, mix: UnitMix = UnitMix()) -> list[tuple[str, list[str], int, bool]]:
+    """n (question, steps, k, correct) judge targets from the "train" split: ``mix.flawed_fraction`` of
+    them from a flawed solution (``mix.miracle_share`` of those a miracle: wrong step, right answer,
+    its kind drawn with ``mix.miracle_weights``), judged at its first wrong step (``mix.at_error``) or a
+    step before it; the rest a random step of a gold solution. Steps after the first error are never
+    targets (their teacher verdict "wrong" would not follow from a local check)."""
+    from rl_prm.world.tasks import corrupt, miracle
 
     rng = random.Random(f"world-judge-{seed}")
     pool = problems("train", max(n // 4, 200), seed=seed + 7)
     out = []
     while len(out) < n:
         p = rng.choice(pool)
-        if rng.random() < flawed_fraction:
-            p = flawed(p, rng, miracle_share)
-            k = p.label if rng.random() < at_error else rng.randrange(0, p.label + 1)
+        if rng.random() < mix.flawed_fraction:
+            p = (miracle(p, rng, weights=tuple(mix.miracle_weights)) if rng.random() < mix.miracle_share
+                 else corrupt(p, rng))
+            k = p.label if rng.random() < mix.at_error else rng.randrange(0, p.label + 1)
         else:
             k = rng.randrange(len(p.steps))
         out.append((p.question, p.step_texts, k, p.label == -1 or k < p.label))
@@ -176,9 +189,9 @@ def encode_example(tok, question: str, steps: list[str], k: int, correct: bool) 
     return ids_p + ids_a, len(ids_p), keys
 
 
-def judge_examples(tok, n: int, seed: int, **mix) -> list[tuple[list[int], int, list[int]]]:
-    """(ids, start of the critique, key positions) for n judge SFT samples (``judge_units``'s mix)."""
-    return [encode_example(tok, *u) for u in judge_units(n, seed, **mix)]
+def judge_examples(tok, n: int, seed: int, mix: UnitMix = UnitMix()) -> list[tuple[list[int], int, list[int]]]:
+    """(ids, start of the critique, key positions) for n judge SFT samples (``judge_units``)."""
+    return [encode_example(tok, *u) for u in judge_units(n, seed, mix)]
 
 
 @dataclass
@@ -192,6 +205,7 @@ class JudgeSFTConfig:
     lr: float = 2e-3
     decision_weight: float = 1.0  # extra loss on the critical tokens (quoted/recomputed amounts, decisions, verdict)
     extra_layers: int = 2  # decoder layers added on top of the policy's, starting as the identity (see deepen)
+    mix: UnitMix = field(default_factory=UnitMix)  # the synthetic targets (also DPO's synthetic half)
     seed: int = 0
 
 
@@ -231,7 +245,7 @@ def train_judge(model, tok, cfg: JudgeSFTConfig, log_every: int = 50) -> dict:
     from rl_prm.tiny.judge_sft import sft
 
     deepen(model, cfg.extra_layers)
-    data = judge_examples(tok, cfg.samples, cfg.seed)
+    data = judge_examples(tok, cfg.samples, cfg.seed, cfg.mix)
     t0 = time.perf_counter()
     loss_val = sft(model, tok, data, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
                    log_every=log_every, name="world judge SFT", key_weight=cfg.decision_weight)
@@ -285,10 +299,11 @@ def judge_path(cfg: JudgeConfig = JudgeConfig(), policy: Path | None = None) -> 
         from transformers import AutoModelForCausalLM
 
         policy_model = AutoModelForCausalLM.from_pretrained(init).eval()  # its samples are DPO targets
-        units, unit_facts = training_units(cfg.dpo.units, cfg.dpo.seed + 100, cfg.dpo.policy_share, policy_model, tok)
+        units, unit_facts = training_units(cfg.dpo.units, cfg.dpo.seed + 100, cfg.dpo.policy_share, policy_model, tok,
+                                           cfg.sft.mix)
         del policy_model
-        pairs, facts = sample_pairs(str(sft_dir), tok, units, cfg.dpo)
-        return {"dpo_pairs": {**facts, "units": unit_facts}, **train_dpo(model, tok, pairs, cfg.dpo)}
+        pairs, labels, facts = sample_pairs(str(sft_dir), tok, units, cfg.dpo)
+        return {"dpo_pairs": {**facts, "units": unit_facts}, **train_dpo(model, tok, pairs, cfg.dpo, labels=labels)}
 
     return cached("judge", (sft_dir.name, asdict(cfg.dpo)),
                   lambda d: {"config": asdict(cfg), "sft": build_facts(sft_dir), **_fine_tune(sft_dir, d, dpo)})

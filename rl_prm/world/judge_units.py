@@ -80,13 +80,15 @@ def policy_units(model: Any, tok: Any, n: int, seed: int, at_error: float = 0.75
     return units[:n], facts
 
 
-def training_units(n: int, seed: int, policy_share: float, policy_model: Any, tok: Any) -> tuple[list[Unit], dict]:
+def training_units(n: int, seed: int, policy_share: float, policy_model: Any, tok: Any, mix: Any = None
+                   ) -> tuple[list[Unit], dict]:
     """n units: round(n * policy_share) from the policy (``policy_units``), the rest synthetic
-    (rl_prm.world.judge.judge_units), shuffled together. Returns (units, facts)."""
-    from rl_prm.world.judge import judge_units
+    (rl_prm.world.judge.judge_units with ``mix``, a UnitMix; None: its default), shuffled together.
+    Returns (units, facts)."""
+    from rl_prm.world.judge import UnitMix, judge_units
 
     n_policy = round(n * float(policy_share))
     units, facts = (policy_units(policy_model, tok, n_policy, seed) if n_policy else ([], {}))
-    units = units + judge_units(n - n_policy, seed)
+    units = units + judge_units(n - n_policy, seed, mix or UnitMix())
     random.Random(f"world-judge-mix-{seed}").shuffle(units)
     return units, {"policy_units": n_policy, "synthetic_units": n - n_policy, **facts}
