@@ -78,19 +78,35 @@ def test_judge_build_runs_dpo_on_its_own_sampled_critiques(tmp_path, monkeypatch
 
 def test_build_threads_are_the_cores_other_processes_leave_free(monkeypatch):
     import os
+    import threading
+    import time
 
-    import psutil
-
-    from rl_prm.world.cache import build_threads
+    import rl_prm.world.cache as cache
 
     monkeypatch.delenv("RL_PRM_BUILD_THREADS", raising=False)
     monkeypatch.setattr(os, "cpu_count", lambda: 2)
-    for used, threads in ((3.0, 2), (60.0, 1), (100.0, 1)):  # percent of all cores busy -> threads
-        monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None, used=used: used)
-        assert build_threads() == threads
+    for busy, threads in ((0.05, 2), (1.2, 1), (2.0, 1)):  # cores busy in other processes -> threads
+        monkeypatch.setattr(cache, "busy_cores_of_others", lambda busy=busy: busy)
+        assert cache.build_threads() == threads
     monkeypatch.setattr(os, "cpu_count", lambda: 16)
-    assert build_threads() == 1  # 100% busy: still one thread
-    monkeypatch.setattr(psutil, "cpu_percent", lambda interval=None: 0.0)
-    assert build_threads() == 4  # small matrices: at most 4
+    monkeypatch.setattr(cache, "busy_cores_of_others", lambda: 0.0)
+    assert cache.build_threads() == 4  # small matrices: at most 4
     monkeypatch.setenv("RL_PRM_BUILD_THREADS", "3")
-    assert build_threads() == 3
+    assert cache.build_threads() == 3
+    monkeypatch.undo()
+    # another process's busy core counts, this process's own busy thread does not
+    import subprocess
+    import sys
+
+    stop = time.time() + 1.0
+    spin = threading.Thread(target=lambda: [None for _ in iter(lambda: time.time() > stop, True)])
+    spin.start()
+    own = cache.busy_cores_of_others(0.5)
+    spin.join()
+    child = subprocess.Popen([sys.executable, "-c", "import time\nt = time.time() + 1.5\nwhile time.time() < t: pass"])
+    try:
+        time.sleep(0.2)
+        other = cache.busy_cores_of_others(0.5)
+    finally:
+        child.wait()
+    assert other > own + 0.4

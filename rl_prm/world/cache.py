@@ -24,20 +24,40 @@ def cached(name: str, key_parts: tuple, build: Callable[[Path], dict | None]) ->
 
 
 def build_threads() -> int:
-    """Torch threads for a build: $RL_PRM_BUILD_THREADS if set; else the cores other processes leave
-    free (at most 4: small matrices; at least 1), measured as the machine's CPU use over half a second
-    while this process waits. (The 1-minute load average counted this process's own previous stage:
+    """Torch threads for a build: $RL_PRM_BUILD_THREADS if set; else the cores that other processes
+    leave free (at most 4: small matrices; at least 1), from their CPU use over half a second
+    (``busy_cores_of_others``). (The 1-minute load average counted this process's own previous stage:
     after the policy's build it read ~2 on 2 cores and the judge's build then took 1 thread, 1.8x slower.
     Measured on 2 shared cores at load ~12: an SFT step took 1.5 s with 1 thread and 4.3 s with 2.)"""
     import os
 
-    import psutil
-
     if os.environ.get("RL_PRM_BUILD_THREADS"):
         return max(1, int(os.environ["RL_PRM_BUILD_THREADS"]))
     cores = os.cpu_count() or 1
-    busy = psutil.cpu_percent(interval=0.5) / 100 * cores
-    return max(1, min(4, round(cores - busy)))
+    return max(1, min(4, round(cores - busy_cores_of_others())))
+
+
+def busy_cores_of_others(interval: float = 0.5) -> float:
+    """Cores kept busy by processes other than this one (its own threads excluded), over ``interval`` s."""
+    import os
+    import time
+
+    import psutil
+
+    procs = [p for p in psutil.process_iter() if p.pid != os.getpid()]
+    for p in procs:
+        try:
+            p.cpu_percent(None)
+        except psutil.Error:
+            pass
+    time.sleep(interval)
+    busy = 0.0
+    for p in procs:
+        try:
+            busy += p.cpu_percent(None)
+        except psutil.Error:
+            pass
+    return busy / 100
 
 
 def set_build_threads() -> None:
