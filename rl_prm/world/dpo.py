@@ -43,10 +43,9 @@ class DPOConfig:
     batch_size: int = 8  # pairs per optimizer step
     lr: float = 2e-5
     policy_share: float = 0.5  # of the units, the share from the world policy's own samples (rl_prm.world.judge_units)
-    # each batch draws half its pairs from right steps (chosen verdict Yes) and half from wrong ones (No), so DPO
-    # does not move the judge toward "Yes" because right steps outnumber errors (measured: unbalanced DPO cut
-    # false alarms and passed more of the policy's misquotes, docs/world.md)
-    balance_verdicts: bool = True
+    # each batch draws half its pairs from right steps (chosen verdict Yes) and half from wrong ones (No), so that
+    # right steps outnumbering errors does not move the judge toward "Yes"; off: measured no better (docs/world.md)
+    balance_verdicts: bool = False
     seed: int = 0
 
 

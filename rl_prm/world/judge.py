@@ -143,11 +143,10 @@ class UnitMix:
     """What the judge's synthetic targets are made of (``judge_units``)."""
 
     flawed_fraction: float = 0.55  # targets from a flawed solution (the rest: a random step of a gold one)
-    miracle_share: float = 0.5  # of the flawed ones, miracles (a wrong step, the right answer)
-    # miracle kinds (misquote, jump, cancel): a misquote is the one flaw whose only wrong check is the stated
-    # amount (every other error also breaks the equation), so without many of them the judge learned to decide
-    # the amount check from the equation and passed the policy's misquotes (docs/world.md)
-    miracle_weights: tuple = (0.7, 0.15, 0.15)
+    miracle_share: float = 0.3  # of the flawed ones, miracles (a wrong step, the right answer)
+    # miracle kinds (misquote, jump, cancel); misquote-heavy weights (0.7, 0.15, 0.15) did not teach the judge to
+    # catch the policy's misquotes (docs/world.md)
+    miracle_weights: tuple = (0.5, 0.25, 0.25)
     at_error: float = 0.75  # a flawed solution is judged at its first wrong step with this probability
 
 
