@@ -26,8 +26,9 @@ class ScriptedEngine:
     """JudgeEngine whose critiques are scripted per (step text, sample index).
 
     script(step_text, k, j) -> ("yes", p) a critique with the verdict and P(Yes)=p at the verdict
-    position; ("none", _) a critique without the verdict question. `second(step_text) -> p | None`
-    answers one-token (second-pass) scoring.
+    position; ("none", _) a critique without the verdict question. Asked for no logprobs (the scorer's
+    second-pass mode) a "yes" critique ends at the verdict question and the one-token pass over it
+    answers p; `second(step_text) -> p | None` answers every other one-token (second-pass) prompt.
     """
 
     def __init__(self, tokenizer, script, second=lambda text: 0.25, max_model_len=4096, fail_on=None):
@@ -37,6 +38,7 @@ class ScriptedEngine:
         self.script, self.second, self.fail_on = script, second, fail_on
         self.generate_calls: list[list[tuple[int, str, int]]] = []
         self.second_prompts: list[str] = []
+        self.verdict_p: dict[tuple[str, int], float] = {}  # (step text, sample index) -> scripted P(Yes)
 
     def _now(self, ids):
         m = NOW_RE.search(self.tokenizer.decode(ids))
@@ -56,12 +58,13 @@ class ScriptedEngine:
                 kind, p = self.script(text, step, done + j)
                 body = f"Analysis: step {step} sample {done + j}.\nConclusion: fine.\n"
                 if kind == "yes":
-                    crit = body + VERDICT_PHRASE + (" Yes" if p >= 0.5 else " No")
+                    self.verdict_p[(text, done + j)] = p
+                    crit = body + VERDICT_PHRASE + ((" Yes" if p >= 0.5 else " No") if params.logprobs else "")
                 else:
                     crit = body + "I cannot decide"
                 tids = self.tokenizer.encode(crit, add_special_tokens=False)
                 pairs = [(None, None)] * len(tids)
-                if kind == "yes":
+                if kind == "yes" and params.logprobs:
                     pairs[-1] = _logit_pair(p)  # the position right after "(Yes/No)?"
                 samples.append(Sample(tids, pairs, crit, "stop"))
             out.append(samples)
@@ -73,7 +76,8 @@ class ScriptedEngine:
         for ids in prompts:
             text = self.tokenizer.decode(ids)
             self.second_prompts.append(text)
-            p = self.second(self._now(ids)[1])
+            m = re.search(r"sample (\d+)\.\nConclusion: fine\.\n" + re.escape(VERDICT_PHRASE) + "$", text)
+            p = self.verdict_p[(self._now(ids)[1], int(m.group(1)))] if m else self.second(self._now(ids)[1])
             res.append((None, None) if p is None else _logit_pair(p))
         return res
 
@@ -102,7 +106,7 @@ def test_verdict_token_ids_come_from_tokenizer(judge_tokenizer):
 
 def test_single_pass_reads_verdict_position_and_means_over_k(judge_tokenizer):
     ps = {0: 0.9, 1: 0.6, 2: 0.3}
-    sc, eng = _scorer(judge_tokenizer, lambda text, step, j: ("yes", ps[j]))
+    sc, eng = _scorer(judge_tokenizer, lambda text, step, j: ("yes", ps[j]), cfg=ScoreConfig(k=3, single_pass=True))
     [r] = sc.score([GOOD])
     assert r.status == "ok" and r.error is None
     for st in r.steps:
@@ -116,9 +120,23 @@ def test_single_pass_reads_verdict_position_and_means_over_k(judge_tokenizer):
     assert len(eng.generate_calls) == 1 and [c[0] for c in eng.generate_calls[0]] == [1, 2, 3]
 
 
+def test_second_pass_by_default_reads_the_token_after_the_verdict_question(judge_tokenizer):
+    """The default: critiques stop at the verdict question, generated without logprobs; a one-token pass over
+    prompt + critique gives P(Yes) (the same numbers as the single pass above)."""
+    ps = {0: 0.9, 1: 0.6, 2: 0.3}
+    sc, eng = _scorer(judge_tokenizer, lambda text, step, j: ("yes", ps[j]))
+    params = sc._params()
+    assert not params.logprobs and params.stop == ["Is the step correct (Yes/No)?"]
+    [r] = sc.score([GOOD])
+    for st in r.steps:
+        assert st.p_yes == pytest.approx([0.9, 0.6, 0.3]) and st.score == pytest.approx(0.6)
+        assert (st.n_samples, st.n_fallback, st.n_second_pass, st.flag) == (3, 0, 3, None)
+    assert len(eng.second_prompts) == 9 and all(p.endswith(VERDICT_PHRASE) for p in eng.second_prompts)
+
+
 def test_critique_without_verdict_uses_reference_fallback_question(judge_tokenizer):
     script = lambda text, step, j: ("none", 0) if (step == 2 and j == 0) else ("yes", 0.8)  # noqa: E731
-    sc, eng = _scorer(judge_tokenizer, script, second=lambda text: 0.2)
+    sc, eng = _scorer(judge_tokenizer, script, cfg=ScoreConfig(k=3, single_pass=True), second=lambda text: 0.2)
     [r] = sc.score([GOOD])
     st = r.steps[1]
     assert st.n_fallback == 1 and st.n_second_pass == 1 and st.flag is None

@@ -41,6 +41,10 @@ class GenParams:
     top_p: float = 0.95
     max_tokens: int = 1024
     stop: list[str] = field(default_factory=list)  # stop strings (kept in the output)
+    # the verdict tokens' logprobs at every generated position (Sample.verdict_logprobs); False when P(Yes) is
+    # read by a second pass: the in-process vLLM engine then skips them (measured 23% of a scoring call on CPU);
+    # the HTTP engine asks for them anyway (its token ids come with them)
+    logprobs: bool = True
 
 
 @dataclass
@@ -170,7 +174,7 @@ class VLLMJudgeEngine:
 
         return SamplingParams(n=int(n), temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_tokens,
                               seed=seed if self.per_request_seeds else None, stop=list(params.stop) or None,
-                              include_stop_str_in_output=True, **self._logprob_kwargs())
+                              include_stop_str_in_output=True, **(self._logprob_kwargs() if params.logprobs else {}))
 
     def _next_params(self) -> Any:
         from vllm import SamplingParams

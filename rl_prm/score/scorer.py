@@ -190,9 +190,12 @@ class RPRMScorer:
     # -- scoring --------------------------------------------------------------------------------
 
     def _params(self) -> GenParams:
+        """Single pass: stop after the verdict token, with the verdict logprobs at every position; second
+        pass: stop at the verdict question (the second pass reads the next token), no logprobs."""
         c = self.config
-        stop = [VERDICT_QUESTION + YES, VERDICT_QUESTION + NO] if c.stop_at_verdict else []
-        return GenParams(c.temperature, c.top_p, c.max_critique_tokens, stop)
+        verdicts = [VERDICT_QUESTION + YES, VERDICT_QUESTION + NO] if c.single_pass else [VERDICT_QUESTION]
+        return GenParams(c.temperature, c.top_p, c.max_critique_tokens, verdicts if c.stop_at_verdict else [],
+                         logprobs=c.single_pass)
 
     def _item_flow(self, units: list[_Unit], res: ItemScore, stats: list[int]) -> Flow:
         """The engine work for one item (rl_prm.score.schedule): every step at once, or with early

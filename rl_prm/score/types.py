@@ -43,9 +43,12 @@ class ScoringOptions:
     keep_critiques: int = knob(1, "critiques kept per step in the results (for logging)", ge=0)
     exact_tokenization: bool = knob(True, "re-score with a second pass a critique whose tokens differ from the "
                                     "reference protocol's retokenization")
-    stop_at_verdict: bool = knob(True, "stop generating right after the verdict token")
-    single_pass: bool = knob(True, "read P(Yes) from the generation itself; false: always the reference's second "
-                             "forward pass")
+    stop_at_verdict: bool = knob(True, "stop generating at the verdict (single pass: right after the verdict token; "
+                                 "else at the verdict question)")
+    single_pass: bool = knob(False, "read P(Yes) at the verdict position of the generation itself (the engine returns "
+                             "the verdict tokens' logprobs at every position); false: a one-token second pass over "
+                             "prompt + critique, as the reference protocol, prefix-cached (same P(Yes), faster on vLLM: "
+                             "docs/performance.md)")
 
 
 @dataclass

@@ -98,7 +98,7 @@ def sample_pairs(judge_dir: str, tok: Any, units: list[tuple], cfg: DPOConfig, k
     try:
         t1 = time.perf_counter()
         outs = engine.generate(prompts, [cfg.samples] * len(prompts), [cfg.seed * 1_000_003 + i for i in range(len(prompts))],
-                               GenParams(cfg.temperature, 1.0, 224, []))
+                               GenParams(cfg.temperature, 1.0, 224, [], logprobs=False))
         t2 = time.perf_counter()
     finally:
         engine.shutdown()
