@@ -2,8 +2,9 @@
 
 Reference (docs/protocols.md, R-PRM step scoring): K=10 critiques for every step, generation until the
 model stops, then a second full forward pass over prompt + critique prefix for every critique;
-an engine WITHOUT prefix caching. Ours: single pass (P(Yes) read from the generation), prefix
-caching, generation stopped right after the verdict token, early rejection, adaptive K, smaller K.
+an engine WITHOUT prefix caching. Ours: the scorer's defaults (generation stopped at the verdict
+question, P(Yes) from a one-token pass over the prefix-cached prompt + critique), early rejection,
+adaptive K, smaller K.
 
 Printed: judge tokens generated, judge prompt tokens processed (logical, and computed after
 prefix-cache hits), wall time, verdict agreement at threshold 0.5 (step level on the steps ours
@@ -223,8 +224,9 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"rl-prm bench prm: {what}, {n_steps} steps, judge {judge}")
     print(f"reference: K={args.ref_k}, every step, generate to the end + second forward pass, no prefix caching")
-    print(f"ours:      K<={args.k} (adaptive {args.adaptive_rule}, first {our_cfg.adaptive_min_k}, margin {args.margin}), single pass, prefix caching, "
-          f"stop at verdict, " + (f"early rejection < {thr} (lookahead {args.lookahead})" if args.early_reject else "no early rejection"))
+    print(f"ours:      K<={args.k} (adaptive {args.adaptive_rule}, first {our_cfg.adaptive_min_k}, margin {args.margin}), "
+          + ("single pass" if our_cfg.single_pass else "second pass") + ", prefix caching, stop at verdict, "
+          + (f"early rejection < {thr} (lookahead {args.lookahead})" if args.early_reject else "no early rejection"))
     print(row("reference", ref))
     print(row("ours", ours))
     r = lambda a, b: a / b if b else float("nan")  # noqa: E731
