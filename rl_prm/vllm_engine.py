@@ -78,14 +78,28 @@ def in_ray_actor() -> bool:
         return False
 
 
+def engine_threads() -> int:
+    """Torch/OpenMP threads of an engine running in a Ray actor's own process on CPU: $RL_PRM_ENGINE_THREADS,
+    else every core (the local backend's stages run one after another, so the engine working has the cores
+    to itself). Ray starts its workers with OMP_NUM_THREADS=1, and vLLM sets threads only for the
+    worker processes it starts itself."""
+    return max(1, int(os.environ.get("RL_PRM_ENGINE_THREADS") or os.cpu_count() or 1))
+
+
 def engine_core_in_process() -> None:
     """In a Ray actor on CPU: run vLLM's engine core and its worker in the actor's own process
     (VLLM_ENABLE_V1_MULTIPROCESSING=0, unless the environment sets it) instead of two processes next to
-    the actor: less memory and a faster start per engine (docs/performance.md). A crash of the engine
-    then ends or fails the actor itself, which Ray restarts. VLLM_ENABLE_V1_MULTIPROCESSING=1 keeps
-    vLLM's processes (then exit_when_engine_dies watches the engine core). Call before the engine starts."""
+    the actor: less memory and a faster start per engine (docs/performance.md), with ``engine_threads()``
+    torch threads. A crash of the engine then ends or fails the actor itself, which Ray restarts.
+    VLLM_ENABLE_V1_MULTIPROCESSING=1 keeps vLLM's processes (then exit_when_engine_dies watches the
+    engine core, and vLLM binds its worker's threads). Call before the engine starts."""
     if in_ray_actor() and on_cpu():
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
+        if os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0":
+            import torch
+
+            os.environ["OMP_NUM_THREADS"] = str(engine_threads())
+            torch.set_num_threads(engine_threads())
 
 
 def exit_when_engine_dies(llm: Any, what: str, poll_s: float = 1.0) -> None:
