@@ -69,3 +69,36 @@ def test_unavailable_on_every_try_names_the_call():
     c = _Client(_Actor(glitches=5, pid_after=11))
     with pytest.raises(RuntimeError, match="test actor failed 3 times on work"):
         c.call("work", 4)
+
+
+def test_an_engine_in_a_ray_actor_gets_every_core(monkeypatch):
+    """Ray starts its workers with OMP_NUM_THREADS=1; an engine whose core runs in the actor's process
+    (CPU) must not inherit that: it gets every core, or RL_PRM_ENGINE_THREADS."""
+    import os
+
+    import torch
+
+    import rl_prm.vllm_engine as ve
+
+    before = torch.get_num_threads()
+    monkeypatch.setattr(ve, "in_ray_actor", lambda: True)
+    monkeypatch.setattr(ve, "on_cpu", lambda: True)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    monkeypatch.delenv("VLLM_ENABLE_V1_MULTIPROCESSING", raising=False)
+    monkeypatch.delenv("RL_PRM_ENGINE_THREADS", raising=False)
+    try:
+        torch.set_num_threads(1)
+        ve.engine_core_in_process()
+        assert os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
+        assert torch.get_num_threads() == os.cpu_count() and os.environ["OMP_NUM_THREADS"] == str(os.cpu_count())
+        monkeypatch.setenv("RL_PRM_ENGINE_THREADS", "1")
+        ve.engine_core_in_process()
+        assert torch.get_num_threads() == 1
+        # vLLM's own worker processes (multiprocessing on): vLLM binds their threads, nothing is set here
+        monkeypatch.setenv("VLLM_ENABLE_V1_MULTIPROCESSING", "1")
+        monkeypatch.setenv("OMP_NUM_THREADS", "1")
+        monkeypatch.delenv("RL_PRM_ENGINE_THREADS")
+        ve.engine_core_in_process()
+        assert os.environ["OMP_NUM_THREADS"] == "1"
+    finally:
+        torch.set_num_threads(before)
