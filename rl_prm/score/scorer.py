@@ -5,9 +5,13 @@ given steps[:k]; K critiques sampled (temperature 0.95, top_p 0.95); for each cr
 P(Yes) = softmax over the " Yes"/" No" next-token logits right after the first
 "Is the step correct (Yes/No)?" in it; step score = mean P(Yes) over the K critiques.
 
-Single pass: the engine reports the verdict tokens' raw logprobs at every generated position,
-so P(Yes) is read at the verdict position of the generation itself. A sample goes to a second
-one-token pass (the reference protocol) only when
+Second pass (the default, as the reference protocol): critiques are generated up to the verdict
+question, without logprobs, and P(Yes) is read from a one-token pass over prompt + critique (the
+prompt and most of the critique come from the engine's prefix cache). Single pass (`single_pass`):
+the engine reports the verdict tokens' raw logprobs at every generated position, so P(Yes) is read
+at the verdict position of the generation itself (the same number; the per-position logprobs cost
+more than the second pass on vLLM, docs/performance.md). Either way a sample takes the fallback
+route, or in single-pass mode a second pass, when
   * the critique has no verdict question (length cap, garbage): the reference evaluation's
     fallback, append FALLBACK_QUESTION to the critique and score the next token
     (counted in StepScore.n_fallback);
@@ -20,8 +24,7 @@ A sample whose every route failed has no P(Yes); a step whose every sample faile
 `fallback_score` and flag "all_failed".
 
 Work saved without changing verdicts: steps are ordered so successive steps of an item share
-their prompt prefix (prefix caching in the engine); generation stops right after the verdict
-token. Optional, changing what is computed: early rejection (`early_reject_threshold`: steps
+their prompt prefix (prefix caching in the engine); generation stops at the verdict. Optional, changing what is computed: early rejection (`early_reject_threshold`: steps
 scored in order; after a step scored below it, later steps get score None, flag "not_scored")
 and adaptive K (`adaptive_k`: sample `adaptive_min_k` first, then the remaining k - adaptive_min_k
 only where `adaptive_rule` asks: "disagree" unless all P(Yes) >= 0.5 or all < 0.5; "confirm_no"
