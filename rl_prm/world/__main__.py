@@ -94,8 +94,8 @@ def run(args: argparse.Namespace) -> int:
     results: dict = {"policy": {"path": str(pol), "build": build_facts(pol)}}
     from rl_prm.world.compare import JUDGE_ARMS
 
-    arms = args.arms.split(",")
-    need_judge = not args.skip_judge_eval or (not args.skip_rl and any(a in JUDGE_ARMS for a in arms))
+    arm_names = args.arms.split(",")
+    need_judge = not args.skip_judge_eval or (not args.skip_rl and any(a in JUDGE_ARMS for a in arm_names))
     if need_judge:  # the oracle and VR-only arms run without the R-PRM judge
         stage("judge_sft", lambda: sft_judge_path(policy=pol))
         jud = stage("judge_dpo", lambda: judge_path(policy=pol))
@@ -117,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.skip_rl:
         from rl_prm.world.compare import plot_curves, run_arms, summarize
 
-        runs = stage("rl", lambda: run_arms(args.recipe, out, seeds=seeds, steps=args.steps, arms=arms,
+        runs = stage("rl", lambda: run_arms(args.recipe, out, seeds=seeds, steps=args.steps, arms=arm_names,
                                             overrides=args.overrides))
         arms = summarize(runs)
         plot_curves(arms, out / "process_vs_step.png",
