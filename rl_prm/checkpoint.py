@@ -12,7 +12,9 @@ Writing: everything goes into a temp dir `.tmp-step_000004-<pid>`, each file and
 fsynced, and the dir is renamed into place with os.replace, so a kill at any moment leaves either
 no checkpoint for that step or a complete one. A write that fails (full disk, unwritable dir)
 raises CheckpointError naming the step, the directory and the reason; the temp dir is removed and
-the previous checkpoints are untouched. The newest `keep` are kept.
+the previous checkpoints are untouched. The newest `keep` are kept: an older one is renamed to
+`.old-step_...` before it is deleted, so a kill in the middle of pruning never leaves a half-deleted
+checkpoint among the listed ones (the next save removes what is left).
 
 Reading: `resume_point` takes the newest checkpoint that verifies (state.json parses, every file
 it lists has its size and sha256); one that does not (truncated, corrupt, half-copied) is renamed
@@ -116,7 +118,7 @@ def save_checkpoint(root: str | os.PathLike, step: int, learner: Any, tokenizer:
     tmp = root / f".tmp-step_{step:06d}-{os.getpid()}"
     try:
         root.mkdir(parents=True, exist_ok=True)
-        for stale in root.glob(".tmp-step_*"):  # left by a run killed mid-save
+        for stale in [*root.glob(".tmp-step_*"), *root.glob(".old-step_*")]:  # left by a run killed mid-save
             shutil.rmtree(stale, ignore_errors=True)
         tmp.mkdir()
         learner.save_model(tmp / "model", tokenizer)
@@ -145,7 +147,9 @@ def save_checkpoint(root: str | os.PathLike, step: int, learner: Any, tokenizer:
         raise CheckpointError(f"checkpoint step {step} was not written to {root}: {reason}; "
                               f"kept: {', '.join(prev) or 'no earlier checkpoint'}") from e
     for _, p in list_checkpoints(root)[:-keep] if keep > 0 else []:
-        shutil.rmtree(p, ignore_errors=True)
+        gone = root / f".old-{p.name}-{os.getpid()}"  # renamed first: a kill mid-delete leaves no half checkpoint listed
+        os.replace(p, gone)
+        shutil.rmtree(gone, ignore_errors=True)
     return final
 
 
