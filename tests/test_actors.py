@@ -84,8 +84,11 @@ def test_an_engine_in_a_ray_actor_gets_every_core(monkeypatch):
     monkeypatch.setattr(ve, "in_ray_actor", lambda: True)
     monkeypatch.setattr(ve, "on_cpu", lambda: True)
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
-    monkeypatch.delenv("VLLM_ENABLE_V1_MULTIPROCESSING", raising=False)
-    monkeypatch.delenv("RL_PRM_ENGINE_THREADS", raising=False)
+    # set, then delete: monkeypatch records (and restores) only variables it has seen, and the code under
+    # test writes os.environ itself
+    for name in ("VLLM_ENABLE_V1_MULTIPROCESSING", "RL_PRM_ENGINE_THREADS"):
+        monkeypatch.setenv(name, "")
+        monkeypatch.delenv(name)
     try:
         torch.set_num_threads(1)
         ve.engine_core_in_process()
