@@ -153,11 +153,17 @@ def _submit(address, args, timeout_s):
         "env_vars": {"RL_PRM_PYTHON": PY, "WANDB_MODE": "offline", "HF_HUB_OFFLINE": "1",
                      "RL_PRM_CACHE": os.environ.get("RL_PRM_CACHE", str(Path.home() / ".cache" / "rl_prm"))},
     }
-    sub = subprocess.run(
-        [RAY, "job", "submit", "--address", address, "--working-dir", str(REPO), "--no-wait",
-         "--runtime-env-json", json.dumps(runtime_env), "--", "bash", "launch/grpo_rprm.sh", *args],
-        capture_output=True, text=True, timeout=180, env=RAY_ENV,
-    )
+    agent_deadline = time.time() + 180
+    while True:
+        sub = subprocess.run(
+            [RAY, "job", "submit", "--address", address, "--working-dir", str(REPO), "--no-wait",
+             "--runtime-env-json", json.dumps(runtime_env), "--", "bash", "launch/grpo_rprm.sh", *args],
+            capture_output=True, text=True, timeout=180, env=RAY_ENV,
+        )
+        # the job server answers before the head's job agent has registered; Ray says to try again later
+        if sub.returncode == 0 or "No available agent" not in sub.stderr or time.time() > agent_deadline:
+            break
+        time.sleep(5)
     assert sub.returncode == 0, sub.stdout + sub.stderr
     job_id = next(w for ln in (sub.stdout + sub.stderr).splitlines() for w in ln.replace("'", " ").split() if w.startswith("raysubmit_"))
     deadline = time.time() + timeout_s
