@@ -75,7 +75,9 @@ def test_report_json_shape_and_markdown_verdicts(tmp_path):
         "per_k": {k: {"world_test": {"error_acc": 50.0, "correct_acc": 60.0}} for k in ("1", "2", "4", "8")},
         "step_accuracy": {"8": {"correct_steps_yes": 90.0, "n_correct_steps": 300, "error_steps_no": 80.0,
                                 "n_error_steps": 60}}}},
-        "rl": {"recipe": "recipes/tiny_cpu.yaml", "overrides": [], "eval_samples": 4, "arms": summarize(runs)}}
+        "rl": {"recipe": "recipes/tiny_cpu.yaml", "overrides": [], "eval_samples": 4, "arms": summarize(runs),
+               "judge_scoring": {"k": 4, "adaptive_k": True, "adaptive_min_k": 1, "adaptive_rule": "confirm_no",
+                                 "temperature": 0.6}}}
     rep = report_json(results)
     assert rep["judge"]["f1_by_k"] == {"1": 0.4, "2": 0.5, "4": 0.58, "8": 0.62}
     assert rep["start"] == pytest.approx({"trace_accuracy": 0.3, "answer_accuracy": 0.4, "miracle_rate": 0.1,
@@ -92,7 +94,21 @@ def test_report_json_shape_and_markdown_verdicts(tmp_path):
     assert "R-PRM min-form + VR vs VR only on trace accuracy: 45.0 [44.0, 46.0] vs 39.0 [38.0, 40.0]" in text
     assert "recovers 50% of the oracle's trace accuracy gain over VR-only (+6.0 of +12.0 points)" in text
     assert "| R-PRM min-form + VR (step 10) | 45.0 [44.0, 46.0] | 50.0 [50.0, 50.0] | 5.0 [4.0, 6.0] | 90.0 [90.0, 90.0] |" in text
+    # how the judge scored the R-PRM arms is stated with the numbers it produced
+    assert "The R-PRM arms score a step with 1 critique (4 where it rejects) sampled at T=0.6" in text
     json.dumps(rep)  # serialisable as written
+
+
+def test_scoring_text_names_each_critique_rule():
+    from rl_prm.world.report import scoring_text
+
+    base = {"k": 4, "adaptive_min_k": 2, "temperature": 0.6}
+    assert scoring_text({**base, "adaptive_k": False, "adaptive_rule": "disagree"}).startswith("4 critiques sampled")
+    assert scoring_text({**base, "k": 1, "adaptive_k": False, "adaptive_rule": "disagree"}).startswith("1 critique sampled")
+    assert scoring_text({**base, "adaptive_k": True, "adaptive_rule": "disagree"}).startswith(
+        "2 critiques (4 where they disagree)")
+    assert scoring_text({**base, "adaptive_k": True, "adaptive_rule": "confirm_no"}).startswith(
+        "2 critiques (4 where one rejects)")
 
 
 def test_world_command_builds_no_judge_for_oracle_and_vr_only_arms(tmp_path, monkeypatch):

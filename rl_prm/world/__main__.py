@@ -128,6 +128,8 @@ def run(args: argparse.Namespace) -> int:
                     titles=("steps per response, training rollouts", "steps per response, greedy eval"))
         results["rl"] = {"recipe": str(args.recipe), "overrides": list(args.overrides),
                          "eval_samples": recipe.trainer.eval_samples,
+                         "judge_scoring": {k: getattr(recipe.reward.prm, k) for k in
+                                           ("k", "adaptive_k", "adaptive_min_k", "adaptive_rule", "temperature")},
                          "runs": {f"{a}_s{s}": str(d) for (a, s), d in runs.items()}, "arms": arms}
     timing["total"] = time.perf_counter() - t0
     results["timing_s"] = {k: round(v, 1) for k, v in timing.items()}

@@ -81,6 +81,19 @@ def recovered(judge: Sequence[float], oracle: Sequence[float], base: Sequence[fl
             {"oracle_gain": g_oracle, "judge_gain": g_judge, "share": share})
 
 
+def scoring_text(prm: dict) -> str:
+    """How the recipe's judge scores a step, in words (reward.prm: k, adaptive_k, adaptive_min_k,
+    adaptive_rule, temperature)."""
+    k, first = prm["k"], prm.get("adaptive_min_k", prm["k"])
+    if not prm.get("adaptive_k") or first >= k:
+        how = f"{k} critique{'s' if k > 1 else ''}"
+    elif prm.get("adaptive_rule") == "confirm_no":
+        how = f"{first} critique{'s' if first > 1 else ''} ({k} where {'it rejects' if first == 1 else 'one rejects'})"
+    else:
+        how = f"{first} critiques ({k} where they disagree)"
+    return f"{how} sampled at T={prm['temperature']}, the step's score the mean P(Yes)"
+
+
 def greedy_check(arm_label: str, after: Sequence[float], start: float, margin: float = GREEDY_MARGIN) -> tuple[str, dict]:
     """Greedy accuracy after RL against the SFT policy's (per seed, worst seed decides)."""
     d = [x - start for x in after]
@@ -230,7 +243,10 @@ def report_md(results: dict) -> str:
                   "from the SFT policy with the same data order, sampling seeds, optimiser and budget; only the "
                   f"reward differs. Metrics on held-out world problems, {rl.get('eval_samples', '?')} samples per problem "
                   "at T=1 (every step recomputed by the world's checker): trace = answer right and every step right; "
-                  "miracle = answer right, some step wrong (answer = trace + miracle). Step 0 = the SFT policy: "
+                  "miracle = answer right, some step wrong (answer = trace + miracle). "
+                  + (f"The R-PRM arms score a step with {scoring_text(rl['judge_scoring'])}. "
+                     if rl.get("judge_scoring") else "")
+                  + "Step 0 = the SFT policy: "
                   + ", ".join(f"{NAMES[k]} {pct(v)}%" for k, v in start.items()) + ".", ""]
         lines += ["| arm | " + " | ".join(NAMES[k] for k in METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
         for arm, row in arm_numbers(arms).items():
