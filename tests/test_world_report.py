@@ -134,6 +134,7 @@ def test_world_command_builds_no_judge_for_oracle_and_vr_only_arms(tmp_path, mon
     assert seen["arms"] == ["oracle", "vr_only"]
     text = (tmp_path / "w" / "report.md").read_text()
     assert "judge: not built" in text and "oracle PRM min-form + VR vs VR only on trace accuracy" in text
+    assert "The R-PRM arms score a step" not in text  # no R-PRM arm ran
     rep = json.loads((tmp_path / "w" / "report.json").read_text())
     assert "judge" not in rep and rep["arms"]["oracle"]["trace_accuracy"] == [0.5]
     # an arm that scores with the judge needs it

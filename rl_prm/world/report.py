@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from typing import Optional, Sequence
 
-from rl_prm.world.compare import ARM_LABELS, _mean
+from rl_prm.world.compare import ARM_LABELS, JUDGE_ARMS, _mean
 
 # report.json key -> eval metric (sampled solutions, except greedy accuracy)
 METRICS = {"trace_accuracy": "eval/trace_accuracy", "answer_accuracy": "eval/answer_accuracy",
@@ -245,7 +245,7 @@ def report_md(results: dict) -> str:
                   "at T=1 (every step recomputed by the world's checker): trace = answer right and every step right; "
                   "miracle = answer right, some step wrong (answer = trace + miracle). "
                   + (f"The R-PRM arms score a step with {scoring_text(rl['judge_scoring'])}. "
-                     if rl.get("judge_scoring") else "")
+                     if rl.get("judge_scoring") and any(a in arms for a in JUDGE_ARMS) else "")
                   + "Step 0 = the SFT policy: "
                   + ", ".join(f"{NAMES[k]} {pct(v)}%" for k, v in start.items()) + ".", ""]
         lines += ["| arm | " + " | ".join(NAMES[k] for k in METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
