@@ -148,7 +148,10 @@ def save_checkpoint(root: str | os.PathLike, step: int, learner: Any, tokenizer:
                               f"kept: {', '.join(prev) or 'no earlier checkpoint'}") from e
     for _, p in list_checkpoints(root)[:-keep] if keep > 0 else []:
         gone = root / f".old-{p.name}-{os.getpid()}"  # renamed first: a kill mid-delete leaves no half checkpoint listed
-        os.replace(p, gone)
+        try:
+            os.replace(p, gone)
+        except OSError:  # pruning never fails a save: delete in place, as before the rename
+            gone = p
         shutil.rmtree(gone, ignore_errors=True)
     return final
 

@@ -98,8 +98,9 @@ def engine_core_in_process() -> None:
         if os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0":
             import torch
 
-            os.environ["OMP_NUM_THREADS"] = str(engine_threads())
-            torch.set_num_threads(engine_threads())
+            n = engine_threads()
+            os.environ["OMP_NUM_THREADS"] = str(n)
+            torch.set_num_threads(n)
 
 
 def exit_when_engine_dies(llm: Any, what: str, poll_s: float = 1.0) -> None:

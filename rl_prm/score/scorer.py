@@ -24,10 +24,11 @@ A sample whose every route failed has no P(Yes); a step whose every sample faile
 `fallback_score` and flag "all_failed".
 
 Work saved without changing verdicts: steps are ordered so successive steps of an item share
-their prompt prefix (prefix caching in the engine); generation stops at the verdict. Optional, changing what is computed: early rejection (`early_reject_threshold`: steps
-scored in order; after a step scored below it, later steps get score None, flag "not_scored")
-and adaptive K (`adaptive_k`: sample `adaptive_min_k` first, then the remaining k - adaptive_min_k
-only where `adaptive_rule` asks: "disagree" unless all P(Yes) >= 0.5 or all < 0.5; "confirm_no"
+their prompt prefix (prefix caching in the engine); generation stops at the verdict. Optional,
+changing what is computed: early rejection (`early_reject_threshold`: steps scored in order;
+after a step scored below it, later steps get score None, flag "not_scored") and adaptive K
+(`adaptive_k`: sample `adaptive_min_k` first, then the remaining k - adaptive_min_k only where
+`adaptive_rule` asks: "disagree" unless all P(Yes) >= 0.5 or all < 0.5; "confirm_no"
 unless all P(Yes) >= 0.5, so a rejection is checked by more critiques and an acceptance is not).
 
 Not-scored steps and training: both backends turn an ItemScore into one score per step with
