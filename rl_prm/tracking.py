@@ -153,6 +153,14 @@ class Tracker:
         except (FileNotFoundError, KeyError, json.JSONDecodeError):
             return None
 
+    @staticmethod
+    def offline_runs(run_dir: str | os.PathLike) -> list[tuple[Path, str]]:
+        """(directory, W&B run id) of each offline run under run_dir/wandb, oldest first. The id is read from
+        the run's `run-<id>.wandb` file, not the directory name: W&B names the directory
+        offline-run-<second>-<id> and appends -1, -2 when a second run starts within the same second."""
+        files = sorted((Path(run_dir) / "wandb").glob("offline-run-*/run-*.wandb"))
+        return [(f.parent, f.name[len("run-"):-len(".wandb")]) for f in files]
+
     def log(self, metrics: dict[str, Any], step: int) -> None:
         """Log scalars (to console, W&B, metrics.jsonl) and list/array values (as W&B histograms
         and histograms.jsonl)."""

@@ -83,8 +83,8 @@ def offline_runs(tmp_path_factory):
 
 def test_offline_wandb_run_written_under_run_dir(offline_runs):
     run_dir, first_id, _, _ = offline_runs
-    runs = sorted((run_dir / "wandb").glob("offline-run-*"))
-    assert len(runs) == 2 and all(r.name.endswith(first_id) for r in runs)
+    runs = [d for d, _ in Tracker.offline_runs(run_dir)]
+    assert [rid for _, rid in Tracker.offline_runs(run_dir)] == [first_id, first_id]  # one W&B run, resumed
     hist = wandb_history(runs[0] / f"run-{first_id}.wandb")
     assert sorted(hist) == [0, 1, 2, 3, 4]
     assert [float(hist[s]["reward/mean"]) for s in range(5)] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
@@ -112,7 +112,7 @@ def test_resume_keeps_run_id_and_has_no_duplicate_steps(offline_runs):
     assert _jsonl(run_dir / "rollouts.jsonl") == []  # its only rollout was at step 4
     assert all(r["step"] < 3 for r in _jsonl(run_dir / "histograms.jsonl"))
     assert t2.dropped_lines > 0
-    resumed = sorted((run_dir / "wandb").glob("offline-run-*"))[1]
+    resumed = Tracker.offline_runs(run_dir)[1][0]
     hist = wandb_history(resumed / f"run-{first_id}.wandb")
     assert {s: float(h["reward/mean"]) for s, h in hist.items()} == {3: 4.0, 4: 5.0, 5: 6.0, 6: 7.0}
 

@@ -151,8 +151,9 @@ def test_two_steps_update_and_sync_then_resume(tmp_path, tiny_policy_dir, local_
     assert last["reward/mean"] != 123.0
     ckpts = sorted(p.name for p in (run_dir / "checkpoints").iterdir())
     assert ckpts == ["step_000002", "step_000003"]  # keep 2, stale temp dir removed
-    wandb_runs = sorted(p.name for p in (run_dir / "wandb").glob("offline-run-*"))
-    assert len(wandb_runs) == 2 and all(n.endswith(s1["run_id"]) for n in wandb_runs)
+    from rl_prm.tracking import Tracker
+
+    assert [rid for _, rid in Tracker.offline_runs(run_dir)] == [s1["run_id"], s1["run_id"]]  # one W&B run, resumed
 
 
 @pytest.mark.slow

@@ -101,7 +101,9 @@ def _tracker(run_dir: Path) -> int:
 
 
 def _wandb_ids(run_dir: Path) -> list[str]:
-    return sorted({p.name.rsplit("-", 1)[-1] for p in (run_dir / "wandb").glob("offline-run-*")})
+    from rl_prm.tracking import Tracker
+
+    return sorted({rid for _, rid in Tracker.offline_runs(run_dir)})
 
 
 def part_resume(tmp: Path, n: int, ov: list[str]) -> dict:
