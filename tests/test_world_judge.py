@@ -48,11 +48,32 @@ def test_the_question_is_quoted_verbatim_and_the_calculation_reversed():
     c = critique(r["problem"], r["steps"], k, False)
     quote = c.split("The question says: ")[1].split("\n")[0]
     assert quote in r["problem"] and quote.endswith(".")
-    rev = re.search(r"Reverse: (-?\d+) ([+-]) (-?\d+) = (-?\d+), which should be (-?\d+): wrong\.", c)
-    a, sym, b, got, want = rev.groups()
+    rev = re.search(r"Reverse: (-?\d+) ([+-]) (-?\d+) = (-?\d+), which should be (-?\d+)\. "
+                    r"\|(-?\d+) - (-?\d+)\| = (\d+): wrong\.", c)
+    a, sym, b, got, want, x, y, d = rev.groups()
     assert int(got) == (int(a) - int(b) if sym == "-" else int(a) + int(b)) and int(got) != int(want)
+    assert (x, y) == (got, want) and int(d) == abs(int(got) - int(want)) != 0
     crit = "".join(t for t, is_key in critique_parts(r["problem"], r["steps"], k, False) if is_key)
     assert crit.endswith(" wrong No") and got in crit  # the recomputed amount and the decisions are critical
+
+
+def test_every_check_of_two_amounts_is_decided_on_their_difference():
+    """Each comparison of two amounts is written "|x - y| = d: decision", d computed right and the
+    decision "correct" exactly when d is 0, in every kind of step (start, operation, answer)."""
+    seen = set()
+    for r, k, ok in _scored(processbench("test", 120, seed=5)):
+        c = critique(r["problem"], r["steps"], k, ok)
+        diffs = re.findall(r"\|(-?\d+) - (-?\d+)\| = (\d+): (correct|wrong)\.", c)
+        assert diffs, c
+        for x, y, d, decision in diffs:
+            assert int(d) == abs(int(x) - int(y)) and (decision == "correct") == (int(d) == 0), c
+            seen.add(decision)
+        if not ok and r["error_kind"] == "misquote":
+            said_vs_question = re.search(r"Consistency Analysis\*\*: [a-z ]+? (\d+) for [a-z ]+? (\d+)\. "
+                                         r"\|\1 - \2\| = (\d+): wrong\.", c)
+            assert said_vs_question and int(said_vs_question.group(3)) != 0, c
+            seen.add("misquote")
+    assert seen == {"correct", "wrong", "misquote"}
 
 
 def test_key_positions_are_the_critical_tokens(tmp_path):
@@ -107,7 +128,7 @@ def test_checked_dpo_pairs_reject_a_right_verdict_reached_through_a_wrong_check(
     q = "Ava has 6 books. First, Ava gives away 1. Second, Ava gives away 3. How many books does Ava have now?"
     steps = ["Ava starts with 6 books.", "First, Ava gives away 1, so Ava has 6 - 1 = 5 books."]
     good = critique(q, steps, 1, True)
-    assert "Reverse: 5 + 1 = 6, which should be 6: correct." in good
+    assert "Reverse: 5 + 1 = 6, which should be 6. |6 - 6| = 0: correct." in good
     lucky = good.replace("Reverse: 5 + 1 = 6", "Reverse: 6 + 1 = 6")
     units, samples = [(q, steps, 1, True)], [[([1], good), ([2], lucky)]]
     pairs, facts = make_pairs(units, samples, max_per_unit=2, rng=random.Random(0), checked=True)
@@ -189,7 +210,7 @@ def test_first_divergence_names_the_check_a_critique_got_wrong():
                                                  "Calculation Analysis", "Conclusion", "Verification"]
     assert first_divergence(q, steps, k, False, teacher) is None
     # a judge that computes the reverse check wrong (and so calls the slip correct)
-    rev = re.search(r"Reverse: [^=]+= (-?\d+), which should be (-?\d+): wrong\.", teacher)
+    rev = re.search(r"Reverse: [^=]+= (-?\d+), which should be (-?\d+)\. [^:]+: wrong\.", teacher)
     miscomputed = teacher.replace(rev.group(0), rev.group(0).replace(f"= {rev.group(1)},", f"= {rev.group(2)},")
                                   .replace("wrong.", "correct.")).replace("is wrong.", "is correct.")
     assert first_divergence(q, steps, k, False, miscomputed) == "Calculation Analysis"

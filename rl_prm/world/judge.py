@@ -21,7 +21,7 @@ from rl_prm.world.dpo import DPOConfig
 from rl_prm.world.tasks import _ANSWER_S, _OP_S, _START_S, _SYM, _VERB_OF, ORDINALS, problems, question_ops
 
 _SYMBOL = {"add": "+", "sub": "-", "mul": "*"}
-TEACHER_VERSION = 5  # part of the judge's cache key: 5 = checklist, Now Step quoted, equation restated before its reverse
+TEACHER_VERSION = 7  # part of the judge's cache key: 7 = every comparison of two amounts written as |x - y| = d
 
 
 def _claim(text: str) -> tuple[str, str, int, str, int, int, int, int] | None:
@@ -58,6 +58,15 @@ def _reverse(op: str, a: int, b: int, c: int) -> tuple[str, int, int]:
     return f"{c} - {a}", c - a, a  # a * 2 = c  <=>  c - a = a (the world multiplies by 2 only)
 
 
+def _diff(x: int | None, y: int | None) -> list[tuple[str, bool]]:
+    """" |x - y| = d:" as critique pieces (d critical): a check of two amounts is decided on whether one
+    computed token is 0, which the tiny judge learns, where deciding x == y from the two copied amounts
+    it did not; the absolute value keeps signed results (" -2", the same "-" token as " - 2") out of
+    the critique, which the judge confused after DPO (docs/world.md)."""
+    d = " none" if x is None or y is None else f" {abs(x - y)}"
+    return [(f" |{x} - {y}| =", False), (d, True), (":", False)]
+
+
 def critique_parts(question: str, steps: list[str], k: int, correct: bool) -> list[tuple[str, bool]]:
     """The teacher critique of step ``k`` (0-based) as (text, critical) pieces: joined, they are the
     critique (``critique``); critical pieces are what the verdict depends on (the quoted and
@@ -73,6 +82,9 @@ def critique_parts(question: str, steps: list[str], k: int, correct: bool) -> li
     Step alone it was the judge's weakest token, docs/world.md). (A forward recomputation alone,
     "a + b = ", would repeat the step's own text, and a small model then copies the claimed result
     instead of computing.)
+    Every comparison of two amounts (stated vs the question's, reverse result vs the previous amount,
+    answer vs the last amount) is written as their absolute difference, "|x - y| = d: decision"
+    (``_diff``), so the decision reads one computed token.
     The conclusion is wrong iff some check is, which for steps up to the first error is the label
     ``correct``."""
     start, ops = question_ops(question)
@@ -88,7 +100,7 @@ def critique_parts(question: str, steps: list[str], k: int, correct: bool) -> li
         out += [("\n**Now Step Analysis**: The Now Step says:", False), (f" {now}", True),
                 (" It states the starting amount:", False), (f" {v}", True),
                 (f".\n**Data Source Analysis**: The question says: {question[: question.index('.') + 1]}", False),
-                (f"\n**Consistency Analysis**: {v} for {start}:", False), dec(v == start),
+                (f"\n**Consistency Analysis**: {v} for {start}.", False), *_diff(v, start), dec(v == start),
                 (".\n**Calculation Analysis**: There is no calculation in the Now Step.", False)]
     elif claim is not None:
         ordinal, verb, said, c_op, a, b, c = claim
@@ -96,13 +108,13 @@ def critique_parts(question: str, steps: list[str], k: int, correct: bool) -> li
         expr, got, want = _reverse(c_op, a, b, c)
         out += [("\n**Now Step Analysis**: The Now Step says:", False), (f" {now}", True),
                 (f"\n**Data Source Analysis**: The question says: {_clause(question, k - 1)}", False),
-                (f"\n**Consistency Analysis**: {verb} {said} for {_VERB_OF[op]} {b_q}:", False),
+                (f"\n**Consistency Analysis**: {verb} {said} for {_VERB_OF[op]} {b_q}.", False), *_diff(said, b_q),
                 dec((verb, said) == (_VERB_OF[op], b_q)),
                 (f". {a} {_SYMBOL[c_op]} {b} for {prev_val} {_SYMBOL[op]} {b_q}:", False),
                 dec((a, c_op, b) == (prev_val, op, b_q)),
                 (".\n**Calculation Analysis**:", False), (f" {a} {_SYMBOL[c_op]} {b} = {c}", True),
                 (". Reverse:", False), (f" {expr}", True), (" =", False), (f" {got}", True),
-                (f", which should be {want}:", False), dec(got == want), (".", False)]
+                (f", which should be {want}.", False), *_diff(got, want), dec(got == want), (".", False)]
     else:
         v = _value(now)
         last_prev = _claim(steps[k - 1]) if k > 1 else None
@@ -113,7 +125,8 @@ def critique_parts(question: str, steps: list[str], k: int, correct: bool) -> li
                  f"operation is the {ORDINALS[len(ops) - 1]} one.", False),
                 (f"\n**Consistency Analysis**: {done} for {ORDINALS[len(ops) - 1]}:", False),
                 dec(done == ORDINALS[len(ops) - 1] and k - 1 == len(ops)),
-                (f".\n**Calculation Analysis**: {v}, which should be {prev_val}:", False), dec(v == prev_val),
+                (f".\n**Calculation Analysis**: {v}, which should be {prev_val}.", False), *_diff(v, prev_val),
+                dec(v == prev_val),
                 (".", False)]
     out += [("\nConclusion: The Now Step is", False), dec(correct),
             (".\nVerification: Is the step correct (Yes/No)?", False), (" Yes" if correct else " No", True)]
