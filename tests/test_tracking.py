@@ -83,9 +83,10 @@ def offline_runs(tmp_path_factory):
 
 def test_offline_wandb_run_written_under_run_dir(offline_runs):
     run_dir, first_id, _, _ = offline_runs
-    runs = [d for d, _ in Tracker.offline_runs(run_dir)]
-    assert [rid for _, rid in Tracker.offline_runs(run_dir)] == [first_id, first_id]  # one W&B run, resumed
-    hist = wandb_history(runs[0] / f"run-{first_id}.wandb")
+    runs = Tracker.offline_runs(run_dir)
+    assert [rid for _, rid in runs] == [first_id, first_id]  # one W&B run, resumed
+    first_dir = runs[0][0]
+    hist = wandb_history(first_dir / f"run-{first_id}.wandb")
     assert sorted(hist) == [0, 1, 2, 3, 4]
     assert [float(hist[s]["reward/mean"]) for s in range(5)] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4])
     assert float(hist[4]["eval/accuracy"]) == 0.25
@@ -93,7 +94,7 @@ def test_offline_wandb_run_written_under_run_dir(offline_runs):
     assert sum(json.loads(hist[2]["prm/step_scores_hist/values"])) == 4  # 4 values binned
     assert json.loads(hist[4]["rollouts/_type"]) == "table-file" and json.loads(hist[4]["rollouts/nrows"]) == 2
     assert json.loads(hist[4]["warnings/_type"]) == "table-file"
-    (run,) = [r.run for r in read_wandb_records(runs[0] / f"run-{first_id}.wandb") if r.HasField("run")]
+    (run,) = [r.run for r in read_wandb_records(first_dir / f"run-{first_id}.wandb") if r.HasField("run")]
     assert (run.run_id, run.project, run.display_name) == (first_id, "rl-prm-test", "first")
     config = {item.key: json.loads(item.value_json) for item in run.config.update}
     assert config["algo"] == {"credit": "min_form", "lr": 1e-6}
