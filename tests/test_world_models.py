@@ -74,6 +74,9 @@ def test_judge_build_runs_dpo_on_its_own_sampled_critiques(tmp_path, monkeypatch
     assert facts["init"] == str(sft_judge_path(sft, policy=pol)) and facts["sft"]["config"] == facts["config"]["sft"]
     assert facts["dpo_pairs"]["critiques"] == 12 and 0 <= facts["dpo_pairs"]["pairs"] <= 12
     assert facts["dpo_train_s"] >= 0 and (jud / "model.safetensors").exists()
+    from rl_prm.vllm_engine import judge_dtype
+
+    assert facts["dpo_pairs"]["sampling_dtype"] == judge_dtype("auto")  # sampled as reward.prm.dtype's default
 
 
 def test_build_threads_are_the_cores_other_processes_leave_free(monkeypatch):

@@ -107,11 +107,11 @@ def run(args: argparse.Namespace) -> int:
         prm = recipe.reward.prm
         r = stage("judge_eval", lambda: evaluate_judge(jud, n=args.judge_eval_n, ks=[int(k) for k in args.ks.split(",")],
                                                        temperature=prm.temperature,
-                                                       max_critique_tokens=prm.max_critique_tokens))
+                                                       max_critique_tokens=prm.max_critique_tokens, dtype=prm.dtype))
         plot_f1_vs_k(r, out / "judge_f1_vs_k.png")
         results["judge"]["processbench"] = {"f1_per_k": r["f1_per_k"], "timing_s": r["timing_s"],
                                             "step_accuracy": r["step_accuracy"],
-                                            "temperature": prm.temperature,
+                                            "temperature": prm.temperature, "dtype": prm.dtype,
                                             "per_k": {k: v["splits"] for k, v in r["per_k"].items()},
                                             "status_counts": r.get("status_counts"), "n_items": r["n_items"]}
     if not args.skip_rl:

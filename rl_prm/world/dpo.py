@@ -32,16 +32,17 @@ _VERDICT = re.compile(r"Is the step correct \(Yes/No\)\? (Yes|No)")
 
 @dataclass
 class DPOConfig:
-    units: int = 1500  # judge targets whose critiques are sampled
+    units: int = 600  # judge targets whose critiques are sampled (docs/world.md: DPO's size)
     samples: int = 4  # critiques sampled per target from the SFT judge
     temperature: float = 1.0  # their sampling temperature
     max_pairs_per_unit: int = 2
     checked: bool = True  # chosen = right verdict AND every check right (see the module doc)
     beta: float = 0.1
     nll_coef: float = 1.0  # weight of the chosen critiques' mean token NLL next to the DPO loss
-    steps: int = 150
+    steps: int = 80
     batch_size: int = 8  # pairs per optimizer step
     lr: float = 2e-5
+    sample_dtype: str = "auto"  # the sampling engine's dtype (rl_prm.vllm_engine.judge_dtype: auto = as reward.prm.dtype's)
     policy_share: float = 0.5  # of the units, the share from the world policy's own samples (rl_prm.world.judge_units)
     # each batch draws half its pairs from right steps (chosen verdict Yes) and half from wrong ones (No), so that
     # right steps outnumbering errors does not move the judge toward "Yes"; off: measured no better (docs/world.md)
@@ -91,10 +92,13 @@ def sample_pairs(judge_dir: str, tok: Any, units: list[tuple], cfg: DPOConfig, k
     The engine is stopped before returning."""
     from rl_prm.score.engines import GenParams, VLLMJudgeEngine
     from rl_prm.score.prompt import judge_prompt
+    from rl_prm.vllm_engine import judge_dtype
 
     prompts = [tok.encode(judge_prompt(tok, q, steps, k), add_special_tokens=False) for q, steps, k, _ in units]
     t0 = time.perf_counter()
-    engine = VLLMJudgeEngine.from_path(str(judge_dir), max_model_len=2048, kv_cache_gib=kv_cache_gib, seed=cfg.seed)
+    dtype = judge_dtype(cfg.sample_dtype)
+    engine = VLLMJudgeEngine.from_path(str(judge_dir), max_model_len=2048, kv_cache_gib=kv_cache_gib, seed=cfg.seed,
+                                       **({"dtype": dtype} if dtype else {}))
     try:
         t1 = time.perf_counter()
         outs = engine.generate(prompts, [cfg.samples] * len(prompts), [cfg.seed * 1_000_003 + i for i in range(len(prompts))],
@@ -107,6 +111,7 @@ def sample_pairs(judge_dir: str, tok: Any, units: list[tuple], cfg: DPOConfig, k
                 for s in o] for o in outs]
     pairs, facts = make_pairs(units, samples, cfg.max_pairs_per_unit, random.Random(cfg.seed), checked=cfg.checked)
     facts["sampling_s"] = {"engine_start": round(t1 - t0, 1), "generate": round(t2 - t1, 1)}
+    facts["sampling_dtype"] = dtype or "model"
     labels = [bool(units[i][-1]) for i, _, _ in pairs]
     facts["pairs_right_step"] = sum(labels)
     return [(prompts[i], c, r) for i, c, r in pairs], labels, facts

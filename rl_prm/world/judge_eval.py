@@ -10,20 +10,23 @@ import time
 
 
 def evaluate_judge(path, n: int = 60, ks=(1, 2, 4, 8), seed: int = 0, threshold: float = 0.5,
-                   temperature: float = 1.0, max_critique_tokens: int = 224, kv_cache_gib: float = 1) -> dict:
+                   temperature: float = 1.0, max_critique_tokens: int = 224, kv_cache_gib: float = 1,
+                   dtype: str = "auto") -> dict:
     """Mini-ProcessBench ("test" split, n items) F1 per K with rl_prm.eval.processbench: one scoring
-    pass at K = max(ks) (critiques sampled at ``temperature``), each K averages the first K samples
-    of each step. The engine is stopped before returning."""
+    pass at K = max(ks) (critiques sampled at ``temperature``, engine ``dtype`` as reward.prm.dtype), each K
+    averages the first K samples of each step. The engine is stopped before returning."""
     from rl_prm.eval.processbench import processbench_results, score_processbench
     from rl_prm.eval.scoring import ScorerSource
     from rl_prm.score.scorer import RPRMScorer, ScoreConfig
+    from rl_prm.vllm_engine import judge_dtype
     from rl_prm.world.tasks import eval_items, processbench
 
     items = eval_items(processbench("test", n, seed=seed))
     t0 = time.perf_counter()
     scorer = RPRMScorer.from_path(path, ScoreConfig(k=max(ks), temperature=temperature, top_p=1.0,
                                                     max_critique_tokens=max_critique_tokens, seed=seed),
-                                  max_model_len=2048, kv_cache_gib=kv_cache_gib)
+                                  max_model_len=2048, kv_cache_gib=kv_cache_gib,
+                                  **({"dtype": judge_dtype(dtype)} if judge_dtype(dtype) else {}))
     try:
         t1 = time.perf_counter()
         records = score_processbench(ScorerSource(scorer, "world-judge"), items, batch_size=max(1, n))
