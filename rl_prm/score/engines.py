@@ -153,13 +153,14 @@ class VLLMJudgeEngine:
                              "processed logprobs are temperature-scaled and would bias P(Yes)")
 
     @classmethod
-    def from_path(cls, path: str, max_model_len: int = 4096, **kwargs: Any) -> "VLLMJudgeEngine":
-        """The judge at ``path`` in a new engine (make_llm's arguments; dtype: reward.prm.dtype's default,
-        ``judge_dtype("auto")``, unless given)."""
+    def from_path(cls, path: str, max_model_len: int = 4096, dtype: str = "auto", **kwargs: Any) -> "VLLMJudgeEngine":
+        """The judge at ``path`` in a new engine (make_llm's arguments); ``dtype`` is a reward.prm.dtype
+        value, resolved by ``rl_prm.vllm_engine.judge_dtype``."""
         from rl_prm.vllm_engine import judge_dtype, make_llm  # on CPU: unchunked prefills, so per-request seeds work
 
-        if "dtype" not in kwargs and judge_dtype() is not None:
-            kwargs["dtype"] = judge_dtype()
+        resolved = judge_dtype(dtype)
+        if resolved is not None:
+            kwargs["dtype"] = resolved
         return cls(make_llm(path, max_model_len=max_model_len, **kwargs))
 
     def shutdown(self) -> None:

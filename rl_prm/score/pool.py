@@ -18,12 +18,9 @@ from rl_prm.score.types import ItemScore, ScoreConfig
 
 
 def engine_kwargs(prm: Any, seed: int) -> dict:
-    """The judge engine's make_llm arguments from reward.prm (dtype resolved: rl_prm.vllm_engine.judge_dtype)."""
-    from rl_prm.vllm_engine import judge_dtype
-
-    dtype = judge_dtype(prm.dtype)
+    """The judge engine's VLLMJudgeEngine.from_path arguments from reward.prm."""
     return dict(max_model_len=prm.max_model_len, kv_cache_gib=prm.kv_cache_gib,
-                gpu_memory_utilization=prm.gpu_memory_utilization, seed=seed, **({"dtype": dtype} if dtype else {}))
+                gpu_memory_utilization=prm.gpu_memory_utilization, seed=seed, dtype=prm.dtype)
 
 
 class RPRMPool:

@@ -96,9 +96,8 @@ def sample_pairs(judge_dir: str, tok: Any, units: list[tuple], cfg: DPOConfig, k
 
     prompts = [tok.encode(judge_prompt(tok, q, steps, k), add_special_tokens=False) for q, steps, k, _ in units]
     t0 = time.perf_counter()
-    dtype = judge_dtype(cfg.sample_dtype)
     engine = VLLMJudgeEngine.from_path(str(judge_dir), max_model_len=2048, kv_cache_gib=kv_cache_gib, seed=cfg.seed,
-                                       **({"dtype": dtype} if dtype else {}))
+                                       dtype=cfg.sample_dtype)
     try:
         t1 = time.perf_counter()
         outs = engine.generate(prompts, [cfg.samples] * len(prompts), [cfg.seed * 1_000_003 + i for i in range(len(prompts))],
@@ -111,7 +110,7 @@ def sample_pairs(judge_dir: str, tok: Any, units: list[tuple], cfg: DPOConfig, k
                 for s in o] for o in outs]
     pairs, facts = make_pairs(units, samples, cfg.max_pairs_per_unit, random.Random(cfg.seed), checked=cfg.checked)
     facts["sampling_s"] = {"engine_start": round(t1 - t0, 1), "generate": round(t2 - t1, 1)}
-    facts["sampling_dtype"] = dtype or "model"
+    facts["sampling_dtype"] = judge_dtype(cfg.sample_dtype) or "model"
     labels = [bool(units[i][-1]) for i, _, _ in pairs]
     facts["pairs_right_step"] = sum(labels)
     return [(prompts[i], c, r) for i, c, r in pairs], labels, facts

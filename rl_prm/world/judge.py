@@ -59,7 +59,7 @@ def _reverse(op: str, a: int, b: int, c: int) -> tuple[str, int, int]:
 
 
 def _diff(x: int | None, y: int | None) -> list[tuple[str, bool]]:
-    """" |x - y| = d:" as critique pieces (d critical): a check of two amounts is decided on whether one
+    """The critique pieces " |x - y| = d:" (d critical): a check of two amounts is decided on whether one
     computed token is 0, which the tiny judge learns, where deciding x == y from the two copied amounts
     it did not; the absolute value keeps signed results (" -2", the same "-" token as " - 2") out of
     the critique, which the judge confused after DPO (docs/world.md)."""

@@ -18,15 +18,13 @@ def evaluate_judge(path, n: int = 60, ks=(1, 2, 4, 8), seed: int = 0, threshold:
     from rl_prm.eval.processbench import processbench_results, score_processbench
     from rl_prm.eval.scoring import ScorerSource
     from rl_prm.score.scorer import RPRMScorer, ScoreConfig
-    from rl_prm.vllm_engine import judge_dtype
     from rl_prm.world.tasks import eval_items, processbench
 
     items = eval_items(processbench("test", n, seed=seed))
     t0 = time.perf_counter()
     scorer = RPRMScorer.from_path(path, ScoreConfig(k=max(ks), temperature=temperature, top_p=1.0,
                                                     max_critique_tokens=max_critique_tokens, seed=seed),
-                                  max_model_len=2048, kv_cache_gib=kv_cache_gib,
-                                  **({"dtype": judge_dtype(dtype)} if judge_dtype(dtype) else {}))
+                                  max_model_len=2048, kv_cache_gib=kv_cache_gib, dtype=dtype)
     try:
         t1 = time.perf_counter()
         records = score_processbench(ScorerSource(scorer, "world-judge"), items, batch_size=max(1, n))
