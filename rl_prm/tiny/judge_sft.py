@@ -43,29 +43,74 @@ def train_judge(model, tok, *, samples: int, steps: int, batch_size: int, lr: fl
     return sft(model, tok, judge_examples(tok, samples, seed), steps=steps, batch_size=batch_size, lr=lr, seed=seed)
 
 
-def optimizer_step(model, opt, sched, loss) -> None:
-    """One AdamW step on `loss`, gradients clipped to norm 1, then the schedule's step."""
+def optimizer_step(model, opt, sched, loss=None) -> None:
+    """One AdamW step: backward of ``loss`` (None: the gradients are already accumulated), gradients
+    clipped to norm 1, then the schedule's step."""
     import torch
 
-    opt.zero_grad()
-    loss.backward()
+    if loss is not None:
+        opt.zero_grad()
+        loss.backward()
     torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
     opt.step()
     sched.step()
 
 
+def _pad(batch: list[tuple[list[int], int, list[int]]], pad_id: int, prefix_len: int):
+    """(input_ids [B, T], attention mask [B, prefix_len + T], labels [B, T] with -100 outside the answers)
+    of right-padded (ids, answer start, key positions) rows."""
+    import torch
+
+    T = max(len(ids) for ids, _, _ in batch)
+    input_ids = torch.full((len(batch), T), pad_id, dtype=torch.long)
+    labels = torch.full((len(batch), T), -100, dtype=torch.long)
+    attn = torch.zeros((len(batch), prefix_len + T), dtype=torch.long)
+    attn[:, :prefix_len] = 1
+    for b, (ids, start, _) in enumerate(batch):
+        input_ids[b, : len(ids)] = torch.tensor(ids)
+        labels[b, max(start, 0): len(ids)] = torch.tensor(ids[max(start, 0):])
+        attn[b, prefix_len: prefix_len + len(ids)] = 1
+    return input_ids, attn, labels
+
+
+def _loss_sums(model, batch, pad_id: int, prefix, cache):
+    """Summed next-token cross-entropy of ``batch``'s answer tokens and of its key tokens (the model's
+    hidden states go through the LM head only at the positions that predict them): (answer CE sum,
+    key CE sum). ``cache``: the shared prefix's KV cache (None without a prefix), repeated per row."""
+    import copy
+
+    import torch
+    import torch.nn.functional as F
+
+    input_ids, attn, labels = _pad(batch, pad_id, prefix.shape[1] if cache is not None else 0)
+    kw = {}
+    if cache is not None:
+        kw["past_key_values"] = copy.deepcopy(cache)
+        kw["past_key_values"].batch_repeat_interleave(len(batch))
+    h = model.get_decoder()(input_ids=input_ids, attention_mask=attn, **kw).last_hidden_state  # [B, T, H]
+    rows, cols = (labels[:, 1:] != -100).nonzero(as_tuple=True)  # hidden state t predicts token t + 1
+    head = model.get_output_embeddings()
+    ce = F.cross_entropy(head(h[rows, cols]).float(), labels[rows, cols + 1], reduction="sum")
+    krows = torch.tensor([b for b, (_, _, ks) in enumerate(batch) for _ in ks], dtype=torch.long)
+    kpos = torch.tensor([k for _, _, ks in batch for k in ks], dtype=torch.long)
+    kce = (F.cross_entropy(head(h[krows, kpos - 1]).float(), input_ids[krows, kpos], reduction="sum")
+           if len(kpos) else h.sum() * 0)
+    return ce, kce
+
+
 def sft(model, tok, data: list[tuple], *, steps: int, batch_size: int, lr: float, seed: int,
         weight_decay: float = 0.0, shared_prefix: bool = True, log_every: int = 0, name: str = "SFT",
-        key_weight: float = 0.0) -> float:
-    """Teacher-forced SFT on (token ids, answer start[, key positions]) tuples, loss on the answer
-    tokens only. With ``key_weight`` > 0 the tokens at each example's key positions (e.g. a
-    critique's decisions and verdict, a few tokens of ~100) add ``key_weight`` x their mean
-    cross-entropy to the loss.
+        key_weight: float = 0.0, micro_batches: int = 2) -> float:
+    """Teacher-forced SFT on (token ids, answer start[, key positions]) tuples: loss = mean cross-entropy
+    of the answer tokens of the batch, plus, with ``key_weight`` > 0, ``key_weight`` x the mean
+    cross-entropy of the tokens at the key positions (e.g. a critique's decisions and verdict, a few
+    tokens of ~100). AdamW + one-cycle LR, grad clip 1.0. Returns the last loss.
 
-    With `shared_prefix`, the longest token prefix common to all examples (for judge prompts: the
-    system turn + R-PRM template head, ~500 tokens) runs once per step without grad and its KV
-    cache is reused for the whole batch, which makes a step ~5x cheaper on CPU. AdamW + one-cycle
-    LR, grad clip 1.0. Returns the last loss.
+    With ``shared_prefix``, the longest token prefix common to all examples (for judge prompts: the
+    system turn + R-PRM template head, ~450 tokens) runs once per step without grad and its KV cache
+    is reused for every row. Each step's rows, sorted by length, run in ``micro_batches`` groups whose
+    gradients add up to the whole batch's (the sums are divided by the batch's token counts), so a
+    short row is padded only to its group's longest, not the batch's.
     """
     import time
 
@@ -81,33 +126,25 @@ def sft(model, tok, data: list[tuple], *, steps: int, batch_size: int, lr: float
     t0, loss_val = time.perf_counter(), float("nan")
     for step in range(1, steps + 1):
         idx = torch.randint(len(data), (batch_size,), generator=gen).tolist()
-        batch = [(data[i][0][P:], data[i][1] - P) for i in idx]
-        keys = [[k - P for k in (data[i][2] if len(data[i]) > 2 else ()) if k > P] for i in idx]
-        T = max(len(ids) for ids, _ in batch)
-        input_ids = torch.full((batch_size, T), tok.pad_token_id, dtype=torch.long)
-        labels = torch.full((batch_size, T), -100, dtype=torch.long)
-        attn = torch.zeros((batch_size, P + T), dtype=torch.long)
-        attn[:, :P] = 1
-        for b, (ids, start) in enumerate(batch):
-            input_ids[b, : len(ids)] = torch.tensor(ids)
-            labels[b, max(start, 0) : len(ids)] = torch.tensor(ids[max(start, 0):])
-            attn[b, P : P + len(ids)] = 1
-        kw = {}
+        rows = sorted(((data[i][0][P:], data[i][1] - P,
+                        [k - P for k in (data[i][2] if len(data[i]) > 2 else ()) if k > P]) for i in idx),
+                      key=lambda r: len(r[0]))
+        n_tok = sum(len(ids) - max(start, 1) for ids, start, _ in rows)  # answer tokens with a predecessor
+        n_key = sum(len(ks) for _, _, ks in rows)
+        cache = None
         if P > 0:
             with torch.no_grad():
-                cache = model(input_ids=prefix, use_cache=True).past_key_values
-            cache.batch_repeat_interleave(batch_size)
-            kw["past_key_values"] = cache
-        out = model(input_ids=input_ids, attention_mask=attn, labels=labels, **kw)
-        loss = out.loss
-        rows = [b for b, ks in enumerate(keys) for _ in ks]
-        if key_weight > 0 and rows:
-            pos = torch.tensor([k for ks in keys for k in ks])
-            rows_t = torch.tensor(rows)
-            key_logits = out.logits[rows_t, pos - 1].float()  # logits at t predict token t + 1
-            loss = loss + key_weight * torch.nn.functional.cross_entropy(key_logits, input_ids[rows_t, pos])
-        optimizer_step(model, opt, sched, loss)
-        loss_val = loss.item()
+                cache = model.get_decoder()(input_ids=prefix, use_cache=True).past_key_values
+        opt.zero_grad()
+        loss_val = 0.0
+        m = max(1, min(micro_batches, batch_size))
+        for g in range(m):
+            group = rows[g * len(rows) // m: (g + 1) * len(rows) // m]
+            ce, kce = _loss_sums(model, group, tok.pad_token_id, prefix, cache)
+            loss = ce / n_tok + (key_weight * kce / n_key if key_weight > 0 and n_key else 0.0)
+            loss.backward()
+            loss_val += loss.item()
+        optimizer_step(model, opt, sched)
         if log_every and step % log_every == 0:
             print(f"[{name}] step {step}/{steps} loss {loss_val:.4f} ({time.perf_counter() - t0:.0f}s)", flush=True)
     model.eval()
