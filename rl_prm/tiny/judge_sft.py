@@ -56,33 +56,33 @@ def optimizer_step(model, opt, sched, loss=None) -> None:
     sched.step()
 
 
-def _pad(batch: list[tuple[list[int], int, list[int]]], pad_id: int, prefix_len: int):
+def pad_batch(batch: list[tuple], pad_id: int, prefix_len: int):
     """(input_ids [B, T], attention mask [B, prefix_len + T], labels [B, T] with -100 outside the answers)
-    of right-padded (ids, answer start, key positions) rows."""
+    of right-padded (ids, answer start[, ...]) rows that follow a shared ``prefix_len``-token KV cache."""
     import torch
 
-    T = max(len(ids) for ids, _, _ in batch)
+    T = max(len(row[0]) for row in batch)
     input_ids = torch.full((len(batch), T), pad_id, dtype=torch.long)
     labels = torch.full((len(batch), T), -100, dtype=torch.long)
     attn = torch.zeros((len(batch), prefix_len + T), dtype=torch.long)
     attn[:, :prefix_len] = 1
-    for b, (ids, start, _) in enumerate(batch):
+    for b, (ids, start, *_) in enumerate(batch):
         input_ids[b, : len(ids)] = torch.tensor(ids)
         labels[b, max(start, 0): len(ids)] = torch.tensor(ids[max(start, 0):])
         attn[b, prefix_len: prefix_len + len(ids)] = 1
     return input_ids, attn, labels
 
 
-def _loss_sums(model, batch, pad_id: int, prefix, cache):
+def _loss_sums(model, batch, pad_id: int, prefix_len: int, cache):
     """Summed next-token cross-entropy of ``batch``'s answer tokens and of its key tokens (the model's
     hidden states go through the LM head only at the positions that predict them): (answer CE sum,
-    key CE sum). ``cache``: the shared prefix's KV cache (None without a prefix), repeated per row."""
+    key CE sum). ``cache``: the shared ``prefix_len``-token prefix's KV cache (None without one), repeated per row."""
     import copy
 
     import torch
     import torch.nn.functional as F
 
-    input_ids, attn, labels = _pad(batch, pad_id, prefix.shape[1] if cache is not None else 0)
+    input_ids, attn, labels = pad_batch(batch, pad_id, prefix_len)
     kw = {}
     if cache is not None:
         kw["past_key_values"] = copy.deepcopy(cache)
@@ -140,7 +140,7 @@ def sft(model, tok, data: list[tuple], *, steps: int, batch_size: int, lr: float
         m = max(1, min(micro_batches, batch_size))
         for g in range(m):
             group = rows[g * len(rows) // m: (g + 1) * len(rows) // m]
-            ce, kce = _loss_sums(model, group, tok.pad_token_id, prefix, cache)
+            ce, kce = _loss_sums(model, group, tok.pad_token_id, P, cache)
             loss = ce / n_tok + (key_weight * kce / n_key if key_weight > 0 and n_key else 0.0)
             loss.backward()
             loss_val += loss.item()

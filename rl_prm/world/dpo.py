@@ -121,6 +121,8 @@ def _logps(model: Any, seqs: list[tuple[list[int], int]], pad_id: int, prefix: i
     first ``prefix`` tokens (shared by all) run once, without grad, as a KV cache."""
     import torch
 
+    from rl_prm.tiny.judge_sft import pad_batch
+
     ctx = torch.enable_grad() if grad else torch.no_grad()
     with ctx:
         B = len(seqs)
@@ -130,19 +132,10 @@ def _logps(model: Any, seqs: list[tuple[list[int], int]], pad_id: int, prefix: i
                 cache = model(input_ids=torch.tensor([seqs[0][0][:prefix]]), use_cache=True).past_key_values
             cache.batch_repeat_interleave(B)
             kw["past_key_values"] = cache
-        rest = [ids[prefix:] for ids, _ in seqs]
-        T = max(map(len, rest))
-        x = torch.full((B, T), pad_id, dtype=torch.long)
-        attn = torch.zeros((B, prefix + T), dtype=torch.long)
-        attn[:, :prefix] = 1
-        for b, r in enumerate(rest):
-            x[b, : len(r)] = torch.tensor(r)
-            attn[b, prefix: prefix + len(r)] = 1
+        x, attn, labels = pad_batch([(ids[prefix:], start - prefix) for ids, start in seqs], pad_id, prefix)
         logits = model(input_ids=x, attention_mask=attn, **kw).logits.float()
         lp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, x[:, 1:, None])[..., 0]
-        mask = torch.zeros_like(lp)
-        for b, ((ids, start), r) in enumerate(zip(seqs, rest)):
-            mask[b, max(start - prefix - 1, 0): len(r) - 1] = 1
+        mask = (labels[:, 1:] != -100).float()  # position t predicts token t + 1
         return (lp * mask).sum(-1)
 
 
