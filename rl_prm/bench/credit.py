@@ -14,6 +14,7 @@ from typing import Callable
 
 import torch
 
+from rl_prm.commands import argtypes
 from rl_prm.credit import (
     ESTIMATORS,
     MODES,
@@ -64,13 +65,13 @@ def _time(fn: Callable[[], object], repeats: int, sync: Callable[[], None]) -> f
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="rl-prm bench credit", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--B", type=int, default=1024)
-    p.add_argument("--T", type=int, default=4096)
-    p.add_argument("--S", type=int, default=32)
-    p.add_argument("--n", type=int, default=8, help="responses per prompt (uid groups)")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--B", type=argtypes.positive_int, default=1024)
+    p.add_argument("--T", type=argtypes.positive_int, default=4096)
+    p.add_argument("--S", type=argtypes.positive_int, default=32)
+    p.add_argument("--n", type=argtypes.positive_int, default=8, help="responses per prompt (uid groups)")
+    p.add_argument("--repeats", type=argtypes.positive_int, default=5)
     p.add_argument("--device", default="cpu")
-    p.add_argument("--threads", type=int, default=0, help="torch.set_num_threads (0: leave as is)")
+    p.add_argument("--threads", type=argtypes.nonneg_int, default=0, help="torch.set_num_threads (0: leave as is)")
     p.add_argument("--skip-gae", action="store_true", help="skip compute_gae (a loop over T)")
     a = p.parse_args(argv or [])
     if a.threads:

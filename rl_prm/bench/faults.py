@@ -43,6 +43,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+from rl_prm.commands import argtypes
 from rl_prm.registry import Registry
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "tiny_cpu.yaml"
@@ -364,8 +365,9 @@ def _redone(console: Path) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="rl-prm bench faults", description=__doc__.split("\n\n")[0])
     p.add_argument("--faults", default=",".join(ORDER), help="comma list of: " + ", ".join(ORDER))
-    p.add_argument("--steps", type=int, default=4, help="training steps per run (default 4)")
-    p.add_argument("--at", type=int, default=2, help="step during which the fault is injected (default 2)")
+    p.add_argument("--steps", type=argtypes.positive_int, default=4, help="training steps per run (default 4)")
+    p.add_argument("--at", type=argtypes.positive_int, default=2,
+                   help="step during which the fault is injected (default 2)")
     p.add_argument("--out", default="runs/bench_faults", help="where the runs and their console logs go")
     args = p.parse_args(argv)
     names = [n.strip() for n in args.faults.split(",") if n.strip()]

@@ -27,6 +27,8 @@ import statistics
 import time
 from typing import Any
 
+from rl_prm.commands import argtypes
+
 
 def _tiny_items(n: int, seed: int) -> list[dict[str, Any]]:
     from rl_prm.tiny.arith import corrupt, make_problem
@@ -179,21 +181,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--judge", default="world",
                     help="world: the world's R-PRM judge on the world's mini-ProcessBench (built and cached on first "
                          "use); tiny: the random tiny judge on tiny-arith problems; or a judge model dir (tiny-arith)")
-    ap.add_argument("--n", type=int, default=None, help="items (default: 40 for world, 8 otherwise)")
+    ap.add_argument("--n", type=argtypes.positive_int, default=None, help="items (default: 40 for world, 8 otherwise)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--ref-k", type=int, default=10)
-    ap.add_argument("--k", type=int, default=2, help="our K (with adaptive K, at most this many)")
-    ap.add_argument("--min-k", type=int, default=1, help="our adaptive K: first samples per step")
-    ap.add_argument("--margin", type=float, default=0.0, help="our adaptive K: agreement margin around 0.5")
+    ap.add_argument("--ref-k", type=argtypes.positive_int, default=10)
+    ap.add_argument("--k", type=argtypes.positive_int, default=2, help="our K (with adaptive K, at most this many)")
+    ap.add_argument("--min-k", type=argtypes.positive_int, default=1, help="our adaptive K: first samples per step")
+    ap.add_argument("--margin", type=argtypes.margin, default=0.0, help="our adaptive K: agreement margin around 0.5")
     ap.add_argument("--adaptive-rule", default="disagree", choices=("disagree", "confirm_no"),
                     help="our adaptive K: sample the rest when the first verdicts disagree, or unless they are all Yes")
-    ap.add_argument("--threshold", type=float, default=0.5, help="verdict threshold and our early-rejection threshold")
-    ap.add_argument("--repeat", type=int, default=3, help="timed repetitions of ours / in rounds / plain generate (medians)")
+    ap.add_argument("--threshold", type=argtypes.probability, default=0.5,
+                    help="verdict threshold and our early-rejection threshold")
+    ap.add_argument("--repeat", type=argtypes.positive_int, default=3,
+                    help="timed repetitions of ours / in rounds / plain generate (medians)")
     ap.add_argument("--early-reject", action=argparse.BooleanOptionalAction, default=True,
                     help="ours: stop scoring an item after its first step below --threshold (steps in order)")
-    ap.add_argument("--lookahead", type=int, default=0, help="ours: early_reject_lookahead (steps scored ahead)")
-    ap.add_argument("--max-critique-tokens", type=int, default=256)
-    ap.add_argument("--max-model-len", type=int, default=2048)
+    ap.add_argument("--lookahead", type=argtypes.nonneg_int, default=0,
+                    help="ours: early_reject_lookahead (steps scored ahead)")
+    ap.add_argument("--max-critique-tokens", type=argtypes.positive_int, default=256)
+    ap.add_argument("--max-model-len", type=argtypes.positive_int, default=2048)
     args = ap.parse_args(argv)
     judge, items, what = _inputs(args.judge, args.n, args.seed)
     thr = args.threshold

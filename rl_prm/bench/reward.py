@@ -18,6 +18,8 @@ import sys
 import time
 from decimal import Decimal, InvalidOperation
 
+from rl_prm.commands import argtypes
+
 _NUM = re.compile(r"^[+-]?\d+(?:\.\d+)?$")
 
 
@@ -83,9 +85,9 @@ def _boxed_solution_items(name, split, limit):
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="rl-prm bench reward", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--limit", type=int, default=None, help="first N items per benchmark")
+    ap.add_argument("--limit", type=argtypes.positive_int, default=None, help="first N items per benchmark")
     ap.add_argument("--extra", action="store_true", help="also MATH test (5000) and Minerva-Math (272)")
-    ap.add_argument("--show", type=int, default=10, help="print up to N failures per group")
+    ap.add_argument("--show", type=argtypes.nonneg_int, default=10, help="print up to N failures per group")
     ap.add_argument("--no-shortcut", action="store_true",
                     help="grade identical strings through math_verify too (no string-equality shortcut)")
     args = ap.parse_args(argv or [])

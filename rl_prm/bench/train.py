@@ -31,6 +31,8 @@ import threading
 import time
 from pathlib import Path
 
+from rl_prm.commands import argtypes
+
 STAGES = ["generate", "score", "credit", "update", "sync", "step"]
 EXTRA = ["generate_engine", "wait_next_rollouts", "score_judge"]  # pipelined / streamed runs (printed when a run has them)
 
@@ -99,7 +101,7 @@ def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="rl-prm bench train", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipe", default="recipes/tiny_cpu.yaml")
     ap.add_argument("--baseline", default="recipes/tiny_cpu_vr_only.yaml")
-    ap.add_argument("--steps", type=int, default=6)
+    ap.add_argument("--steps", type=argtypes.positive_int, default=6)
     ap.add_argument("--pipeline", action="store_true", help="also run the R-PRM recipe with trainer.pipeline=true")
     ap.add_argument("--stream", action="store_true", help="also run the R-PRM recipe with reward.prm.stream=true")
     ap.add_argument("--json", help="also write the results here")

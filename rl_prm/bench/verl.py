@@ -30,6 +30,7 @@ from pathlib import Path
 
 from rl_prm.backends.verl_cpu import wandb_run_id
 from rl_prm.backends.verl_run import marked_pids, parse_step_line
+from rl_prm.commands import argtypes
 from rl_prm.world.compare import read_metrics
 
 LOCAL, VERL = "recipes/tiny_cpu.yaml", "recipes/tiny_cpu_verl.yaml"
@@ -166,7 +167,8 @@ PARTS = {"steps": part_steps, "resume": part_resume, "ranks": part_ranks}
 def main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="rl-prm bench verl", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=4, help="training steps per run (resume: kill after the first)")
+    ap.add_argument("--steps", type=argtypes.positive_int, default=4,
+                    help="training steps per run (resume: kill after the first)")
     ap.add_argument("--parts", default="steps,resume,ranks", help=f"comma-separated, of: {', '.join(PARTS)}")
     ap.add_argument("--json", help="also write the results here")
     ap.add_argument("--out", help="keep the run dirs here (default: a temp dir, removed)")

@@ -15,15 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-
-def _positive(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
-    return v
+from rl_prm.commands import argtypes
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -33,7 +25,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     pp.add_argument("--out", required=True, help="output folder")
     pp.add_argument("--datasets", default="gsm8k,math",
                     help="comma list (default gsm8k,math; also math_full, aime24, amc23, minerva_math, olympiadbench)")
-    pp.add_argument("--limit", type=_positive, default=None, help="at most N rows per file (for smoke tests)")
+    pp.add_argument("--limit", type=argtypes.positive_int, default=None,
+                    help="at most N rows per file (for smoke tests)")
     ps = sub.add_parser("ship", help="regenerate the shipped benchmark files from the shared data folder")
     ps.add_argument("--from", dest="src", default="../shared/data", help="shared data folder (default ../shared/data)")
     ps.add_argument("--to", dest="dst", default=None, help="destination (default: the package's benchmarks/ folder)")

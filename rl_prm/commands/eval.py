@@ -27,6 +27,7 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
+from rl_prm.commands import argtypes
 from rl_prm.registry import Registry
 from rl_prm.vllm_engine import shutdown_llm
 
@@ -83,10 +84,10 @@ def _judge_source(judge: str | None, scores: str | None, k: int, args: Any = Non
 def _judge_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--judge", help="judge model directory (R-PRM or the tiny judge)")
     p.add_argument("--scores", help="precomputed scores JSONL instead of a judge (format: rl_prm.eval.io.read_scores)")
-    p.add_argument("--judge-temperature", type=float, default=0.95)
-    p.add_argument("--max-critique-tokens", type=int, default=1024)
+    p.add_argument("--judge-temperature", type=argtypes.nonneg_float, default=0.95)
+    p.add_argument("--max-critique-tokens", type=argtypes.positive_int, default=1024)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=int, default=32, help="items per scorer call")
+    p.add_argument("--batch-size", type=argtypes.positive_int, default=32, help="items per scorer call")
     p.add_argument("--out", help="output directory (default runs/eval/<benchmark>-<timestamp>)")
     p.add_argument("--overwrite", action="store_true", help="replace the results in a non-empty --out")
     p.add_argument("--no-progress", action="store_true")
@@ -153,8 +154,8 @@ def _add_processbench(p: argparse.ArgumentParser) -> None:
     _judge_args(p)
     p.add_argument("--k", type=_ints, default=[4], help="critiques per step, e.g. 1,2,4 (scored once with the max)")
     p.add_argument("--splits", type=_names, default=None, help="gsm8k,math,olympiadbench,omnimath (default: all)")
-    p.add_argument("--limit", type=int, default=None, help="first N items of each split")
-    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--limit", type=argtypes.positive_int, default=None, help="first N items of each split")
+    p.add_argument("--threshold", type=argtypes.probability, default=0.5)
 
 
 @EVALS.register("processbench")
@@ -206,10 +207,10 @@ def run_prmbench(source, *, k: int | None = None, split: str | None = None, limi
 
 def _add_prmbench(p: argparse.ArgumentParser) -> None:
     _judge_args(p)
-    p.add_argument("--k", type=int, default=4, help="critiques per step")
+    p.add_argument("--k", type=argtypes.positive_int, default=4, help="critiques per step")
     p.add_argument("--split", default=None, help="PRMBench file stem or class (default: all classified files)")
-    p.add_argument("--limit", type=int, default=None, help="first N items of each class")
-    p.add_argument("--threshold", type=float, default=0.5)
+    p.add_argument("--limit", type=argtypes.positive_int, default=None, help="first N items of each class")
+    p.add_argument("--threshold", type=argtypes.probability, default=0.5)
 
 
 @EVALS.register("prmbench")
@@ -307,27 +308,26 @@ def run_math(*, datasets: Sequence[str], n: int, policy_llm=None, policy: str | 
     return res
 
 
-
 def _add_math(p: argparse.ArgumentParser) -> None:
     p.add_argument("--policy", help="policy model directory")
     p.add_argument("--samples", help="precomputed samples JSONL ({'id', 'responses': [...]} per problem) instead of --policy")
     p.add_argument("--judge", help="judge model directory: adds Best-of-N (min/last step) and --search")
     p.add_argument("--scores", help="precomputed judge scores JSONL for the samples (ids '<problem id>#<j>')")
-    p.add_argument("--judge-k", type=int, default=4, help="critiques per step for the judge")
+    p.add_argument("--judge-k", type=argtypes.positive_int, default=4, help="critiques per step for the judge")
     p.add_argument("--datasets", type=_names, default=["math500"],
                    help="comma list of math500,gsm8k,aime24,amc23,minerva,olympiadbench (also math)")
-    p.add_argument("--n", type=int, default=4, help="samples per problem")
-    p.add_argument("--limit", type=int, default=None, help="first L problems of each dataset")
-    p.add_argument("--temperature", type=float, default=0.7)
-    p.add_argument("--top-p", type=float, default=1.0)
-    p.add_argument("--max-tokens", type=int, default=1024)
+    p.add_argument("--n", type=argtypes.positive_int, default=4, help="samples per problem")
+    p.add_argument("--limit", type=argtypes.positive_int, default=None, help="first L problems of each dataset")
+    p.add_argument("--temperature", type=argtypes.nonneg_float, default=0.7)
+    p.add_argument("--top-p", type=argtypes.top_p, default=1.0)
+    p.add_argument("--max-tokens", type=argtypes.positive_int, default=1024)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--search", action="store_true", help="also run PRM-guided greedy step search (needs --judge)")
-    p.add_argument("--search-n", type=int, default=None, help="candidates per step (default --n)")
-    p.add_argument("--max-steps", type=int, default=12)
-    p.add_argument("--max-step-tokens", type=int, default=256)
-    p.add_argument("--max-model-len", type=int, default=4096)
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--search-n", type=argtypes.positive_int, default=None, help="candidates per step (default --n)")
+    p.add_argument("--max-steps", type=argtypes.positive_int, default=12)
+    p.add_argument("--max-step-tokens", type=argtypes.positive_int, default=256)
+    p.add_argument("--max-model-len", type=argtypes.positive_int, default=4096)
+    p.add_argument("--batch-size", type=argtypes.positive_int, default=32)
     p.add_argument("--out", help="output directory (default runs/eval/math-<timestamp>)")
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-progress", action="store_true")

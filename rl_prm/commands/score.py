@@ -22,33 +22,26 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-
-def _positive(s: str) -> int:
-    try:
-        v = int(s)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {s!r}")
-    return v
+from rl_prm.commands import argtypes
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--judge", required=True, help="judge model directory (local; nothing is downloaded)")
     p.add_argument("--input", required=True, help="JSONL with question+steps, question+response or problem+steps")
     p.add_argument("--output", required=True, help="JSONL to write (one line per input line)")
-    p.add_argument("--k", type=_positive, default=4, help="critiques per step (default 4)")
-    p.add_argument("--limit", type=_positive, default=None, help="score only the first N lines")
-    p.add_argument("--early-reject", type=float, default=None, metavar="T",
+    p.add_argument("--k", type=argtypes.positive_int, default=4, help="critiques per step (default 4)")
+    p.add_argument("--limit", type=argtypes.positive_int, default=None, help="score only the first N lines")
+    p.add_argument("--early-reject", type=argtypes.probability, default=None, metavar="T",
                    help="score steps in order; after a step scored below T, later steps are not scored")
     p.add_argument("--adaptive-k", action="store_true", help="stop sampling a step once its first samples agree")
-    p.add_argument("--max-critique-tokens", type=_positive, default=1024)
-    p.add_argument("--temperature", type=float, default=0.95)
-    p.add_argument("--top-p", type=float, default=0.95)
+    p.add_argument("--max-critique-tokens", type=argtypes.positive_int, default=1024)
+    p.add_argument("--temperature", type=argtypes.nonneg_float, default=0.95)
+    p.add_argument("--top-p", type=argtypes.top_p, default=0.95)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=_positive, default=64, help="items per scorer call")
-    p.add_argument("--max-model-len", type=_positive, default=4096, help="judge context length")
-    p.add_argument("--keep-critiques", type=int, default=0, help="critiques per step written to the output")
+    p.add_argument("--batch-size", type=argtypes.positive_int, default=64, help="items per scorer call")
+    p.add_argument("--max-model-len", type=argtypes.positive_int, default=4096, help="judge context length")
+    p.add_argument("--keep-critiques", type=argtypes.nonneg_int, default=0,
+                   help="critiques per step written to the output")
     p.add_argument("--server", default=None, help="use an OpenAI-compatible judge server at this URL instead of an in-process engine")
 
 

@@ -21,6 +21,8 @@ import sys
 import time
 from pathlib import Path
 
+from rl_prm.commands import argtypes
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -28,9 +30,11 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--out", default="runs/world", help="report directory (default runs/world)")
     ap.add_argument("--recipe", default=str(ROOT / "recipes" / "tiny_cpu.yaml"), help="the RL recipe every arm starts from")
     ap.add_argument("--seeds", nargs="+", default=["0", "1", "2"], help="RL seeds: --seeds 0 1 2 (or 0,1,2)")
-    ap.add_argument("--steps", type=int, default=None, help="RL steps per run (default: the recipe's)")
+    ap.add_argument("--steps", type=argtypes.positive_int, default=None,
+                    help="RL steps per run (default: the recipe's)")
     ap.add_argument("--arms", default="min_form,oracle,vr_only,sum", help="arms to run (rl_prm.world.compare.ARMS)")
-    ap.add_argument("--judge-eval-n", type=int, default=100, help="mini-ProcessBench items for judge F1")
+    ap.add_argument("--judge-eval-n", type=argtypes.positive_int, default=100,
+                    help="mini-ProcessBench items for judge F1")
     ap.add_argument("--ks", default="1,2,4,8", help="critiques per step to report (comma list)")
     ap.add_argument("--skip-judge-eval", action="store_true")
     ap.add_argument("--skip-rl", action="store_true")
