@@ -74,12 +74,13 @@ def test_report_json_shape_and_markdown_verdicts(tmp_path):
         "n_items": 120, "temperature": 0.6, "f1_per_k": {"1": 40.0, "2": 50.0, "4": 58.0, "8": 62.0},
         "per_k": {k: {"world_test": {"error_acc": 50.0, "correct_acc": 60.0}} for k in ("1", "2", "4", "8")},
         "step_accuracy": {"8": {"correct_steps_yes": 90.0, "n_correct_steps": 300, "error_steps_no": 80.0,
-                                "n_error_steps": 60}}}},
+                                "n_error_steps": 60}},
+        "greedy": {"f1": 61.0, "splits": {"world_test": {"error_acc": 55.0, "correct_acc": 70.0}}}}},
         "rl": {"recipe": "recipes/tiny_cpu.yaml", "overrides": [], "eval_samples": 4, "arms": summarize(runs),
                "judge_scoring": {"k": 4, "adaptive_k": True, "adaptive_min_k": 1, "adaptive_rule": "confirm_no",
                                  "temperature": 0.6}}}
     rep = report_json(results)
-    assert rep["judge"]["f1_by_k"] == {"1": 0.4, "2": 0.5, "4": 0.58, "8": 0.62}
+    assert rep["judge"]["f1_by_k"] == {"1": 0.4, "2": 0.5, "4": 0.58, "8": 0.62} and rep["judge"]["f1_greedy"] == 0.61
     assert rep["start"] == pytest.approx({"trace_accuracy": 0.3, "answer_accuracy": 0.4, "miracle_rate": 0.1,
                                           "greedy_accuracy": 0.9})
     assert rep["arms"]["min_form"]["seeds"] == [0, 1, 2] and rep["arms"]["min_form"]["trace_accuracy"] == [0.45, 0.46, 0.44]
@@ -91,6 +92,7 @@ def test_report_json_shape_and_markdown_verdicts(tmp_path):
     assert c["greedy/vr_only"]["ok"] and c["greedy/oracle"]["ok"]
     text = report_md(results)
     assert "F1 rises with K at every step (40.0 < 50.0 < 58.0 < 62.0)." in text
+    assert "One greedy critique per step (temperature 0): F1 61.0 (error-sample acc 55.0, correct-sample acc 70.0)." in text
     assert "R-PRM min-form + VR vs VR only on trace accuracy: 45.0 [44.0, 46.0] vs 39.0 [38.0, 40.0]" in text
     assert "recovers 50% of the oracle's trace accuracy gain over VR-only (+6.0 of +12.0 points)" in text
     assert "| R-PRM min-form + VR (step 10) | 45.0 [44.0, 46.0] | 50.0 [50.0, 50.0] | 5.0 [4.0, 6.0] | 90.0 [90.0, 90.0] |" in text
@@ -109,6 +111,8 @@ def test_scoring_text_names_each_critique_rule():
         "2 critiques (4 where they disagree)")
     assert scoring_text({**base, "adaptive_k": True, "adaptive_rule": "confirm_no"}).startswith(
         "2 critiques (4 where one rejects)")
+    greedy = {**base, "k": 1, "temperature": 0.0, "adaptive_k": False, "adaptive_rule": "disagree"}
+    assert scoring_text(greedy) == "1 greedy critique, the step's score its P(Yes)"
 
 
 def test_world_command_builds_no_judge_for_oracle_and_vr_only_arms(tmp_path, monkeypatch):

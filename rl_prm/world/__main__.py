@@ -5,7 +5,8 @@
 Stages (each timed; cached models are reused):
   1. policy  tiny Qwen2 SFT'd from scratch on gold, flawed and miracle world solutions (rl_prm.world.policy)
   2. judge   fine-tuned from the policy on R-PRM critiques, then DPO on its own (rl_prm.world.judge, .dpo)
-  3. judge eval   mini-ProcessBench F1 at K = 1, 2, 4, 8 (rl_prm.world.judge_eval, rl_prm.eval.processbench)
+  3. judge eval   mini-ProcessBench F1 at K = 1, 2, 4, 8 sampled critiques and of one greedy critique
+                  (rl_prm.world.judge_eval, rl_prm.eval.processbench)
   4. RL      R-PRM min-form vs oracle min-form vs VR-only vs R-PRM sum-form, same seeds and budget
              (rl_prm.world.compare)
   5. report  DIR/report.md, DIR/report.json (rl_prm.world.report), DIR/results.json,
@@ -106,16 +107,16 @@ def run(args: argparse.Namespace) -> int:
         results["judge"] = {"path": str(jud), "build": build_facts(jud)}
     if not args.skip_judge_eval:
         from rl_prm.eval.processbench import plot_f1_vs_k
-        from rl_prm.world.judge_eval import evaluate_judge
+        from rl_prm.world.judge_eval import SAMPLED_TEMPERATURE, evaluate_judge
 
         prm = recipe.reward.prm
         r = stage("judge_eval", lambda: evaluate_judge(jud, n=args.judge_eval_n, ks=[int(k) for k in args.ks.split(",")],
-                                                       temperature=prm.temperature,
+                                                       temperature=SAMPLED_TEMPERATURE,
                                                        max_critique_tokens=prm.max_critique_tokens, dtype=prm.dtype))
         plot_f1_vs_k(r, out / "judge_f1_vs_k.png")
         results["judge"]["processbench"] = {"f1_per_k": r["f1_per_k"], "timing_s": r["timing_s"],
-                                            "step_accuracy": r["step_accuracy"],
-                                            "temperature": prm.temperature, "dtype": prm.dtype,
+                                            "step_accuracy": r["step_accuracy"], "greedy": r["greedy"],
+                                            "temperature": SAMPLED_TEMPERATURE, "dtype": prm.dtype,
                                             "per_k": {k: v["splits"] for k, v in r["per_k"].items()},
                                             "status_counts": r.get("status_counts"), "n_items": r["n_items"]}
     if not args.skip_rl:

@@ -1,20 +1,26 @@
 """Mini-ProcessBench evaluation of the world judge with rl_prm.eval (F1 per K, step-by-step accuracy).
 
     from rl_prm.world.judge_eval import evaluate_judge
-    r = evaluate_judge(judge_dir, n=100, ks=(1, 2, 4, 8))   # r["f1_per_k"], r["step_accuracy"], rl_prm.eval's results
+    r = evaluate_judge(judge_dir, n=100, ks=(1, 2, 4, 8))   # r["f1_per_k"], r["greedy"], r["step_accuracy"], ...
 """
 
 from __future__ import annotations
 
+import dataclasses
 import time
+
+# The world judge's critique temperature where K critiques per step are sampled (its F1-against-K curve,
+# DPO's samples): at 1.0 most of the tiny judge's sampled critiques miscompute (docs/world.md).
+SAMPLED_TEMPERATURE = 0.6
 
 
 def evaluate_judge(path, n: int = 60, ks=(1, 2, 4, 8), seed: int = 0, threshold: float = 0.5,
-                   temperature: float = 1.0, max_critique_tokens: int = 224, kv_cache_gib: float = 1,
+                   temperature: float = SAMPLED_TEMPERATURE, max_critique_tokens: int = 224, kv_cache_gib: float = 1,
                    dtype: str = "auto") -> dict:
     """Mini-ProcessBench ("test" split, n items) F1 per K with rl_prm.eval.processbench: one scoring
     pass at K = max(ks) (critiques sampled at ``temperature``, engine ``dtype`` as reward.prm.dtype), each K
-    averages the first K samples of each step. The engine is stopped before returning."""
+    averages the first K samples of each step; then one greedy critique per step (``r["greedy"]``: F1,
+    step_accuracy). The engine is stopped before returning."""
     from rl_prm.eval.processbench import processbench_results, score_processbench
     from rl_prm.eval.scoring import ScorerSource
     from rl_prm.score.scorer import RPRMScorer, ScoreConfig
@@ -22,19 +28,24 @@ def evaluate_judge(path, n: int = 60, ks=(1, 2, 4, 8), seed: int = 0, threshold:
 
     items = eval_items(processbench("test", n, seed=seed))
     t0 = time.perf_counter()
-    scorer = RPRMScorer.from_path(path, ScoreConfig(k=max(ks), temperature=temperature, top_p=1.0,
-                                                    max_critique_tokens=max_critique_tokens, seed=seed),
-                                  max_model_len=2048, kv_cache_gib=kv_cache_gib, dtype=dtype)
+    cfg = ScoreConfig(k=max(ks), temperature=temperature, top_p=1.0, max_critique_tokens=max_critique_tokens, seed=seed)
+    scorer = RPRMScorer.from_path(path, cfg, max_model_len=2048, kv_cache_gib=kv_cache_gib, dtype=dtype)
+    greedy = RPRMScorer(scorer.engine, dataclasses.replace(cfg, k=1, temperature=0.0))
     try:
         t1 = time.perf_counter()
         records = score_processbench(ScorerSource(scorer, "world-judge"), items, batch_size=max(1, n))
         t2 = time.perf_counter()
+        greedy_records = score_processbench(ScorerSource(greedy, "world-judge-greedy"), items, batch_size=max(1, n))
+        t3 = time.perf_counter()
     finally:
         scorer.engine.shutdown()
     res = processbench_results(items, records, ks=list(ks), threshold=threshold)
-    res["timing_s"] = {"engine_start": round(t1 - t0, 1), "scoring": round(t2 - t1, 1)}
+    res["timing_s"] = {"engine_start": round(t1 - t0, 1), "scoring": round(t2 - t1, 1), "greedy": round(t3 - t2, 1)}
     res["f1_per_k"] = {k: round(res["per_k"][str(k)]["avg_f1"], 1) for k in ks}
     res["step_accuracy"] = {k: step_accuracy(items, records, k, threshold) for k in ks}
+    g = processbench_results(items, greedy_records, ks=[1], threshold=threshold)["per_k"]["1"]
+    res["greedy"] = {"f1": round(g["avg_f1"], 1), "splits": g["splits"],
+                     "step_accuracy": step_accuracy(items, greedy_records, 1, threshold)}
     return res
 
 

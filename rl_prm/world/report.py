@@ -4,7 +4,8 @@
     text = report_md(results)        # markdown; every comparison sentence comes from a function here
 
 report.json:
-    {"judge": {"f1_by_k": {"1": F, "2": F, "4": F, "8": F}, "step_accuracy": {...}, "n_items": N},
+    {"judge": {"f1_by_k": {"1": F, "2": F, "4": F, "8": F}, "f1_greedy": F (one greedy critique per step),
+               "step_accuracy": {...}, "n_items": N},
      "start": {"trace_accuracy", "answer_accuracy", "miracle_rate", "greedy_accuracy"},   (step-0 eval, mean over seeds)
      "arms": {arm: {"seeds": [...], "step": S, "trace_accuracy": [per seed, last eval], "answer_accuracy": [...],
                     "miracle_rate": [...], "greedy_accuracy": [...]}},
@@ -91,6 +92,8 @@ def scoring_text(prm: dict) -> str:
         how = f"{first} critique{'s' if first > 1 else ''} ({k} where {'it rejects' if first == 1 else 'one rejects'})"
     else:
         how = f"{first} critiques ({k} where they disagree)"
+    if not prm["temperature"] and not (prm.get("adaptive_k") and first < k):
+        return "1 greedy critique, the step's score its P(Yes)" if k == 1 else f"{how} (greedy), the step's score their P(Yes)"
     return f"{how} sampled at T={prm['temperature']}, the step's score the mean P(Yes)"
 
 
@@ -174,6 +177,7 @@ def report_json(results: dict) -> dict:
     j = results.get("judge", {}).get("processbench")
     if j:
         out["judge"] = {"f1_by_k": {str(k): v / 100 for k, v in j["f1_per_k"].items()}, "n_items": j["n_items"],
+                        "f1_greedy": j["greedy"]["f1"] / 100 if "greedy" in j else None,
                         "step_accuracy": {str(k): {"correct_steps_judged_correct": a["correct_steps_yes"] / 100,
                                                    "error_steps_judged_wrong": a["error_steps_no"] / 100}
                                           for k, a in j.get("step_accuracy", {}).items()}}
@@ -226,6 +230,10 @@ def report_md(results: dict) -> str:
             sp = next(iter(j["per_k"][str(k)].values()))
             lines.append(f"| {k} | {f1} | {sp.get('error_acc', float('nan')):.1f} | {sp.get('correct_acc', float('nan')):.1f} |")
         lines += ["", k_trend({int(k): v for k, v in j["f1_per_k"].items()})]
+        if "greedy" in j:
+            sp = next(iter(j["greedy"]["splits"].values()))
+            lines += ["", f"One greedy critique per step (temperature 0): F1 {j['greedy']['f1']} (error-sample acc "
+                      f"{sp.get('error_acc', float('nan')):.1f}, correct-sample acc {sp.get('correct_acc', float('nan')):.1f})."]
         acc = j.get("step_accuracy")
         if acc:
             lines += ["", "Step by step (what the RL reward sees; judged correct = mean P(Yes) over K critiques above 0.5):",
