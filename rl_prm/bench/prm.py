@@ -2,9 +2,11 @@
 
 Reference (docs/protocols.md, R-PRM step scoring): K=10 critiques for every step, generation until the
 model stops, then a second full forward pass over prompt + critique prefix for every critique;
-an engine WITHOUT prefix caching. Ours: the scorer's defaults (generation stopped at the verdict
-question, P(Yes) from a one-token pass over the prefix-cached prompt + critique), early rejection,
-adaptive K, smaller K.
+an engine WITHOUT prefix caching, critiques sampled at --temperature / --top-p (default: the world judge's
+0.6 / 1.0 with --judge world, R-PRM's 0.95 / 0.95 otherwise). Ours, by default the world recipe's protocol:
+one greedy critique per step (--k 1; --our-temperature defaults to 0 when --k is 1), generation stopped
+at the verdict question, P(Yes) from a one-token pass over the prefix-cached prompt + critique. Flags
+give the others: adaptive K (--k N --min-k M --adaptive-rule), early rejection (--early-reject).
 
 Printed: judge tokens generated, judge prompt tokens processed (logical, and computed after
 prefix-cache hits), wall time, verdict agreement at threshold 0.5 (step level on the steps ours
@@ -176,6 +178,7 @@ def _run(judge: str, items, cfg, prefix_caching: bool, max_model_len: int, repea
 def main(argv: list[str] | None = None) -> int:
     from rl_prm.eval.metrics import predict_first_error, processbench_metrics
     from rl_prm.score.scorer import ScoreConfig
+    from rl_prm.world.judge_eval import SAMPLED_TEMPERATURE
 
     ap = argparse.ArgumentParser(prog="rl-prm bench prm", description=__doc__.split("\n")[0])
     ap.add_argument("--judge", default="world",
@@ -184,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n", type=argtypes.positive_int, default=None, help="items (default: 40 for world, 8 otherwise)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ref-k", type=argtypes.positive_int, default=10)
-    ap.add_argument("--k", type=argtypes.positive_int, default=2, help="our K (with adaptive K, at most this many)")
+    ap.add_argument("--k", type=argtypes.positive_int, default=1, help="our K (with adaptive K, at most this many)")
     ap.add_argument("--min-k", type=argtypes.positive_int, default=1, help="our adaptive K: first samples per step")
     ap.add_argument("--margin", type=argtypes.margin, default=0.0, help="our adaptive K: agreement margin around 0.5")
     ap.add_argument("--adaptive-rule", default="disagree", choices=("disagree", "confirm_no"),
@@ -193,18 +196,31 @@ def main(argv: list[str] | None = None) -> int:
                     help="verdict threshold and our early-rejection threshold")
     ap.add_argument("--repeat", type=argtypes.positive_int, default=3,
                     help="timed repetitions of ours / in rounds / plain generate (medians)")
-    ap.add_argument("--early-reject", action=argparse.BooleanOptionalAction, default=True,
+    ap.add_argument("--early-reject", action=argparse.BooleanOptionalAction, default=False,
                     help="ours: stop scoring an item after its first step below --threshold (steps in order)")
     ap.add_argument("--lookahead", type=argtypes.nonneg_int, default=0,
                     help="ours: early_reject_lookahead (steps scored ahead)")
+    ap.add_argument("--temperature", type=argtypes.nonneg_float, default=None,
+                    help="the reference's critique temperature, and ours unless --our-temperature (default: 0.6 with "
+                         "--judge world, the world judge's; 0.95, R-PRM's, otherwise)")
+    ap.add_argument("--top-p", type=argtypes.top_p, default=None,
+                    help="nucleus sampling of both protocols (default: 1.0 with --judge world, 0.95 otherwise)")
+    ap.add_argument("--our-temperature", type=argtypes.nonneg_float, default=None,
+                    help="ours only: critique temperature (default: 0, one greedy critique, when --k is 1; else "
+                         "--temperature)")
     ap.add_argument("--max-critique-tokens", type=argtypes.positive_int, default=256)
     ap.add_argument("--max-model-len", type=argtypes.positive_int, default=2048)
     args = ap.parse_args(argv)
     judge, items, what = _inputs(args.judge, args.n, args.seed)
     thr = args.threshold
-    ref_cfg = ScoreConfig(k=args.ref_k, max_critique_tokens=args.max_critique_tokens, single_pass=False,
-                          stop_at_verdict=False, seed=args.seed)
-    our_cfg = ScoreConfig(k=args.k, max_critique_tokens=args.max_critique_tokens, early_reject_threshold=thr if args.early_reject else None,
+    world = args.judge == "world"
+    temperature = args.temperature if args.temperature is not None else (SAMPLED_TEMPERATURE if world else 0.95)
+    top_p = args.top_p if args.top_p is not None else (1.0 if world else 0.95)
+    sampling = dict(temperature=temperature, top_p=top_p, max_critique_tokens=args.max_critique_tokens)
+    ref_cfg = ScoreConfig(k=args.ref_k, single_pass=False, stop_at_verdict=False, seed=args.seed, **sampling)
+    sampling["temperature"] = (args.our_temperature if args.our_temperature is not None
+                               else 0.0 if args.k == 1 else temperature)
+    our_cfg = ScoreConfig(k=args.k, early_reject_threshold=thr if args.early_reject else None, **sampling,
                           early_reject_lookahead=args.lookahead,
                           adaptive_k=args.k > args.min_k, adaptive_min_k=min(args.min_k, args.k),
                           adaptive_margin=args.margin, adaptive_rule=args.adaptive_rule, seed=args.seed)
@@ -226,9 +242,11 @@ def main(argv: list[str] | None = None) -> int:
         return (f"{name:<10} gen_tokens={d['gen']:>7}  prompt_tokens={d['prompt']:>8}  computed_prompt={d['computed']:>8}  "
                 f"samples={d['samples']:>5}  second_passes={d['second']:>5}  wall={d['wall']:7.2f}s")
 
-    print(f"rl-prm bench prm: {what}, {n_steps} steps, judge {judge}")
+    print(f"rl-prm bench prm: {what}, {n_steps} steps, judge {judge}, critiques at T={temperature} (ours "
+          f"{our_cfg.temperature}{', greedy' if our_cfg.temperature == 0 else ''}), top_p={top_p}")
     print(f"reference: K={args.ref_k}, every step, generate to the end + second forward pass, no prefix caching")
-    print(f"ours:      K<={args.k} (adaptive {args.adaptive_rule}, first {our_cfg.adaptive_min_k}, margin {args.margin}), "
+    print("ours:      " + (f"K<={args.k} (adaptive {args.adaptive_rule}, first {our_cfg.adaptive_min_k}, margin "
+                              f"{args.margin}), " if our_cfg.adaptive_k else f"K={args.k}, ")
           + ("single pass" if our_cfg.single_pass else "second pass") + ", prefix caching, stop at verdict, "
           + (f"early rejection < {thr} (lookahead {args.lookahead})" if args.early_reject else "no early rejection"))
     print(row("reference", ref))
