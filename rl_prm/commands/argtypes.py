@@ -11,19 +11,13 @@ import argparse
 import math
 
 
-def _number(s: str, kind: type, what: str) -> int | float:
+def _checked(s: str, kind: type, what: str, ok) -> int | float:
+    """``kind(s)`` if it parses, is finite and passes ``ok``; else argparse's error naming ``s``."""
     try:
         v = kind(s)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}") from None
-    if isinstance(v, float) and not math.isfinite(v):
-        raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}")
-    return v
-
-
-def _checked(s: str, kind: type, what: str, ok) -> int | float:
-    v = _number(s, kind, what)
-    if not ok(v):
+        v = None
+    if v is None or (isinstance(v, float) and not math.isfinite(v)) or not ok(v):
         raise argparse.ArgumentTypeError(f"expected {what}, got {s!r}")
     return v
 
