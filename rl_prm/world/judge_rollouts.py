@@ -81,12 +81,14 @@ if __name__ == "__main__":
     import argparse
     import json
 
+    from rl_prm.commands import argtypes
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--judge", default=None, help="judge model dir (default: the world judge, built if needed)")
     ap.add_argument("--temperatures", default="0.6", help="critique temperatures, comma list")
-    ap.add_argument("--k", type=int, default=1, help="critiques per step")
-    ap.add_argument("--questions", type=int, default=64)
-    ap.add_argument("--samples", type=int, default=4)
+    ap.add_argument("--k", type=argtypes.positive_int, default=1, help="critiques per step")
+    ap.add_argument("--questions", type=argtypes.positive_int, default=64)
+    ap.add_argument("--samples", type=argtypes.positive_int, default=4)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--verbose", action="store_true", help="engine / library output on the console, not in log files")
     a = ap.parse_args()
