@@ -20,6 +20,7 @@ CASES = {
     argtypes.probability: (["-0.01", "1.5", "nan", "x"], ["0", "0.5", "1"]),
     argtypes.top_p: (["0", "1.01", "x"], ["0.5", "1"]),
     argtypes.margin: (["-0.1", "0.6"], ["0", "0.25", "0.5"]),
+    argtypes.positive_ints: (["0", "1,x", "2,-1", ","], ["4", "1,2,4"]),
 }
 
 
@@ -29,7 +30,9 @@ def test_value_types():
             with pytest.raises(argparse.ArgumentTypeError, match=repr(s)):
                 fn(s)
         for s in good:
-            assert fn(s) == type(fn(s))(s)
+            want = sorted({int(x) for x in s.split(",")}) if fn is argtypes.positive_ints else type(fn(s))(s)
+            assert fn(s) == want
+    assert argtypes.positive_ints("4,1,2,1") == [1, 2, 4]
 
 
 def _parsers() -> list[tuple[list[str], argparse.ArgumentParser]]:

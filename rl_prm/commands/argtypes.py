@@ -50,3 +50,14 @@ def top_p(s: str) -> float:
 def margin(s: str) -> float:
     """A number in [0, 0.5] (adaptive K's agreement margin around 0.5)."""
     return _checked(s, float, "a number in [0, 0.5]", lambda v: 0 <= v <= 0.5)
+
+
+def positive_ints(s: str) -> list[int]:
+    """A comma list of integers >= 1 ("1,2,4"): sorted, without repeats."""
+    try:
+        vals = [int(x) for x in s.split(",") if x.strip()]
+    except ValueError:
+        vals = []
+    if not vals or any(v < 1 for v in vals):
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {s!r}")
+    return sorted(set(vals))

@@ -34,16 +34,6 @@ from rl_prm.vllm_engine import shutdown_llm
 EVALS: Registry = Registry("eval benchmark")
 
 
-def _ints(s: str) -> list[int]:
-    try:
-        vals = [int(x) for x in s.split(",") if x.strip()]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {s!r}") from None
-    if not vals or any(v < 1 for v in vals):
-        raise argparse.ArgumentTypeError(f"expected positive integers, got {s!r}")
-    return sorted(set(vals))
-
-
 def _names(s: str) -> list[str]:
     return [x.strip() for x in s.split(",") if x.strip()]
 
@@ -152,7 +142,7 @@ def run_processbench(source, *, ks: Sequence[int] = (1,), splits: Sequence[str] 
 
 def _add_processbench(p: argparse.ArgumentParser) -> None:
     _judge_args(p)
-    p.add_argument("--k", type=_ints, default=[4], help="critiques per step, e.g. 1,2,4 (scored once with the max)")
+    p.add_argument("--k", type=argtypes.positive_ints, default=[4], help="critiques per step, e.g. 1,2,4 (scored once with the max)")
     p.add_argument("--splits", type=_names, default=None, help="gsm8k,math,olympiadbench,omnimath (default: all)")
     p.add_argument("--limit", type=argtypes.positive_int, default=None, help="first N items of each split")
     p.add_argument("--threshold", type=argtypes.probability, default=0.5)

@@ -36,7 +36,8 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--arms", default="min_form,oracle,vr_only,sum", help="arms to run (rl_prm.world.compare.ARMS)")
     ap.add_argument("--judge-eval-n", type=argtypes.positive_int, default=100,
                     help="mini-ProcessBench items for judge F1")
-    ap.add_argument("--ks", default="1,2,4,8", help="critiques per step to report (comma list)")
+    ap.add_argument("--ks", type=argtypes.positive_ints, default="1,2,4,8",
+                    help="critiques per step to report (comma list)")
     ap.add_argument("--skip-judge-eval", action="store_true")
     ap.add_argument("--skip-rl", action="store_true")
     ap.add_argument("overrides", nargs="*", help="recipe overrides for every arm (key=value)")
@@ -110,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
         from rl_prm.world.judge_eval import SAMPLED_TEMPERATURE, evaluate_judge
 
         prm = recipe.reward.prm
-        r = stage("judge_eval", lambda: evaluate_judge(jud, n=args.judge_eval_n, ks=[int(k) for k in args.ks.split(",")],
+        r = stage("judge_eval", lambda: evaluate_judge(jud, n=args.judge_eval_n, ks=args.ks,
                                                        temperature=SAMPLED_TEMPERATURE,
                                                        max_critique_tokens=prm.max_critique_tokens, dtype=prm.dtype))
         plot_f1_vs_k(r, out / "judge_f1_vs_k.png")
