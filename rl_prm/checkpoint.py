@@ -23,7 +23,6 @@ to `.corrupt-step_...` with a warning on stderr, and the one before it is used.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -35,6 +34,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 import torch
+
+from rl_prm.digest import sha256_file
 
 _STEP_RE = re.compile(r"^step_(\d+)$")
 
@@ -78,14 +79,6 @@ def latest_checkpoint(root: str | os.PathLike) -> Optional[Path]:
     return ckpts[-1][1] if ckpts else None
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _manifest(d: Path) -> dict[str, dict]:
     """{relative path: {"size", "sha256"}} of every file under `d`, each fsynced."""
     out = {}
@@ -96,7 +89,7 @@ def _manifest(d: Path) -> dict[str, dict]:
                 os.fsync(fd)
             finally:
                 os.close(fd)
-            out[p.relative_to(d).as_posix()] = {"size": p.stat().st_size, "sha256": _sha256(p)}
+            out[p.relative_to(d).as_posix()] = {"size": p.stat().st_size, "sha256": sha256_file(p)}
     return out
 
 
@@ -177,7 +170,7 @@ def verify_checkpoint(path: str | os.PathLike) -> Optional[str]:
             return f"{rel} is missing"
         if p.stat().st_size != meta.get("size"):
             return f"{rel} has {p.stat().st_size} bytes, expected {meta.get('size')}"
-        if _sha256(p) != meta.get("sha256"):
+        if sha256_file(p) != meta.get("sha256"):
             return f"{rel} does not match its sha256"
     return None
 

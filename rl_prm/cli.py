@@ -4,6 +4,9 @@ Each subcommand lives in its own module, imported only when that subcommand runs
 `rl-prm --help` is instant. A command module exposes:
     add_arguments(parser: argparse.ArgumentParser) -> None
     run(args: argparse.Namespace) -> int | None
+and may name subcommands of its own, `SUBCOMMANDS = {name: (module, one-line help)}` (modules of the same
+interface), which run when their name is the command's first argument (`rl-prm world build`); the
+command's own arguments stay free-form (`rl-prm world --seeds 0 1 2 key=value`).
 
 Console: a command runs inside rl_prm.logs.session, which sends vLLM / Ray / transformers output to
 log files and prints where they are; `--verbose` anywhere on the line (or RL_PRM_VERBOSE=1) keeps
@@ -26,7 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tiny": ("rl_prm.commands.tiny", "build the tiny offline policy and judge models and print their paths"),
     "models": ("rl_prm.commands.models", "fetch the models a recipe names into the HF cache (pull [--dry-run])"),
     "plot": ("rl_prm.commands.plot", "render the key panels of a local run to PNG files"),
-    "world": ("rl_prm.commands.world", "build the miniature R-PRM world and compare min-form / VR-only / sum-form RL"),
+    "world": ("rl_prm.commands.world", "compare R-PRM min-form / oracle / VR-only / sum-form RL on the miniature world "
+                                       "(`world build`: rebuild its models)"),
 }
 
 
@@ -46,6 +50,14 @@ def _top_parser() -> argparse.ArgumentParser:
     return p
 
 
+def subcommand_epilog(name: str, subs: dict[str, tuple[str, str]]) -> str | None:
+    """The help's list of a command's own subcommands (None: it has none)."""
+    if not subs:
+        return None
+    return "subcommands:\n" + "\n".join(f"  rl-prm {name} {sub:<6} {help_}" for sub, (_, help_) in subs.items()) + \
+        f"\n\nrun `rl-prm {name} SUBCOMMAND --help` for its options."
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     verbose = "--verbose" in argv
@@ -59,13 +71,19 @@ def main(argv: list[str] | None = None) -> int:
         top.error(f"unknown subcommand {name!r} (choose from {', '.join(COMMANDS)})")
     module_name, help_ = COMMANDS[name]
     module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"rl-prm {name}", description=help_)
+    subs = getattr(module, "SUBCOMMANDS", {})
+    if rest and rest[0] in subs:
+        (module_name, help_), name, rest = subs[rest[0]], f"{name} {rest[0]}", rest[1:]
+        module, subs = importlib.import_module(module_name), {}
+    parser = argparse.ArgumentParser(
+        prog=f"rl-prm {name}", description=help_, epilog=subcommand_epilog(name, subs),
+        formatter_class=argparse.RawDescriptionHelpFormatter if subs else argparse.HelpFormatter)
     module.add_arguments(parser)
     parser.add_argument("--verbose", action="store_true", help="engine / library output on the console, not in log files")
     args = parser.parse_args(rest)
     from rl_prm import logs
 
-    with logs.session(name, verbose_flag=verbose):
+    with logs.session(name.replace(" ", "-"), verbose_flag=verbose):  # runs/logs/world-build-<time>/
         rc = module.run(args)
     return int(rc or 0)
 

@@ -1,6 +1,6 @@
 """Model specs in a recipe (`model.policy`, `model.judge`, `model.ref_policy`) -> local model dirs.
 
-    resolve_model("world", "judge")                    # the miniature world's judge (built offline, cached)
+    resolve_model("world", "judge")                    # the miniature world's judge (shipped, sha256-checked)
     resolve_model("/path/to/dir", "policy")            # a local HF model dir, as given
     resolve_model("Qwen/Qwen2.5-Math-1.5B", "policy")  # a hub id: its snapshot dir in the HF cache
     check_model("Qwen/Qwen2.5-Math-7B", "policy")      # no download: what will happen (ModelUnavailable if it cannot)
@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional
 
 from rl_prm.registry import Registry
 
-# name -> (kind -> model dir). Built offline on first use and cached (never downloaded).
+# name -> (kind -> model dir). Shipped in the package or built offline on first use (never downloaded).
 BUILT: Registry[Callable[[str], Path]] = Registry("built-in model")
 OTHER_FRAMEWORKS = ("*.msgpack", "*.h5", "*.ot", "*.onnx", "*.onnx_data", "*.tflite", "*.gguf", "*.mlmodel",
                     "onnx/*", "openvino/*", "coreml/*")
@@ -46,14 +46,13 @@ def _tiny(kind: str) -> Path:
 
 @BUILT.register("world")
 def _world(kind: str) -> Path:
-    """rl_prm.world: the miniature world's SFT policy / R-PRM judge."""
-    if kind == "judge":
-        from rl_prm.world.judge import judge_path
+    """rl_prm.world: the miniature world's SFT policy / R-PRM judge, shipped in the package (rl_prm.world.ship)."""
+    from rl_prm.world.ship import ShippedWorldError, world_model
 
-        return judge_path()
-    from rl_prm.world.policy import policy_path
-
-    return policy_path()
+    try:
+        return world_model(kind)
+    except ShippedWorldError as e:
+        raise ModelUnavailable(f"model.{kind} 'world': {e}") from None
 
 
 @BUILT.register("oracle")
@@ -196,7 +195,7 @@ def fetch_hub_model(repo_id: str, kind: str) -> str:
 
 
 def resolve_model(spec: str, kind: str) -> str:
-    """A local model dir for a recipe model spec: a BUILT name (built/cached offline), a local HF model dir
+    """A local model dir for a recipe model spec: a BUILT name (shipped, or built/cached offline), a local HF model dir
     as given, or a hub id (fetch_hub_model). `kind`: policy | judge | ref_policy."""
     if spec in BUILT:
         return str(BUILT.get(spec)(kind))
@@ -215,7 +214,7 @@ def check_model(spec: str, kind: str) -> str:
     own HF cache): a one-line note of what will happen, without downloading. ModelUnavailable when it cannot
     work: a bad local dir; offline and not cached; no such repo on the Hub."""
     if spec in BUILT:
-        return f"model.{kind} {spec}: built locally ({resolve_model(spec, kind)})"
+        return f"model.{kind} {spec}: built-in ({resolve_model(spec, kind)})"
     if not is_hub_id(spec):
         return f"model.{kind} {resolve_model(spec, kind)}: a local model dir (every node needs it at this path)"
     cached = cached_snapshot(spec)

@@ -42,13 +42,16 @@ def _parsers() -> list[tuple[list[str], argparse.ArgumentParser]]:
     for name, (module_name, _) in COMMANDS.items():
         if name == "bench":
             continue
-        p = argparse.ArgumentParser(prog=f"rl-prm {name}")
-        importlib.import_module(module_name).add_arguments(p)
-        subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
-        if subs:
-            out += [([name, sub], sp) for sub, sp in subs[0].choices.items()]
-        else:
-            out.append(([name], p))
+        module = importlib.import_module(module_name)
+        own = [([name, sub], importlib.import_module(m)) for sub, (m, _) in getattr(module, "SUBCOMMANDS", {}).items()]
+        for prefix, mod in [([name], module), *own]:  # a command's own subcommands (rl_prm.cli: `world build`)
+            p = argparse.ArgumentParser(prog="rl-prm " + " ".join(prefix))
+            mod.add_arguments(p)
+            subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+            if subs:
+                out += [([*prefix, sub], sp) for sub, sp in subs[0].choices.items()]
+            else:
+                out.append((prefix, p))
     for b in bench_names():
         seen = []
 

@@ -165,7 +165,7 @@ def test_hub_id_downloads_once_then_serves_from_cache_and_offline_errors_name_th
     assert r.returncode == 0, r.stderr
     snap = hf_home / "hub" / "models--rlprm-test--tiny-policy" / "snapshots" / hub.sha[REPO]
     assert f"model.policy {REPO}: {snap}" in r.stdout
-    assert "model.judge tiny: built-in (made on this machine, never downloaded)" in r.stdout
+    assert "model.judge tiny: built-in (shipped in the package or made on this machine, never downloaded)" in r.stdout
     assert "downloading from" in r.stderr and hub.url in r.stderr  # says where from, the first time
     assert "Download complete" in r.stderr  # with a progress bar (also when a quiet console turns HF's bars off)
     src = Path(tiny_policy_dir)

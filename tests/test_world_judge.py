@@ -234,3 +234,47 @@ def test_judge_unit_mix_picks_the_kind_of_flaw_judged():
         decisions = [t.strip() for t, crit in critique_parts(q, steps, k, correct) if t.strip() in ("correct", "wrong")]
         assert decisions == ["wrong", "correct", "correct", "wrong"]  # amount, equation, reverse check; conclusion
     assert all(correct for *_, correct in judge_units(40, 0, UnitMix(flawed_fraction=0.0)))
+
+
+def test_dpo_sampling_prints_progress_while_the_engine_starts_and_samples(monkeypatch, capfd):
+    """sample_pairs prints a line at least every rl_prm.progress.EVERY_S seconds while the SFT judge's
+    engine starts and while it samples (both print nothing by themselves), and pairs what it sampled."""
+    import time
+
+    import rl_prm.progress as progress
+    import rl_prm.score.engines as engines
+    from rl_prm.world.dpo import DPOConfig, sample_pairs
+    from rl_prm.world.tasks import problems
+
+    units = [(p.question, p.step_texts, 0, True) for p in problems("train", 2, seed=0)]
+
+    class Tok:
+        def encode(self, text, add_special_tokens=False):
+            return [len(text) % 50, 1]
+
+        def convert_tokens_to_ids(self, token):
+            return 2
+
+    class Engine:
+        @classmethod
+        def from_path(cls, path, **kw):
+            time.sleep(0.25)
+            return cls()
+
+        def generate(self, prompts, n, seeds, params):
+            time.sleep(0.25)
+            yes, no = critique(*units[0][:3], True), critique(*units[0][:3], False)
+            return [[engines.Sample([7, 2], None, text, "stop") for text in (yes, no)] for _ in prompts]
+
+        def shutdown(self):
+            pass
+
+    monkeypatch.setattr(engines, "VLLMJudgeEngine", Engine)
+    monkeypatch.setattr(progress, "EVERY_S", 0.05)
+    monkeypatch.setattr("rl_prm.score.prompt.judge_prompt", lambda tok, q, steps, k: q)
+    pairs, labels, facts = sample_pairs("judge-dir", Tok(), units, DPOConfig(samples=2, checked=False))
+    assert facts["critiques"] == 4 and len(pairs) == 2 and labels == [True, True]
+    out = capfd.readouterr().out.splitlines()
+    for phase in ("starting the SFT judge's sampling engine", "sampling 2 critiques of each of 2 steps"):
+        lines = [ln for ln in out if phase in ln]
+        assert lines[0].endswith("...") and lines[-1].split(": ")[-1].startswith("done in") and len(lines) >= 4, out

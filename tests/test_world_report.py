@@ -4,6 +4,7 @@ describes (a curve that peaks is not called rising; overlapping seeds are not ca
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -115,32 +116,47 @@ def test_scoring_text_names_each_critique_rule():
     assert scoring_text(greedy) == "1 greedy critique, the step's score its P(Yes)"
 
 
-def test_world_command_builds_no_judge_for_oracle_and_vr_only_arms(tmp_path, monkeypatch):
-    """--arms oracle,vr_only --skip-judge-eval: nothing scores with the R-PRM judge, so it is not built
-    (minutes saved); the report says so and still compares the arms."""
+@pytest.mark.parametrize("world", ["build", "rebuild", "shipped"])
+def test_world_command_builds_no_judge_for_oracle_and_vr_only_arms(tmp_path, monkeypatch, world):
+    """--arms oracle,vr_only --skip-judge-eval: nothing scores with the R-PRM judge, so it is neither
+    built (RL_PRM_WORLD=build or --rebuild: minutes saved) nor loaded (the shipped world); the report says
+    so and still compares the arms."""
     import rl_prm.world.compare as compare
     import rl_prm.world.judge as judge
     import rl_prm.world.policy as policy
+    from rl_prm.world import ship
     from rl_prm.world.__main__ import main
 
     def no_judge(*a, **k):
         raise AssertionError("the judge was built")
 
-    monkeypatch.setattr(policy, "policy_path", lambda *a, **k: tmp_path / "policy")
-    monkeypatch.setattr(judge, "sft_judge_path", no_judge)
-    monkeypatch.setattr(judge, "judge_path", no_judge)
+    flags = ["--rebuild"] if world == "rebuild" else []
+    if world == "build":
+        monkeypatch.setenv(ship.ENV, ship.BUILD)
+    else:
+        monkeypatch.delenv(ship.ENV, raising=False)
+    if world in ("build", "rebuild"):
+        monkeypatch.setattr(policy, "policy_path", lambda *a, **k: tmp_path / "policy")
+        monkeypatch.setattr(judge, "sft_judge_path", no_judge)
+        monkeypatch.setattr(judge, "judge_path", no_judge)
+    else:
+        monkeypatch.setattr(ship, "world_model", lambda kind: no_judge() if kind == "judge" else tmp_path / "policy")
     start = _evals(0.30, 0.40, 0.90)
     runs = {("oracle", 0): _run(tmp_path / "o0", {0: start, 10: _evals(0.5, 0.6, 0.9)}),
             ("vr_only", 0): _run(tmp_path / "v0", {10: _evals(0.4, 0.6, 0.9)})}
     seen = {}
-    monkeypatch.setattr(compare, "run_arms", lambda recipe, out, **kw: seen.update(kw) or runs)
-    assert main(["--out", str(tmp_path / "w"), "--seeds", "0", "--arms", "oracle,vr_only", "--skip-judge-eval"]) == 0
+    monkeypatch.setattr(compare, "run_arms", lambda recipe, out, **kw: seen.update(kw, world=os.environ.get(ship.ENV))
+                        or runs)
+    assert main(["--out", str(tmp_path / "w"), "--seeds", "0", "--arms", "oracle,vr_only", "--skip-judge-eval",
+                 *flags]) == 0
     assert seen["arms"] == ["oracle", "vr_only"]
+    assert seen["world"] == (ship.BUILD if world != "shipped" else None)  # the arms' runs load the same world
+    assert world != "rebuild" or ship.ENV not in os.environ  # --rebuild sets it only while the command runs
     text = (tmp_path / "w" / "report.md").read_text()
-    assert "judge: not built" in text and "oracle PRM min-form + VR vs VR only on trace accuracy" in text
+    assert "judge: not used" in text and "oracle PRM min-form + VR vs VR only on trace accuracy" in text
     assert "The R-PRM arms score a step" not in text  # no R-PRM arm ran
     rep = json.loads((tmp_path / "w" / "report.json").read_text())
     assert "judge" not in rep and rep["arms"]["oracle"]["trace_accuracy"] == [0.5]
     # an arm that scores with the judge needs it
     with pytest.raises(AssertionError, match="the judge was built"):
-        main(["--out", str(tmp_path / "w2"), "--seeds", "0", "--arms", "min_form", "--skip-judge-eval"])
+        main(["--out", str(tmp_path / "w2"), "--seeds", "0", "--arms", "min_form", "--skip-judge-eval", *flags])

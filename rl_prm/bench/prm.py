@@ -26,10 +26,12 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
+import sys
 import time
 from typing import Any
 
 from rl_prm.commands import argtypes
+from rl_prm.models import ModelUnavailable, resolve_model
 
 
 def _tiny_items(n: int, seed: int) -> list[dict[str, Any]]:
@@ -55,10 +57,8 @@ def _world_items(n: int, seed: int) -> list[dict[str, Any]]:
 def _inputs(judge: str, n: int | None, seed: int) -> tuple[str, list[dict[str, Any]], str]:
     """(judge dir, items, what they are) for --judge world | tiny | DIR."""
     if judge == "world":
-        from rl_prm.world.judge import judge_path
-
         n = n or 40
-        return str(judge_path()), _world_items(n, seed), f"{n} world mini-ProcessBench items"
+        return resolve_model("world", "judge"), _world_items(n, seed), f"{n} world mini-ProcessBench items"
     n = n or 8
     if judge == "tiny":
         from rl_prm.tiny import judge_path as tiny_judge_path
@@ -182,8 +182,8 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(prog="rl-prm bench prm", description=__doc__.split("\n")[0])
     ap.add_argument("--judge", default="world",
-                    help="world: the world's R-PRM judge on the world's mini-ProcessBench (built and cached on first "
-                         "use); tiny: the random tiny judge on tiny-arith problems; or a judge model dir (tiny-arith)")
+                    help="world: the world's R-PRM judge (shipped; RL_PRM_WORLD picks another) on the world's "
+                         "mini-ProcessBench; tiny: the random tiny judge on tiny-arith problems; or a judge model dir (tiny-arith)")
     ap.add_argument("--n", type=argtypes.positive_int, default=None, help="items (default: 40 for world, 8 otherwise)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ref-k", type=argtypes.positive_int, default=10)
@@ -211,7 +211,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-critique-tokens", type=argtypes.positive_int, default=256)
     ap.add_argument("--max-model-len", type=argtypes.positive_int, default=2048)
     args = ap.parse_args(argv)
-    judge, items, what = _inputs(args.judge, args.n, args.seed)
+    try:
+        judge, items, what = _inputs(args.judge, args.n, args.seed)
+    except ModelUnavailable as e:  # a corrupt shipped world: one line, exit 2
+        print(f"rl-prm bench prm: {e}", file=sys.stderr)
+        return 2
     thr = args.threshold
     world = args.judge == "world"
     temperature = args.temperature if args.temperature is not None else (SAMPLED_TEMPERATURE if world else 0.95)

@@ -13,7 +13,7 @@ Three parts, each through `bash launch/grpo_rprm.sh` as a user runs it (fresh ru
           seconds per step, actor/grad_norm per step.
 
     rl-prm bench verl [--steps 4] [--parts steps,resume,ranks] [--out DIR] [--json F] [key=value ...]
-    rl-prm bench verl model.policy=tiny model.judge=tiny      # plumbing models (no world build)
+    rl-prm bench verl model.policy=tiny model.judge=tiny      # the random plumbing models (the world's are shipped)
 """
 
 from __future__ import annotations

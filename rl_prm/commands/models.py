@@ -6,8 +6,8 @@
 The policy, the judge (unless reward.prm.enabled=false) and the reference policy (when set), each
 resolved as training resolves it (rl_prm.models): a hub id is downloaded into the standard HF cache
 ($HF_HOME/hub; HF_ENDPOINT, HF_TOKEN, HF_HUB_OFFLINE honoured), a local dir is checked, the built-in
-models (tiny, world) are built on this machine, never downloaded. On a cluster, run it on every node
-(or share HF_HOME) before `rl-prm train`. Exit code 2 when a model cannot be had (one line naming it).
+models (tiny: built on this machine; world: shipped in the package) are never downloaded. On a cluster,
+run it on every node (or share HF_HOME) before `rl-prm train`. Exit code 2 when a model cannot be had (one line naming it).
 """
 
 from __future__ import annotations
@@ -32,7 +32,8 @@ def _line(kind: str, spec: str, dry_run: bool) -> str:
 
     if spec in BUILT:
         what = (BUILT.get(spec).__doc__ or "").strip().rstrip(".")
-        return f"model.{kind} {spec}: built-in (made on this machine, never downloaded), nothing to fetch ({what})"
+        return (f"model.{kind} {spec}: built-in (shipped in the package or made on this machine, never downloaded), "
+                f"nothing to fetch ({what})")
     if not is_hub_id(spec):
         path = resolve_model(spec, kind)
         return f"model.{kind} {spec}: a local dir, nothing to fetch ({human_size(dir_size(path))})"

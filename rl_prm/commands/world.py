@@ -1,8 +1,12 @@
-"""`rl-prm world`: build (or reuse) the miniature R-PRM world and run its RL comparison (report + PNGs)."""
+"""`rl-prm world`: run the RL comparison on the miniature R-PRM world (report + PNGs); `rl-prm world build`
+rebuilds the world's models (rl_prm.commands.world_build)."""
 
 from __future__ import annotations
 
 import argparse
+
+SUBCOMMANDS = {"build": ("rl_prm.commands.world_build",
+                         "build the world's policy and judge, evaluate the judge, write the shipped layout")}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import random
@@ -11,6 +10,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Callable
+
+from rl_prm.digest import json_digest
 
 BUILD_VERSION = "2"  # 2: models trained with the tokenizer exactly as AutoTokenizer/vLLM reload it
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -33,7 +34,7 @@ def tiny_cache_dir() -> Path:
 
 
 def _key(*parts: object) -> str:
-    return hashlib.sha256(json.dumps([BUILD_VERSION, *parts], sort_keys=True, default=str).encode()).hexdigest()[:12]
+    return json_digest([BUILD_VERSION, *parts], 12)
 
 
 def _cached(name: str, key_parts: tuple, build: Callable[[Path], dict | None], root: Path | None = None) -> Path:
@@ -127,12 +128,9 @@ def _as_reloaded(hf):
     return again
 
 
-def _save_model(out_dir: Path, tok, arch: dict, seed: int, train: Callable | None = None) -> None:
-    import torch
-    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
-
-    torch.manual_seed(seed)
-    cfg = Qwen2Config(
+def model_config_args(tok, arch: dict) -> dict:
+    """The Qwen2Config arguments of a tiny model with tokenizer ``tok`` and shape ``arch``."""
+    return dict(
         vocab_size=len(tok),
         max_position_embeddings=4096,
         rope_theta=10000.0,
@@ -143,6 +141,14 @@ def _save_model(out_dir: Path, tok, arch: dict, seed: int, train: Callable | Non
         torch_dtype="float32",
         **arch,
     )
+
+
+def _save_model(out_dir: Path, tok, arch: dict, seed: int, train: Callable | None = None) -> None:
+    import torch
+    from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
+
+    torch.manual_seed(seed)
+    cfg = Qwen2Config(**model_config_args(tok, arch))
     model = Qwen2ForCausalLM(cfg)
     if train is not None:
         train(model, tok)

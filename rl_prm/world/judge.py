@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional
 
+from rl_prm.progress import heartbeat
 from rl_prm.world.dpo import DPOConfig
 from rl_prm.world.tasks import _ANSWER_S, _OP_S, _START_S, _SYM, _VERB_OF, ORDINALS, problems, question_ops
 
@@ -311,8 +312,10 @@ def judge_path(cfg: JudgeConfig = JudgeConfig(), policy: Path | None = None) -> 
         from transformers import AutoModelForCausalLM
 
         policy_model = AutoModelForCausalLM.from_pretrained(init).eval()  # its samples are DPO targets
-        units, unit_facts = training_units(cfg.dpo.units, cfg.dpo.seed + 100, cfg.dpo.policy_share, policy_model, tok,
-                                           cfg.sft.mix)
+        with heartbeat(f"[world judge DPO] {cfg.dpo.units} steps to critique ({cfg.dpo.policy_share:.0%} from the "
+                       "policy's own samples)"):
+            units, unit_facts = training_units(cfg.dpo.units, cfg.dpo.seed + 100, cfg.dpo.policy_share, policy_model,
+                                               tok, cfg.sft.mix)
         del policy_model
         pairs, labels, facts = sample_pairs(str(sft_dir), tok, units, cfg.dpo)
         return {"dpo_pairs": {**facts, "units": unit_facts}, **train_dpo(model, tok, pairs, cfg.dpo, labels=labels)}

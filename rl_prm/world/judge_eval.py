@@ -9,6 +9,8 @@ from __future__ import annotations
 import dataclasses
 import time
 
+from rl_prm.progress import heartbeat
+
 # The world judge's critique temperature where K critiques per step are sampled (its F1-against-K curve,
 # DPO's samples): at 1.0 most of the tiny judge's sampled critiques miscompute (docs/world.md).
 SAMPLED_TEMPERATURE = 0.6
@@ -29,13 +31,18 @@ def evaluate_judge(path, n: int = 60, ks=(1, 2, 4, 8), seed: int = 0, threshold:
     items = eval_items(processbench("test", n, seed=seed))
     t0 = time.perf_counter()
     cfg = ScoreConfig(k=max(ks), temperature=temperature, top_p=1.0, max_critique_tokens=max_critique_tokens, seed=seed)
-    scorer = RPRMScorer.from_path(path, cfg, max_model_len=2048, kv_cache_gib=kv_cache_gib, dtype=dtype)
+    with heartbeat("[world judge eval] starting the judge engine"):
+        scorer = RPRMScorer.from_path(path, cfg, max_model_len=2048, kv_cache_gib=kv_cache_gib, dtype=dtype)
     greedy = RPRMScorer(scorer.engine, dataclasses.replace(cfg, k=1, temperature=0.0))
     try:
         t1 = time.perf_counter()
-        records = score_processbench(ScorerSource(scorer, "world-judge"), items, batch_size=max(1, n))
+        with heartbeat(f"[world judge eval] {max(ks)} sampled critiques per step of {len(items)} items"):
+            records = score_processbench(ScorerSource(scorer, "world-judge"), items, batch_size=max(1, n),
+                                         progress=False)  # one batch: a bar would jump from 0 to 100%
         t2 = time.perf_counter()
-        greedy_records = score_processbench(ScorerSource(greedy, "world-judge-greedy"), items, batch_size=max(1, n))
+        with heartbeat(f"[world judge eval] one greedy critique per step of {len(items)} items"):
+            greedy_records = score_processbench(ScorerSource(greedy, "world-judge-greedy"), items,
+                                                batch_size=max(1, n), progress=False)
         t3 = time.perf_counter()
     finally:
         scorer.engine.shutdown()
@@ -47,6 +54,15 @@ def evaluate_judge(path, n: int = 60, ks=(1, 2, 4, 8), seed: int = 0, threshold:
     res["greedy"] = {"f1": round(g["avg_f1"], 1), "splits": g["splits"],
                      "step_accuracy": step_accuracy(items, greedy_records, 1, threshold)}
     return res
+
+
+def eval_summary(r: dict, temperature: float, dtype: str) -> dict:
+    """What a report or a build card keeps of ``evaluate_judge``'s result ``r`` (sampled at
+    ``temperature``, engine ``dtype``): F1 per K and greedy, step accuracy, per-K splits, timing."""
+    return {"f1_per_k": r["f1_per_k"], "timing_s": r["timing_s"], "step_accuracy": r["step_accuracy"],
+            "greedy": r["greedy"], "temperature": temperature, "dtype": dtype,
+            "per_k": {k: v["splits"] for k, v in r["per_k"].items()}, "status_counts": r.get("status_counts"),
+            "n_items": r["n_items"]}
 
 
 def step_accuracy(items: list[dict], records: dict[str, dict], k: int, threshold: float = 0.5) -> dict:

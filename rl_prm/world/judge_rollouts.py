@@ -48,10 +48,10 @@ def policy_rollouts(questions: int = 64, samples: int = 4, seed: int = 0) -> lis
 
     from reward_fns.math_verify_reward import compute_score
     from rl_prm.world.judge_units import labelled_samples
-    from rl_prm.world.policy import policy_path
+    from rl_prm.world.ship import world_model
     from rl_prm.world.tasks import problems
 
-    path = policy_path()
+    path = world_model("policy")
     tok, model = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path).eval()
     probs = problems("train", questions, seed=seed + 11) * samples
     found = labelled_samples(model, tok, [p.question for p in probs], seed=seed + 5)
@@ -84,7 +84,7 @@ if __name__ == "__main__":
     from rl_prm.commands import argtypes
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--judge", default=None, help="judge model dir (default: the world judge, built if needed)")
+    ap.add_argument("--judge", default=None, help="judge model dir (default: the world judge, shipped; RL_PRM_WORLD picks another)")
     ap.add_argument("--temperatures", default="0.6", help="critique temperatures, comma list")
     ap.add_argument("--k", type=argtypes.positive_int, default=1, help="critiques per step")
     ap.add_argument("--questions", type=argtypes.positive_int, default=64)
@@ -93,10 +93,10 @@ if __name__ == "__main__":
     ap.add_argument("--verbose", action="store_true", help="engine / library output on the console, not in log files")
     a = ap.parse_args()
     from rl_prm import logs
-    from rl_prm.world.judge import judge_path
+    from rl_prm.world.ship import world_model
 
     with logs.session("judge-rollouts", verbose_flag=a.verbose):
-        judge = a.judge or str(judge_path())
+        judge = a.judge or str(world_model("judge"))
         items = policy_rollouts(a.questions, a.samples, a.seed)
         temps = [float(t) for t in a.temperatures.split(",")]
         report = {"judge": judge, "rollouts": len(items),

@@ -16,6 +16,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from rl_prm.progress import heartbeat
 from rl_prm.world.tasks import INSTRUCTION, policy_examples, problems
 
 
@@ -38,7 +39,8 @@ class PolicySFTConfig:
     eval_n: int = 200  # held-out problems measured at build time (greedy and sampled accuracy)
 
 
-def _encode(tok, ex) -> tuple[list[int], int]:
+def sft_example_ids(tok, ex) -> tuple[list[int], int]:
+    """(prompt + solution + <|im_end|> ids, prompt length) of one policy SFT example."""
     from rl_prm.generate import chat_prompt_ids
 
     p = chat_prompt_ids(tok, ex.problem, INSTRUCTION)
@@ -50,10 +52,10 @@ def train_policy(model, tok, cfg: PolicySFTConfig, log_every: int = 100) -> dict
     """Teacher-forced SFT on (prompt -> gold|flawed solution). Returns {"final_loss", "train_s"}."""
     from rl_prm.tiny.judge_sft import sft
 
-    data = [_encode(tok, ex) for ex in policy_examples("train", cfg.examples, seed=cfg.seed,
-                                                        flawed_fraction=cfg.flawed_fraction,
-                                                        miracle_fraction=cfg.miracle_fraction,
-                                                        miracle_weights=tuple(cfg.miracle_weights))]
+    data = [sft_example_ids(tok, ex) for ex in policy_examples("train", cfg.examples, seed=cfg.seed,
+                                                                flawed_fraction=cfg.flawed_fraction,
+                                                                miracle_fraction=cfg.miracle_fraction,
+                                                                miracle_weights=tuple(cfg.miracle_weights))]
     t0 = time.perf_counter()
     loss_val = sft(model, tok, data, steps=cfg.steps, batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed,
                    weight_decay=0.01, shared_prefix=False, log_every=log_every, name="world policy SFT")
@@ -128,7 +130,8 @@ def policy_path(cfg: PolicySFTConfig = PolicySFTConfig()) -> Path:
         def train(model, tok):
             facts.update(train_policy(model, tok, cfg))
             model.eval()
-            facts.update(accuracy(model, tok, n=cfg.eval_n))
+            with heartbeat(f"[world policy eval] greedy and sampled solutions of {cfg.eval_n} held-out problems"):
+                facts.update(accuracy(model, tok, n=cfg.eval_n))
 
         _save_model(d, tok, cfg.arch, seed=cfg.seed, train=train)
         return {"config": asdict(cfg), **facts}
