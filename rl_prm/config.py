@@ -31,6 +31,7 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBase
 
 from rl_prm.credit.config import CreditConfig
 from rl_prm.schema import check_values, describe, knob
+from rl_prm.score.gate import GATES
 from rl_prm.score.types import ScoringOptions
 from rl_prm.update import LossConfig, OptimConfig
 
@@ -118,6 +119,10 @@ class PRMConfig(ScoringOptions):
     stream: bool = knob(False, "score each prompt's responses as soon as its n samples finish generating, while the "
                         "rest of the batch still generates (same scores as scoring the whole batch after it)",
                         backends=("local",))
+    gate: str = knob("none", "which responses the judge sees: none (all) | answer_correct (only those whose "
+                     "verifiable reward says right; every step of a wrong answer gets P(Yes) = 0, the score map's "
+                     "floor, counted in prm/gated_responses; needs the verifiable reward and a min-like credit mode: "
+                     "docs/protocols.md)", choices=lambda: GATES.names())
     kv_cache_gib: float = knob(1.0, "CPU: KV cache of the judge engine in GiB (fractions allowed)", gt=0)
     gpu_memory_utilization: float = knob(0.3, "GPU: fraction of GPU memory for the judge engine", gt=0, le=1)
     max_model_len: int = knob(4096, "judge context (prompt with all previous steps + critique)", gt=0)

@@ -24,6 +24,47 @@ from typing import Iterable, Sequence
 import numpy as np
 
 # ---------------------------------------------------------------------------------------------
+# The judge's work
+# ---------------------------------------------------------------------------------------------
+
+# per-response row (rl_prm.score.types.ItemScore.judge_cost; verl: each response's reward_extra_info)
+#   -> the step's prm/* total, and its mean over the step's responses as prm/*_per_response
+JUDGE_COST = {"judge_prompts": "prm/judge_prompts", "judge_prompts_distinct": "prm/judge_prompts_distinct",
+              "judge_gated": "prm/gated_responses", "judge_critiques": "prm/critiques",
+              "judge_critique_tokens": "prm/critique_tokens", "judge_prompt_tokens": "prm/prompt_tokens_computed",
+              "judge_seconds": "prm/judge_seconds"}
+
+
+def no_judge_cost(gated: bool) -> dict[str, float]:
+    """The row of a response the judge did not see (no steps, or kept from it by reward.prm.gate)."""
+    return {**{src: 0.0 for src in JUDGE_COST}, "judge_gated": float(gated)}
+
+
+def judge_cost_metrics(rows: Sequence[dict]) -> dict[str, float]:
+    """What the judge did in one step, from one row per response (every response of the step, judged
+    or not; a response without a row counts as no judge work). The same keys on both backends:
+
+        prm/judge_prompts            judge prompts asked for (one per step of each judged response)
+        prm/judge_prompts_distinct   of those, judged by the engine (the rest shared a verdict)
+        prm/dedup_frac               1 - distinct / prompts
+        prm/gated_responses          responses kept from the judge by reward.prm.gate
+        prm/critiques, prm/critique_tokens   critiques and critique tokens generated
+        prm/prompt_tokens_computed   judge prompt tokens computed (after the engine's prefix cache)
+        prm/judge_seconds            judge time attributed to the responses (verl: concurrent calls add up)
+    and each of them but dedup_frac per response: prm/<name>_per_response."""
+    rows = list(rows)
+    if not rows:
+        return {}
+    out: dict[str, float] = {}
+    for src, key in JUDGE_COST.items():
+        total = float(sum(float((r or {}).get(src, 0.0)) for r in rows))
+        out[key], out[f"{key}_per_response"] = total, total / len(rows)
+    prompts = out["prm/judge_prompts"]
+    out["prm/dedup_frac"] = 1.0 - out["prm/judge_prompts_distinct"] / prompts if prompts else 0.0
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
 # PRM step scores
 # ---------------------------------------------------------------------------------------------
 

@@ -86,6 +86,8 @@ def backend_rules(cfg: DictConfig) -> None:
         raise ValueError("algorithm.estimator=outcome_grpo needs reward.verifiable.enabled=true")
     if not prm and not cfg.reward.verifiable.enabled:
         raise ValueError("reward.prm.enabled=false and reward.verifiable.enabled=false: no reward at all")
+    if prm:
+        gate_rules(cfg)
     if backend == "verl" and not verl_value(cfg, "actor_rollout_ref.actor.use_dynamic_bsz"):
         world = cfg.trainer.nnodes * max(1, cfg.trainer.gpus_per_node)
         per_rank, micro = cfg.rollout.prompts_per_step * cfg.rollout.n / world, cfg.optim.micro_batch_size
@@ -105,6 +107,29 @@ def backend_rules(cfg: DictConfig) -> None:
         if cfg.trainer.gpus_per_node > 1:
             raise ValueError(f"trainer.gpus_per_node={cfg.trainer.gpus_per_node}: the local backend uses one GPU at "
                              "most; use trainer.backend=verl for more")
+
+
+def gate_rules(cfg: DictConfig) -> None:
+    """reward.prm.gate other than none keeps wrong answers from the judge and gives their steps the floor
+    reward: it needs the verifiable reward (what says wrong) and a credit mode whose return before the
+    worst step is that step's reward (rl_prm.credit.modes: bounded_by_worst_step), without Delta (which
+    turns equal step rewards into zeros). Why: docs/protocols.md, "Answer-gated judging"."""
+    from rl_prm.credit.modes import MODES
+
+    gate, credit = cfg.reward.prm.gate, cfg.reward.credit
+    if gate == "none":
+        return
+    if not cfg.reward.verifiable.enabled:
+        raise ValueError(f"reward.prm.gate={gate} needs the verifiable reward to tell a wrong answer: set "
+                         "reward.verifiable.enabled=true, or reward.prm.gate=none")
+    if not getattr(MODES.get(credit.mode), "bounded_by_worst_step", False):
+        sound = [m for m in MODES.names() if getattr(MODES.get(m), "bounded_by_worst_step", False)]
+        raise ValueError(f"reward.prm.gate={gate} with reward.credit.mode={credit.mode}: a gated answer's steps all get "
+                         f"the floor reward, which only {' / '.join(sound)} credit reads as the judge would "
+                         "(docs/protocols.md); use one of them, or reward.prm.gate=none")
+    if credit.delta:
+        raise ValueError(f"reward.prm.gate={gate} with reward.credit.delta=true: Delta turns a gated answer's equal "
+                         "floor rewards into zeros; set reward.credit.delta=false, or reward.prm.gate=none")
 
 
 def verl_value(cfg: DictConfig, key: str) -> Any:

@@ -145,6 +145,26 @@ def test_bad_values_are_named_at_load(override, message):
     assert message in str(e.value)
 
 
+@pytest.mark.parametrize("overrides, message", [
+    (["reward.prm.gate=answer_correct", "reward.credit.mode=sum"],
+     "reward.prm.gate=answer_correct with reward.credit.mode=sum: a gated answer's steps all get the floor reward, "
+     "which only future_min / min_form credit reads as the judge would"),
+    (["reward.prm.gate=answer_correct", "reward.credit.delta=true"], "Delta turns a gated answer's equal floor rewards"),
+    (["reward.prm.gate=answer_correct", "reward.verifiable.enabled=false", "reward.verifiable.coef=1.0"],
+     "reward.prm.gate=answer_correct needs the verifiable reward"),
+    (["reward.prm.gate=outcome"], "reward.prm.gate: unknown value 'outcome'; known: answer_correct, none"),
+])
+def test_a_gate_that_cannot_mean_anything_is_refused_at_load(overrides, message):
+    """Answer-gated judging is sound only with the verifiable reward and min-like credit (docs/protocols.md)."""
+    with pytest.raises(ValueError) as e:
+        load_recipe(RECIPES[0].parent / "tiny_cpu.yaml", overrides)
+    assert message in str(e.value)
+    for mode in ("min_form", "future_min"):  # where it is sound, both backends take it
+        for recipe in ("tiny_cpu.yaml", "grpo_rprm_qwen2.5_math_7b.yaml"):
+            cfg = load_recipe(RECIPES[0].parent / recipe, ["reward.prm.gate=answer_correct", f"reward.credit.mode={mode}"])
+            assert cfg.reward.prm.gate == "answer_correct"
+
+
 @pytest.mark.parametrize("override, message", [
     ("model.ref_policy=tiny", "model.ref_policy='tiny' is not supported on the verl backend"),
     ("reward.prm.num_workers=2", "reward.prm.num_workers=2 is not supported on the verl backend"),

@@ -212,6 +212,9 @@ def test_ray_job_submit_runs_verls_trainer_on_cpu_and_fails_cleanly_on_a_bad_key
         for k in ("rprm/prm_mean", "rprm/num_steps", "rprm/acc", "rprm/prm_fallbacks"):
             assert k in m, k
         assert m["rprm/prm_fallbacks"] < m["rprm/num_steps"]  # the judge replica answered
+        # the judge's work, as the local backend logs it (rl_prm.metrics.judge_cost_metrics)
+        assert m["prm/judge_prompts"] >= m["prm/judge_prompts_distinct"] > 0 and m["prm/critique_tokens"] > 0
+        assert 0 <= m["prm/dedup_frac"] < 1 and m["prm/gated_responses"] == 0
     assert len({round(steps[1]["actor/grad_norm"], 8), round(steps[2]["actor/grad_norm"], 8)}) == 2
     # the job's console: verl's step lines only (its full output is in verl.log)
     assert "verl step 1: " in logs and "grad_norm" in logs and len(logs.splitlines()) < 60, logs[-3000:]

@@ -24,6 +24,8 @@ def _write_run(run_dir, steps=40, with_eval=True, with_hack=True):
             if with_hack:
                 m.update({"hack/steps_per_response": 6 - 0.1 * s, "hack/mean_step_chars": 80 + 2 * s,
                           "hack/repetition": 0.05, "hack/prm_vr_agreement": 0.7})
+                m.update({"prm/judge_prompts": 140 - s, "prm/judge_prompts_distinct": 90 - s, "prm/dedup_frac": 0.36,
+                          "prm/gated_responses": 12 - 0.1 * s, "prm/critique_tokens": 15000 - 100 * s})
             f.write(json.dumps(m) + "\n")
             if with_eval and s % 10 == 0:
                 f.write(json.dumps({"step": s, "eval/accuracy": 0.1 + 0.01 * s}) + "\n")
@@ -48,7 +50,7 @@ def test_plot_cli_renders_pngs(tmp_path, capsys):
     assert main(["plot", str(tmp_path), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     names = {p.stem for p in out.glob("*.png")}
-    assert names == {"reward", "eval", "kl", "actor", "prm_by_step", "prm", "hacking"}
+    assert names == {"reward", "judge_cost", "eval", "kl", "actor", "prm_by_step", "prm", "hacking"}
     assert "skipped length: no response_length/* keys" in printed
     assert "skipped process: no eval/trace_accuracy keys (world data only)" in printed
     for p in out.glob("*.png"):
@@ -61,7 +63,7 @@ def test_plot_skips_missing_panels_and_defaults_out_dir(tmp_path, capsys):
     _write_run(tmp_path, with_eval=False, with_hack=False)
     written, skipped = render(tmp_path)
     assert all(p.parent == tmp_path / "plots" for p in written)
-    assert {"eval", "hacking", "length"} <= set(skipped)
+    assert {"eval", "hacking", "length", "judge_cost"} <= set(skipped)
     assert "reward" not in skipped and "prm_by_step" not in skipped
 
 

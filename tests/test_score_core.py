@@ -277,3 +277,106 @@ def test_config_validation():
         ScoreConfig(k=0)
     with pytest.raises(ValueError, match="adaptive_min_k"):
         ScoreConfig(k=2, adaptive_k=True, adaptive_min_k=3)
+
+
+# ------------------------------------------------------------------------- judge prompts shared by responses
+
+BRANCH = {"question": Q, "steps": ["Ann has 2 pens.", "She buys 3, so 2 + 3 = 6.", "The answer is 6."]}
+
+
+def _prompts_sent(eng) -> list[str]:
+    return [c[1] for calls in eng.generate_calls for c in calls]
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_a_judge_prompt_two_responses_share_is_judged_once_with_the_same_score(judge_tokenizer, k):
+    """GOOD twice and a response sharing its first step: 3 + 3 + 3 judge prompts, 5 distinct; every response
+    gets the scores it gets when scored alone, and the work is counted once, on the response that did it."""
+    script = lambda text, step, j: ("yes", 0.2 if "= 6" in text else 0.9)  # noqa: E731
+    alone = [_scorer(judge_tokenizer, script, cfg=ScoreConfig(k=k))[0].score([it])[0] for it in (GOOD, GOOD, BRANCH)]
+    sc, eng = _scorer(judge_tokenizer, script, cfg=ScoreConfig(k=k))
+    got = sc.score([GOOD, GOOD, BRANCH])
+    assert sorted(_prompts_sent(eng)) == sorted(set(GOOD["steps"] + BRANCH["steps"]))  # 5 prompts, each once
+    for g, a in zip(got, alone):
+        assert g.step_scores == pytest.approx(a.step_scores)
+    assert [(r.judged_steps, r.shared_steps) for r in got] == [(3, 0), (0, 3), (2, 1)]
+    assert got[1].generated_tokens == 0 and got[1].judge_cost()["judge_critiques"] == 0
+    assert got[0].judge_cost()["judge_critiques"] == 3 * k and all(s.shared for s in got[1].steps)
+    from rl_prm.metrics import judge_cost_metrics
+
+    m = judge_cost_metrics([r.judge_cost() for r in got])
+    assert (m["prm/judge_prompts"], m["prm/judge_prompts_distinct"]) == (9, 5)
+    assert m["prm/dedup_frac"] == pytest.approx(4 / 9) and m["prm/critiques"] == 5 * k
+    assert m["prm/critique_tokens"] == sum(r.generated_tokens for r in got) < sum(r.generated_tokens for r in alone)
+
+
+def test_calls_sharing_a_memo_judge_each_prompt_once_even_in_flight(judge_tokenizer):
+    """verl scores each response in its own thread: with one JudgeMemo, 8 concurrent calls of the same two
+    responses send each distinct judge prompt to the engine once, and every call gets the same scores."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from rl_prm.score.memo import JudgeMemo
+
+    gate = threading.Barrier(8)
+    script = lambda text, step, j: ("yes", 0.2 if "= 6" in text else 0.9)  # noqa: E731
+    eng = ScriptedEngine(judge_tokenizer, script)
+    lock, generate = threading.Lock(), eng.generate
+
+    def slow_generate(*a, **kw):  # one call at a time, as one engine; slow enough for the others to pile up
+        import time
+
+        time.sleep(0.05)
+        with lock:
+            return generate(*a, **kw)
+
+    eng.generate = slow_generate
+    sc = RPRMScorer(eng, ScoreConfig(k=2), memo=JudgeMemo())
+
+    def call(i):
+        gate.wait()
+        return sc.score([GOOD if i % 2 else BRANCH])[0]
+
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(call, range(8)))
+    assert sorted(_prompts_sent(eng)) == sorted(set(GOOD["steps"] + BRANCH["steps"]))
+    assert {tuple(r.step_scores) for r in got[1::2]} == {tuple(got[1].step_scores)}
+    assert {tuple(r.step_scores) for r in got[0::2]} == {tuple(got[0].step_scores)}
+    assert sum(r.judged_steps for r in got) == 5 and sum(r.shared_steps for r in got) == 8 * 3 - 5
+
+
+def test_a_failed_judgement_is_not_kept_for_later_calls(judge_tokenizer):
+    from rl_prm.score.memo import JudgeMemo
+
+    script = lambda text, step, j: ("yes", 0.9)  # noqa: E731
+    eng = ScriptedEngine(judge_tokenizer, script, fail_on="2 + 3 = 6")
+    sc = RPRMScorer(eng, ScoreConfig(k=1), memo=JudgeMemo())
+    assert sc.score([BRANCH])[0].status == "error"
+    eng.fail_on = None  # the engine recovered: the same response is judged again, not served the failure
+    again = sc.score([BRANCH])[0]
+    assert again.status == "ok" and again.step_scores == pytest.approx([0.9, 0.9, 0.9])
+
+
+@pytest.mark.parametrize("lookahead", [0, 1])
+def test_early_rejection_on_shared_steps_gives_the_scores_of_scoring_alone(judge_tokenizer, lookahead):
+    """A response whose rejecting step was judged for another one is cut there too."""
+    script = lambda text, step, j: ("yes", 0.1 if "= 6" in text else 0.9)  # noqa: E731
+    cfg = lambda: ScoreConfig(k=1, early_reject_threshold=0.5, early_reject_lookahead=lookahead)  # noqa: E731
+    longer = {"question": Q, "steps": BRANCH["steps"][:2] + ["She has 6.", "The answer is 6."]}
+    alone = [_scorer(judge_tokenizer, script, cfg=cfg())[0].score([it])[0] for it in (BRANCH, longer)]
+    got = _scorer(judge_tokenizer, script, cfg=cfg())[0].score([BRANCH, longer])
+    for g, a in zip(got, alone):
+        assert g.step_scores == a.step_scores and [s.flag for s in g.steps] == [s.flag for s in a.steps]
+    assert [s.flag for s in got[1].steps] == [None, None, "not_scored", "not_scored"]
+
+
+def test_judge_workers_get_whole_questions():
+    """num_workers > 1: a question's responses go to one worker, so the judge prompts they share meet there."""
+    from rl_prm.score.pool import question_shards
+
+    qs = ["a", "a", "b", "b", "b", "c", "a", "d"]
+    shards = question_shards(qs, 3)
+    assert sorted(j for s in shards for j in s) == list(range(len(qs)))
+    for q in set(qs):
+        assert sum(any(qs[j] == q for j in s) for s in shards) == 1, q
+    assert max(map(len, shards)) - min(map(len, shards)) <= 2 and all(s == sorted(s) for s in shards)

@@ -15,12 +15,12 @@ class FakePool:
         self.release = threading.Event()
         self.fail_on = fail_on
 
-    def score_spans(self, questions, spans):
+    def score_spans(self, questions, spans, judged):
         self.release.wait(10)
         self.calls.append(list(questions))
         if self.fail_on in questions:
             raise RuntimeError(f"judge failed on {self.fail_on}")
-        return [(q, s) for q, s in zip(questions, spans)]
+        return [(q, s) if j else None for q, s, j in zip(questions, spans, judged)]
 
 
 def test_stream_scorer_starts_on_the_first_group_and_batches_the_backlog():
@@ -30,9 +30,9 @@ def test_stream_scorer_starts_on_the_first_group_and_batches_the_backlog():
     st = StreamScorer(pool)
     st.add(["q0", "q0"], [0, 1])
     st.add(["q1"], [2])       # queued while the judge is still busy with q0
-    st.add(["q2", "q2"], [3, 4])
+    st.add(["q2", "q2"], [3, 4], judged=[True, False])  # the second kept from the judge by reward.prm.gate
     pool.release.set()
-    assert st.finish() == [("q0", 0), ("q0", 1), ("q1", 2), ("q2", 3), ("q2", 4)]  # the order added
+    assert st.finish() == [("q0", 0), ("q0", 1), ("q1", 2), ("q2", 3), None]  # the order added
     assert len(pool.calls) <= 3 and sum(map(len, pool.calls)) == 5 and st.calls == len(pool.calls)
     with pytest.raises(RuntimeError, match="after finish"):
         st.add(["q3"], [5])

@@ -108,7 +108,9 @@ def test_two_steps_update_and_sync_then_resume(tmp_path, tiny_policy_dir, local_
     assert seen[2]["moved"] > seen[1]["moved"]
     m1, m2 = seen[1]["m"], seen[2]["m"]
     # every stage ran: R-PRM scored the steps, credit/advantages fed a real update, eval at step 2
-    assert m1["prm/steps_scored"] > 0 and m1["prm/critiques"] >= m1["prm/steps_scored"]
+    assert m1["prm/steps_scored"] > 0 and m1["prm/critiques"] >= m1["prm/judge_prompts_distinct"] > 0
+    assert m1["prm/judge_prompts"] >= m1["prm/judge_prompts_distinct"] and m1["prm/critique_tokens"] > 0
+    assert m1["prm/dedup_frac"] == pytest.approx(1 - m1["prm/judge_prompts_distinct"] / m1["prm/judge_prompts"])
     assert m1["actor/grad_norm"] > 0 and m1["actor/response_tokens"] > 0
     for k in ("timing/generate", "timing/score", "timing/credit", "timing/update", "timing/sync", "timing/step",
               "perf/throughput", "response_length/mean", "reward/mean", "reward/vr_mean", "reward/prm_mean"):
@@ -216,17 +218,21 @@ def test_streamed_scoring_gives_the_scores_of_scoring_the_whole_batch(tmp_path, 
 @pytest.mark.slow
 def test_oracle_judge_trains_through_the_local_backend(tmp_path, local_engines, local_run):
     """model.judge=oracle (the world's checker as step scorer, no engine) runs the same loop as the R-PRM
-    judge: scored steps, prm/* metrics, a checkpoint at the end."""
+    judge: scored steps, prm/* metrics, a checkpoint at the end; with reward.prm.gate=answer_correct the
+    wrong answers are kept from it and counted."""
     from rl_prm.backends.local import train
     from rl_prm.config import load_recipe
 
     overrides = [o for o in local_run if not o.startswith("model.judge=")]
     cfg = load_recipe(ROOT / "recipes" / "tiny_cpu.yaml", [
         f"run.output_dir={tmp_path}", "run.name=oracle", *overrides, "model.judge=oracle", "data.test_limit=4",
-        "trainer.eval_every=0", "trainer.logger=[console]", "trainer.total_steps=2"])
+        "trainer.eval_every=0", "trainer.logger=[console]", "trainer.total_steps=2", "reward.prm.gate=answer_correct"])
     seen: dict[int, dict] = {}
     s = train(cfg, on_step=lambda step, ctx: seen.update({step: dict(ctx["metrics"])}), engines=local_engines)
     assert s["steps"] == [1, 2]
+    batch = cfg.rollout.prompts_per_step * cfg.rollout.n
     for t in (1, 2):
-        assert "prm/steps_fallback" in seen[t] and seen[t]["timing/score"] >= 0
+        m = seen[t]
+        assert "prm/steps_fallback" in m and m["timing/score"] >= 0
+        assert m["prm/gated_responses"] == round(batch * (1 - m["reward/vr_mean"]))  # every wrong answer, no other
     assert (tmp_path / "oracle" / "checkpoints").is_dir()

@@ -360,7 +360,19 @@ def _parity_cases():
                                                       f"-vr{vr}-whiten{whiten}"))
     for est in ("rprm_rloo", "rprm_grpo", "outcome_grpo"):  # the VR-only baseline: no judge
         cases.append(pytest.param(VR_RECIPE, [f"algorithm.estimator={est}"], id=f"parity-{est}-vr_only"))
+    for est in ("rprm_rloo", "rprm_grpo"):  # wrong answers kept from the judge (reward.prm.gate)
+        for mode in ("min_form", "future_min"):
+            ov = [f"algorithm.estimator={est}", f"reward.credit.mode={mode}", "reward.prm.gate=answer_correct"]
+            cases.append(pytest.param(R_PRM_RECIPE, ov, id=f"parity-{est}-{mode}-gated"))
     return cases
+
+
+def _given_items(items):
+    """GivenScores as a scorer's `score(items)` (ItemScores), for the local backend's scoring path."""
+    from rl_prm.score.types import ItemScore, StepScore
+
+    return [ItemScore("ok", [StepScore(p, [p], 1, 0, None, []) for p in GivenScores()(it["question"], it["steps"])[0]],
+                      None, 0, 0, 0.0, judged_steps=len(it["steps"])) for it in items]
 
 
 PARITY_TEXTS = SOLUTIONS + [
@@ -378,6 +390,8 @@ def test_parity_local_and_verl_give_the_same_advantages(judge_tokenizer, recipe,
     from verl.trainer.ppo.ray_trainer import compute_advantage
 
     from rl_prm.credit import ESTIMATORS, EstimatorOptions, StepBatch
+    from rl_prm.score.gate import judged_mask
+    from rl_prm.score.pool import assemble, score_spans
     from rl_prm.score.verifiable import verifiable_rewards
     from rl_prm.steps import step_token_ends
 
@@ -396,13 +410,79 @@ def test_parity_local_and_verl_give_the_same_advantages(judge_tokenizer, recipe,
     # --- local: the loop's own construction from the same responses
     ids = [data.batch["responses"][i, : int(mask[i].sum())].tolist() for i in range(len(texts))]
     spans = [step_token_ends(x, tok) for x in ids]
-    scores = [GivenScores()(QUESTION, sp.texts)[0] for sp in spans] if cfg.reward.prm.enabled else None
     rows = [{"answer": "12", "source": "openai/gsm8k"}] * len(texts)
     vr = verifiable_rewards(rows, [sp.text for sp in spans]) if cfg.reward.verifiable.enabled else None
+    scores = None
+    if cfg.reward.prm.enabled:  # the local loop's scoring path: the gate, then the judged responses' scores
+        judged = judged_mask(cfg.reward.prm.gate, vr, len(texts))
+        scores, m = assemble(spans, score_spans(_given_items, [QUESTION] * len(texts), spans, judged), judged,
+                             cfg.reward.prm.fallback_score)
+        assert m["prm/gated_responses"] == (3 if cfg.reward.prm.gate != "none" else 0)  # the three wrong answers
     local = StepBatch.from_spans(spans, [len(x) for x in ids], scores, vr, list(data.non_tensor_batch["uid"]), T=T)
     local_adv, _ = ESTIMATORS.get(est)(local, EstimatorOptions.from_recipe(cfg))
     assert torch.isfinite(local_adv).all() and local_adv.abs().max() > 0
     assert (verl_adv - local_adv).abs().max() <= 1e-6, (verl_adv - local_adv).abs().max()
+
+
+@pytest.mark.parametrize("gate", ["none", "answer_correct"])
+def test_parity_with_judge_prompts_shared_by_responses(judge_tokenizer, gate):
+    """A real scorer (rl_prm.score.scorer over a scripted engine) on responses that share steps: the local
+    path (one scoring call for the batch) and verl's (one call per response, concurrent, sharing a memo)
+    each judge a shared judge prompt once, and both give the advantages of judging every response alone."""
+    from test_score_core import ScriptedEngine
+    from verl import DataProto
+    from verl.trainer.ppo.ray_trainer import compute_advantage
+
+    from rl_prm.credit import ESTIMATORS, EstimatorOptions, StepBatch
+    from rl_prm.score.gate import judged_mask
+    from rl_prm.score.memo import JudgeMemo
+    from rl_prm.score.pool import assemble, score_spans
+    from rl_prm.score.scorer import RPRMScorer, ScoreConfig
+    from rl_prm.score.verifiable import verifiable_rewards
+    from rl_prm.steps import step_token_ends
+    from rl_prm.verl_ext.reward_manager import score_with
+
+    tok = judge_tokenizer
+    texts = PARITY_TEXTS + PARITY_TEXTS[:2]  # two more responses identical to others: every step shared
+    ov = ["reward.prm.k=1", "reward.prm.temperature=0", f"reward.prm.gate={gate}"]
+    cfg = load_recipe(R_PRM_RECIPE, ov)
+    script = lambda text, step, j: ("yes", 0.9 if ("12" in text or "bag" in text) else 0.2)  # noqa: E731
+    scoring = ScoreConfig.from_options(cfg.reward.prm, seed=0)
+    data = _batch(tok, texts, uids=["q0"] * 4 + ["q1"] * 4)
+    T = data.batch["responses"].shape[1]
+    mask = data.batch["attention_mask"][:, -T:]
+    ids = [data.batch["responses"][i, : int(mask[i].sum())].tolist() for i in range(len(texts))]
+    spans = [step_token_ends(x, tok) for x in ids]
+    vr = verifiable_rewards([{"answer": "12", "source": "openai/gsm8k"}] * len(texts), [sp.text for sp in spans])
+    judged = judged_mask(gate, vr, len(texts))
+    opts, est = EstimatorOptions.from_recipe(cfg), ESTIMATORS.get(cfg.algorithm.estimator)
+
+    def local_adv(score):
+        scores, m = assemble(spans, score_spans(score, [QUESTION] * len(texts), spans, judged), judged,
+                             scoring.fallback_score)
+        batch = StepBatch.from_spans(spans, [len(x) for x in ids], scores, vr, list(data.non_tensor_batch["uid"]), T=T)
+        return est(batch, opts)[0], m
+
+    alone = lambda items: [RPRMScorer(ScriptedEngine(tok, script), scoring).score([it])[0] for it in items]  # noqa: E731
+    want, m_alone = local_adv(alone)
+    local_engine = ScriptedEngine(tok, script)
+    got, m = local_adv(RPRMScorer(local_engine, scoring).score)
+    assert m["prm/judge_prompts"] == m_alone["prm/judge_prompts"] > m["prm/judge_prompts_distinct"]
+    assert m["prm/judge_prompts_distinct"] == sum(map(len, local_engine.generate_calls))  # requests sent
+    assert (got - want).abs().max() == 0
+    verl_engine = ScriptedEngine(tok, script)
+    shared = RPRMScorer(verl_engine, scoring, memo=JudgeMemo())
+    outs, rm = _run(_manager(tok, lambda q, steps: score_with(shared, q, steps), ov), data)
+    batch = DataProto.from_dict(tensors={"token_level_rewards": rm, "response_mask": mask},
+                                non_tensors={"uid": data.non_tensor_batch["uid"]})
+    verl_adv = compute_advantage(batch, adv_estimator=cfg.algorithm.estimator,
+                                 config=_algorithm(R_PRM_RECIPE, ov)).batch["advantages"]
+    assert (verl_adv - want).abs().max() <= 1e-6
+    sent = [c[1] for calls in verl_engine.generate_calls for c in calls]
+    assert len(sent) == m["prm/judge_prompts_distinct"]  # each distinct judge prompt judged once
+    infos = [o["reward_extra_info"] for o in outs]
+    assert sum(i["judge_prompts_distinct"] for i in infos) == len(sent)
+    assert sum(i["judge_gated"] for i in infos) == m["prm/gated_responses"] == (4 if gate != "none" else 0)
 
 
 def test_every_recipe_key_reaches_verl_or_is_refused():

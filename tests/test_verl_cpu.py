@@ -251,6 +251,15 @@ def test_reward_extra_metrics():
                               {"prm_mean": 0.7, "num_steps": 5.0, "acc": 1.0, "note": "x"}, None])
     assert m == pytest.approx({"rprm/prm_mean": 0.6, "rprm/num_steps": 4.0, "rprm/num_steps_min": 3.0,
                                "rprm/num_steps_max": 5.0, "rprm/acc": 1.0})
+    # with the judge's per-response work (the reward manager's rows): the step's prm/* totals, as the local backend
+    from rl_prm.metrics import no_judge_cost
+
+    rows = [{**no_judge_cost(False), "judge_prompts": 3.0, "judge_prompts_distinct": 3.0, "judge_critique_tokens": 90.0},
+            {**no_judge_cost(False), "judge_prompts": 3.0, "judge_prompts_distinct": 1.0, "judge_critique_tokens": 30.0},
+            no_judge_cost(True)]
+    m = reward_extra_metrics(rows)
+    assert (m["prm/judge_prompts"], m["prm/judge_prompts_distinct"], m["prm/gated_responses"]) == (6, 4, 1)
+    assert m["prm/dedup_frac"] == pytest.approx(1 / 3) and m["prm/critique_tokens_per_response"] == pytest.approx(40)
 
 
 # ------------------------------------------------------------------------------------ the command

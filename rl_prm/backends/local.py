@@ -52,6 +52,7 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
     from rl_prm.generate import RolloutClient, step_seed
     from rl_prm.metrics import SpikeDetector
     from rl_prm.models import resolve_model
+    from rl_prm.score.gate import judged_mask
     from rl_prm.score.streaming import StreamScorer
     from rl_prm.score.verifiable import verifiable_rewards
     from rl_prm.steps import step_token_ends
@@ -79,9 +80,11 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
     save_resolved(cfg, run_dir)
 
     # --- data and models -----------------------------------------------------------------------
+    t0 = time.time()  # model resolution: a build (tiny, RL_PRM_WORLD=build) or a download happens here
     policy_path = resolve_model(cfg.model.policy, "policy")
     ref_path = resolve_model(cfg.model.ref_policy, "ref_policy") if cfg.model.ref_policy else policy_path
     judge_path = resolve_model(cfg.model.judge, "judge") if cfg.reward.prm.enabled else None
+    models_s = time.time() - t0
     start_weights = str(resume_from / "model") if resume_from is not None else policy_path
     tokenizer = AutoTokenizer.from_pretrained(policy_path)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -105,7 +108,7 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
         tracker.warn(f"{n_long} train prompts longer than data.max_prompt_tokens were skipped", step=start_step)
 
     # --- engines -------------------------------------------------------------------------------
-    startup = {"timing/startup_learner": time.time() - t_start}
+    startup = {"timing/startup_models": models_s, "timing/startup_learner": time.time() - t_start - models_s}
     t0 = time.time()
     ray_init()
     startup["timing/startup_ray"] = time.time() - t0
@@ -123,6 +126,7 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
     ahead: Optional[concurrent.futures.Future] = None  # the next step's rollouts, being generated
 
     stream = cfg.reward.prm.enabled and cfg.reward.prm.stream
+    gate = cfg.reward.prm.gate if cfg.reward.prm.enabled else "none"
 
     def spans_of(outs: list) -> list:
         return [step_token_ends(o.response_ids, tokenizer, o.truncated) for o in outs]
@@ -142,8 +146,10 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
         streamer, outs, spans = StreamScorer(prm), [], []
         try:
             for group in rollout.generate_stream(prompts, **kw):
-                sp = spans_of(group)
-                streamer.add([train_rows[idx[o.prompt_index]]["problem"] for o in group], sp)
+                sp, grows = spans_of(group), [train_rows[idx[o.prompt_index]] for o in group]
+                gvr = (verifiable_rewards(grows, [o.text for o in group])
+                       if gate != "none" and cfg.reward.verifiable.enabled else None)
+                streamer.add([r["problem"] for r in grows], sp, judged_mask(gate, gvr, len(group)))
                 outs, spans = outs + group, spans + sp
         finally:
             streamer.close()
@@ -160,7 +166,8 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
             prm = engines.prm(cfg, judge_path)
             startup["timing/startup_prm_engine"] = time.time() - t0
         startup["timing/startup_total"] = time.time() - t_start
-        print("startup: " + ", ".join(f"{k.split('_', 1)[1]} {v:.0f}s" for k, v in startup.items()), flush=True)
+        label = lambda k: "model build/download" if k == "timing/startup_models" else k.split("_", 1)[1]  # noqa: E731
+        print("startup: " + ", ".join(f"{label(k)} {v:.0f}s" for k, v in startup.items()), flush=True)
 
         if start_step == 1 and cfg.trainer.val_before_train:
             t0 = time.perf_counter()
@@ -183,18 +190,20 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
             m["timing/generate"] = time.perf_counter() - t0  # pipelined: the wait for them
             m["timing/generate_engine"], m["pipeline/policy_lag"] = gen_s, float(lag)
 
-            # 2. score: steps, R-PRM step scores (exactly the step texts credit uses), verifiable reward
+            # 2. score: verifiable reward; R-PRM step scores (exactly the step texts credit uses) of the
+            #    responses the gate sends to the judge (reward.prm.gate; the others get the floor)
             t0 = time.perf_counter()
+            vr = verifiable_rewards(rows, [o.text for o in outs]) if cfg.reward.verifiable.enabled else None
+            judged = judged_mask(gate, vr, len(outs))
             scores, prm_m = None, {}
             if streamed is not None:  # scored while the batch generated: wait for the last of it
                 streamer, order = streamed
                 results = streamer.finish()
-                scores, prm_m = prm.assemble(spans, [results[j] for j in order])
+                scores, prm_m = prm.assemble(spans, [results[j] for j in order], judged)
                 m["prm/stream_calls"], m["timing/score_judge"] = float(streamer.calls), streamer.busy_s
             elif prm is not None:
-                scores, prm_m = prm.score_responses([r["problem"] for r in rows], spans)
+                scores, prm_m = prm.score_responses([r["problem"] for r in rows], spans, judged)
             m.update(prm_m)
-            vr = verifiable_rewards(rows, [o.text for o in outs]) if cfg.reward.verifiable.enabled else None
             m["timing/score"] = time.perf_counter() - t0  # streamed: the wait after generation
 
             # 3. credit: one StepBatch -> the recipe's estimator (the same function verl calls) ------

@@ -15,6 +15,9 @@ rollouts, `generate_engine` the engine's time generating them. --stream adds the
 reward.prm.stream=true (each prompt's responses scored as soon as they finish); its `score` is the wait
 after generation, `score_judge` the judge's time, overlapping generation.
 
+Beside the stage table: the judge's work per step of each run with a judge (judge prompts, the distinct ones
+the engine judged, the dedup fraction, responses kept from the judge by reward.prm.gate, critiques, critique
+tokens), and the machine's CPU with the judge engine's dtype (the ratio depends on both).
 Goals printed with the numbers: R-PRM step <= 2x the VR-only step; peak RSS <= 6 GiB.
 """
 
@@ -34,6 +37,10 @@ from pathlib import Path
 from rl_prm.commands import argtypes
 
 STAGES = ["generate", "score", "credit", "update", "sync", "step"]
+# the judge's work per step (rl_prm.metrics.judge_cost_metrics), printed beside the stage table
+JUDGE_WORK = [("judge prompts", "prm/judge_prompts", ".1f"), ("distinct (judged)", "prm/judge_prompts_distinct", ".1f"),
+              ("dedup", "prm/dedup_frac", ".3f"), ("gated responses", "prm/gated_responses", ".1f"),
+              ("critiques", "prm/critiques", ".1f"), ("critique tokens", "prm/critique_tokens", ".0f")]
 EXTRA = ["generate_engine", "wait_next_rollouts", "score_judge"]  # pipelined / streamed runs (printed when a run has them)
 
 
@@ -94,7 +101,26 @@ def run_one(recipe: str, steps: int, out_dir: Path, overrides: tuple[str, ...] =
         vals = [m[f"timing/{s}"] for m in metrics if f"timing/{s}" in m]
         per_stage[s] = statistics.mean(vals[1:] or vals) if vals else float("nan")  # first step warms up
     startup = next((m["timing/startup_total"] for m in metrics if "timing/startup_total" in m), float("nan"))
-    return {"recipe": recipe, "wall_s": wall, "peak_rss_gib": peak[0] / 2**30, "stage_s": per_stage, "startup_s": startup}
+    work = {key: statistics.mean(vals) for _, key, _ in JUDGE_WORK
+            if (vals := [m[key] for m in metrics if key in m])}  # every step: the judge's work needs no warm-up
+    return {"recipe": recipe, "wall_s": wall, "peak_rss_gib": peak[0] / 2**30, "stage_s": per_stage, "startup_s": startup,
+            "judge_work": work}
+
+
+def machine_line(recipe: str, overrides: tuple[str, ...]) -> str:
+    """The CPU and the judge engine's dtype: the ratio depends on both (bfloat16 only where the CPU computes it)."""
+    import platform
+
+    from rl_prm.config import load_recipe
+    from rl_prm.vllm_engine import judge_dtype, native_bf16
+
+    info = Path("/proc/cpuinfo")
+    text = info.read_text() if info.is_file() else ""
+    cpu = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")),
+               platform.processor() or "unknown CPU")
+    prm = load_recipe(recipe, list(overrides)).reward.prm
+    return (f"machine: {cpu}, {os.cpu_count()} cores, native bfloat16 {'yes' if native_bf16() else 'no'}; judge engine "
+            f"dtype {judge_dtype(prm.dtype) or 'the model’s'} (reward.prm.dtype={prm.dtype}), gate {prm.gate}")
 
 
 def main(argv: list[str]) -> int:
@@ -132,6 +158,12 @@ def main(argv: list[str]) -> int:
         print(f"{s:<20}" + "".join(f"{runs[n]['stage_s'][s]:>11.3f}" for n in names) + f"{ratio:>8.2f}")
     for label, key, fmt in (("startup", "startup_s", ".1f"), ("wall", "wall_s", ".1f"), ("peak RSS (GiB)", "peak_rss_gib", ".2f")):
         print(f"{label:<20}" + "".join(f"{runs[n][key]:>11{fmt}}" for n in names))
+    judged = [n for n in names if runs[n]["judge_work"]]
+    if judged:
+        print(f"{'judge work (/step)':<20}" + "".join(f"{n:>11}" for n in judged))
+        for label, key, fmt in JUDGE_WORK:
+            print(f"{label:<20}" + "".join(f"{runs[n]['judge_work'].get(key, float('nan')):>11{fmt}}" for n in judged))
+    print(machine_line(args.recipe, tuple(args.overrides)))
     step_ratio = ours["stage_s"]["step"] / base["stage_s"]["step"]
     print(f"RATIO R-PRM/VR-only step time {step_ratio:.2f} (goal <= 2.00); peak RSS {ours['peak_rss_gib']:.2f} GiB "
           "(goal <= 6)")

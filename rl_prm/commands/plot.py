@@ -5,6 +5,9 @@ merged, a later value wins) and RUN_DIR/warnings.jsonl (drawn as red ticks on th
 and writes one PNG per panel to --out (default RUN_DIR/plots):
 
     reward.png        reward/* (mean bold with a +-std band, components thin), warnings
+    judge_cost.png    the judge's work per step: judge prompts asked and judged (dedup), responses kept
+                      from the judge (reward.prm.gate), critique tokens, prompt tokens computed, seconds,
+                      and per response (rl_prm.metrics.judge_cost_metrics)
     eval.png          eval/* (held-out accuracy)
     process.png       world runs: trace accuracy, answer accuracy, miracle rate of the sampled
                       held-out solutions (eval/trace_accuracy, eval/answer_accuracy, eval/miracle_rate;
@@ -222,6 +225,20 @@ def _reward(hist: History, ctx: dict):
 
 PROCESS_KEYS = ("eval/trace_accuracy", "eval/answer_accuracy", "eval/miracle_rate", "eval/greedy_trace_accuracy",
                 "eval/greedy_miracle_rate")
+
+
+@_panel("judge_cost")
+def _judge_cost(hist: History, ctx: dict):
+    return _grid(hist, f"{ctx['title']}: the judge's work per step (beside the reward)", [
+        ("judge prompts: asked / judged", ["prm/judge_prompts", "prm/judge_prompts_distinct"]),
+        ("shared judge prompts (dedup)", ["prm/dedup_frac"]),
+        ("responses kept from the judge (gate)", ["prm/gated_responses"]),
+        ("critique tokens generated", ["prm/critique_tokens"]),
+        ("judge prompt tokens computed (after prefix cache)", ["prm/prompt_tokens_computed"]),
+        ("seconds", ["timing/score", "prm/judge_seconds"]),
+        ("per response: critique tokens", ["prm/critique_tokens_per_response"]),
+        ("per response: critiques", ["prm/critiques_per_response"]),
+    ]) or "no prm/* judge-work keys"
 
 
 @_panel("eval")

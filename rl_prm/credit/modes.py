@@ -118,6 +118,13 @@ def credit_future_min(r: torch.Tensor, valid: torch.Tensor, *, temperature: floa
     return torch.where(valid, x, torch.zeros_like(x))
 
 
+# Modes whose return at every token up to a response's worst step is that step's reward (future_min
+# exactly, min_form up to its softmin): a response whose answer is wrong may skip the judge and get the
+# floor reward on every step (reward.prm.gate, docs/protocols.md). Sum-form has no such bound.
+credit_min_form.bounded_by_worst_step = True  # type: ignore[attr-defined]
+credit_future_min.bounded_by_worst_step = True  # type: ignore[attr-defined]
+
+
 # --------------------------------------------------------------------------- transforms
 
 

@@ -1,19 +1,24 @@
 """The R-PRM workers of a run: one or more Ray actors (rl_prm.score.worker), scored across.
 
     pool = RPRMPool.from_recipe(cfg, judge_path, num_gpus=0)
-    scores, metrics = pool.score_responses(questions, spans)   # one training score per step (see below)
+    judged = judged_mask(cfg.reward.prm.gate, vr, len(spans))       # rl_prm.score.gate
+    scores, metrics = pool.score_responses(questions, spans, judged)   # one training score per step (see below)
 
-Items are split into contiguous shards, one per worker, scored concurrently. A worker that dies,
-whose engine dies or whose call runs past reward.prm.timeout_s is restarted and the call retried
+Items are split into shards, one per worker, scored concurrently; a question's responses stay in one
+shard, so a judge prompt they share is judged once (rl_prm.score.scorer). A worker that dies, whose
+engine dies or whose call runs past reward.prm.timeout_s is restarted and the call retried
 (rl_prm.score.worker.RPRMClient); a shard whose every try timed out gets the fallback score for
 each of its steps. All of it is counted (prm/worker_restarts, prm/timeouts, prm/steps_fallback)
-and described by `pop_events()`. Quiet sessions give worker i the log file LOGDIR/judge<i>.log.
+and described by `pop_events()`. Responses the gate keeps from the judge get `gated_scores`.
+Quiet sessions give worker i the log file LOGDIR/judge<i>.log.
 """
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
+from rl_prm.metrics import judge_cost_metrics
+from rl_prm.score.gate import gated_scores
 from rl_prm.score.types import ItemScore, ScoreConfig
 
 
@@ -49,36 +54,31 @@ class RPRMPool:
             return self.clients[0].score(items)
         from concurrent.futures import ThreadPoolExecutor
 
-        size = -(-len(items) // len(self.clients))
-        shards = [items[i: i + size] for i in range(0, len(items), size)]
+        shards = [s for s in question_shards([it["question"] for it in items], len(self.clients)) if s]
         with ThreadPoolExecutor(len(shards)) as pool:
-            parts = list(pool.map(lambda cs: cs[0].score(cs[1]), zip(self.clients, shards)))
-        return [r for part in parts for r in part]
+            parts = list(pool.map(lambda cs: cs[0].score([items[j] for j in cs[1]]), zip(self.clients, shards)))
+        out: list[Optional[ItemScore]] = [None] * len(items)
+        for shard, part in zip(shards, parts):
+            for j, r in zip(shard, part):
+                out[j] = r
+        return out  # type: ignore[return-value]
 
-    def score_responses(self, questions: Sequence[str], spans: Sequence[Any]) -> tuple[list[list[float]], dict]:
+    def score_responses(self, questions: Sequence[str], spans: Sequence[Any],
+                        judged: Optional[Sequence[bool]] = None) -> tuple[list[list[float]], dict]:
         """Training scores of every step of every response (`ItemScore.training_scores`: one per step,
-        fallback_score where the judge could not score, counted) and the scorer's prm/* metrics."""
-        return self.assemble(spans, self.score_spans(questions, spans))
+        fallback_score where the judge could not score, counted; `gated_scores` where `judged` is False)
+        and the prm/* metrics."""
+        return self.assemble(spans, self.score_spans(questions, spans, judged), judged)
 
-    def score_spans(self, questions: Sequence[str], spans: Sequence[Any]) -> list[Optional[ItemScore]]:
-        """The judge's ItemScore of each response's steps (None for a response with no steps)."""
-        todo = [b for b, sp in enumerate(spans) if sp.num_steps]
-        results = self.score([{"question": questions[b], "steps": list(spans[b].texts)} for b in todo]) if todo else []
-        out: list[Optional[ItemScore]] = [None] * len(spans)
-        for b, res in zip(todo, results):
-            out[b] = res
-        return out
+    def score_spans(self, questions: Sequence[str], spans: Sequence[Any],
+                    judged: Optional[Sequence[bool]] = None) -> list[Optional[ItemScore]]:
+        """The judge's ItemScore of each response's steps (None for a response with no steps or not judged)."""
+        return score_spans(self.score, questions, spans, judged)
 
-    def assemble(self, spans: Sequence[Any], results: Sequence[Optional[ItemScore]]) -> tuple[list[list[float]], dict]:
+    def assemble(self, spans: Sequence[Any], results: Sequence[Optional[ItemScore]],
+                 judged: Optional[Sequence[bool]] = None) -> tuple[list[list[float]], dict]:
         """`score_responses`' (scores, metrics) from `score_spans`' results (one per response, in order)."""
-        scores: list[list[float]] = [[] for _ in spans]
-        n_fallback = 0
-        for b, res in enumerate(results):
-            if res is not None:
-                scores[b], n = res.training_scores(spans[b].num_steps, self.config.fallback_score)
-                n_fallback += n
-        m = scorer_metrics([r for r in results if r is not None])
-        m["prm/steps_fallback"] = float(n_fallback)
+        scores, m = assemble(spans, results, judged, self.config.fallback_score)
         m["prm/worker_retries"] = float(self.retries)
         m["prm/worker_restarts"] = float(sum(c.restarts for c in self.clients))
         m["prm/timeouts"] = float(sum(c.timeouts for c in self.clients))
@@ -108,19 +108,64 @@ class RPRMPool:
                 pass
 
 
+def question_shards(questions: Sequence[str], n: int) -> list[list[int]]:
+    """Item indices in `n` shards: a question's items together (they share judge prompts), the shards'
+    sizes as even as whole questions allow, each shard in item order."""
+    groups: dict[str, list[int]] = {}
+    for j, q in enumerate(questions):
+        groups.setdefault(q, []).append(j)
+    shards: list[list[int]] = [[] for _ in range(n)]
+    for g in sorted(groups.values(), key=len, reverse=True):
+        min(shards, key=len).extend(g)
+    return [sorted(s) for s in shards]
+
+
+def score_spans(score: Callable[[list[dict]], list[ItemScore]], questions: Sequence[str], spans: Sequence[Any],
+                judged: Optional[Sequence[bool]] = None) -> list[Optional[ItemScore]]:
+    """`score` (a scorer's `score(items)`) of each response's steps; None for a response with no steps
+    or not judged."""
+    todo = [b for b, sp in enumerate(spans) if sp.num_steps and (judged is None or judged[b])]
+    results = score([{"question": questions[b], "steps": list(spans[b].texts)} for b in todo]) if todo else []
+    out: list[Optional[ItemScore]] = [None] * len(spans)
+    for b, res in zip(todo, results):
+        out[b] = res
+    return out
+
+
+def assemble(spans: Sequence[Any], results: Sequence[Optional[ItemScore]], judged: Optional[Sequence[bool]],
+             fallback: float) -> tuple[list[list[float]], dict]:
+    """(training scores per response, prm/* metrics) from the judge's results (None: no steps, or not
+    judged where `judged` says False: then `gated_scores`). Every scorer of the local backend ends here."""
+    scores: list[list[float]] = [[] for _ in spans]
+    rows: list[dict] = []
+    n_fallback = 0
+    for b, res in enumerate(results):
+        if judged is not None and not judged[b]:
+            scores[b] = gated_scores(spans[b].num_steps)
+            rows.append({"judge_gated": 1.0})
+        elif res is not None:
+            scores[b], n = res.training_scores(spans[b].num_steps, fallback)
+            n_fallback += n
+            rows.append(res.judge_cost())
+        else:
+            rows.append({})
+    m = scorer_metrics([r for r in results if r is not None])
+    m.update(judge_cost_metrics(rows))
+    m["prm/steps_fallback"] = float(n_fallback)
+    return scores, m
+
+
 def scorer_metrics(results: Sequence[ItemScore]) -> dict[str, float]:
-    """Scorer cost and health: tokens, latency, verdict-parse fallbacks, failures, statuses."""
+    """Scorer speed and health: tokens per second, verdict-parse fallbacks, failures, statuses (the judge's
+    work itself: rl_prm.metrics.judge_cost_metrics)."""
     if not results:
         return {}
-    steps = [s for r in results for s in r.steps]
+    steps = [s for r in results for s in r.steps if not s.shared]
     gen = sum(r.generated_tokens for r in results)
     secs = sum(r.seconds for r in results)
     out = {
-        "prm/generated_tokens": float(gen),
         "prm/prompt_tokens": float(sum(r.prompt_tokens for r in results)),
-        "prm/seconds": float(secs),
         "prm/tokens_per_s": gen / secs if secs > 0 else 0.0,
-        "prm/critiques": float(sum(s.n_samples for s in steps)),
         "prm/verdict_fallbacks": float(sum(s.n_fallback for s in steps)),
         "prm/verdict_failures": float(sum(s.n_failed for s in steps)),
         "prm/steps_all_failed": float(sum(s.flag == "all_failed" for s in steps)),

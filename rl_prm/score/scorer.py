@@ -23,7 +23,9 @@ route, or in single-pass mode a second pass, when
 A sample whose every route failed has no P(Yes); a step whose every sample failed gets
 `fallback_score` and flag "all_failed".
 
-Work saved without changing verdicts: steps are ordered so successive steps of an item share
+Work saved without changing verdicts: a judge prompt that two responses share (same question, same
+steps up to the judged one) is judged once and its StepScore given to both (rl_prm.score.memo: within a
+call, or across calls with a shared `JudgeMemo`); steps are ordered so successive steps of an item share
 their prompt prefix (prefix caching in the engine); generation stops at the verdict. Optional,
 changing what is computed: early rejection (`early_reject_threshold`: steps scored in order;
 after a step scored below it, later steps get score None, flag "not_scored") and adaptive K
@@ -39,12 +41,14 @@ min/future-min credit unchanged and keeps sum credit pessimistic; unscorable ste
 
 from __future__ import annotations
 
+import copy
 import time
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
 from rl_prm.score.engines import GenParams, JudgeEngine, Sample, p_yes
+from rl_prm.score.memo import JudgeMemo, unit_key
 from rl_prm.score.prompt import NO, VERDICT_QUESTION, YES, judge_prompt
 from rl_prm.score.schedule import Flow, Gen, Next, run
 from rl_prm.score.types import ItemScore, ScoreConfig, StepScore
@@ -98,9 +102,12 @@ class _Pending:
 class RPRMScorer:
     """Scores solution steps with an R-PRM judge through a `JudgeEngine`."""
 
-    def __init__(self, engine: JudgeEngine, config: ScoreConfig = ScoreConfig()):
+    def __init__(self, engine: JudgeEngine, config: ScoreConfig = ScoreConfig(), memo: JudgeMemo | None = None):
+        """memo: verdicts shared across `score` calls (e.g. verl's per-response calls); None = each call
+        shares the verdicts of its own duplicate judge prompts only."""
         self.engine = engine
         self.config = config
+        self.memo = memo
         self.tokenizer = engine.tokenizer
         self.yes_id, self.no_id = engine.yes_id, engine.no_id
 
@@ -120,7 +127,8 @@ class RPRMScorer:
     # -- public ---------------------------------------------------------------------------------
 
     def score(self, items: Sequence[Mapping]) -> list[ItemScore]:
-        """Score every step of every item. One bad item never fails the batch: it gets a status."""
+        """Score every step of every item. One bad item never fails the batch: it gets a status.
+        A judge prompt already judged (or being judged) for another item is judged once (module doc)."""
         t0 = time.perf_counter()
         results: list[ItemScore] = []
         units: list[list[_Unit]] = []
@@ -128,12 +136,39 @@ class RPRMScorer:
             res, us = self._prepare(item)
             results.append(res)
             units.append(us)
+        memo = self.memo if self.memo is not None else JudgeMemo()
+        tag = repr(sorted((k, v) for k, v in asdict(self.config).items() if k != "seed"))
+        own: list[list[_Unit]] = []  # per item, the steps this call judges
+        claimed, waits = [], []  # (item, unit, key, future) this call resolves; (item, unit, future) it reads
+        for i, us in enumerate(units):
+            own.append([])
+            for u in us:
+                key = unit_key(u.prompt_text, u.seed, tag)
+                mine, fut = memo.claim(key)
+                if mine:
+                    own[i].append(u)
+                    claimed.append((i, u, key, fut))
+                else:
+                    waits.append((i, u, fut))
         stats = {i: [0, 0, 0] for i in range(len(items))}  # generated, prompt, cached
-        flows = {i: self._item_flow(us, results[i], stats[i]) for i, us in enumerate(units) if us}
-        run(self.engine, flows, self._params(), lambda i, e: self._fail(results[i], e))
+        flows = {i: self._item_flow(units[i], results[i], stats[i], {u.step for u in us})
+                 for i, us in enumerate(own) if us}
+        try:
+            run(self.engine, flows, self._params(), lambda i, e: self._fail(results[i], e))
+        finally:  # before waiting on others: a call never waits while holding steps others wait for
+            for i, u, key, fut in claimed:
+                memo.resolve(key, fut, results[i].steps[u.step])
+        for i, u, fut in waits:
+            st = copy.deepcopy(fut.result())
+            st.shared = True
+            results[i].steps[u.step] = st
+        if waits and self.config.early_reject_threshold is not None:
+            for i in {i for i, _, _ in waits}:
+                _reject_after_first_low(results[i], self.config.early_reject_threshold)
         dt = time.perf_counter() - t0
         for i, r in enumerate(results):
             r.generated_tokens, r.prompt_tokens, r.cached_prompt_tokens = stats[i]
+            r.judged_steps, r.shared_steps = len(own[i]), len(units[i]) - len(own[i])
             r.seconds = dt / max(1, len(results))
         return results
 
@@ -201,20 +236,21 @@ class RPRMScorer:
         return GenParams(c.temperature, c.top_p, c.max_critique_tokens, verdicts if c.stop_at_verdict else [],
                          logprobs=c.single_pass)
 
-    def _item_flow(self, units: list[_Unit], res: ItemScore, stats: list[int]) -> Flow:
-        """The engine work for one item (rl_prm.score.schedule): every step at once, or with early
-        rejection in order, 1 + early_reject_lookahead steps at a time, until one scores below the
-        threshold (the steps after it are flagged not_scored, also those already scored ahead)."""
+    def _item_flow(self, units: list[_Unit], res: ItemScore, stats: list[int], own: set[int]) -> Flow:
+        """The engine work for one item (rl_prm.score.schedule): its steps in `own` (the others are judged
+        for another item) every one at once, or with early rejection in order, 1 + early_reject_lookahead
+        steps at a time, until one scores below the threshold (the steps after it are flagged not_scored,
+        also those already scored ahead)."""
         thr = self.config.early_reject_threshold
         if thr is None:
-            yield from self._score_units(units, res, stats)
+            yield from self._score_units([u for u in units if u.step in own], res, stats)
             return
         width = 1 + self.config.early_reject_lookahead
         for d in range(0, len(units), width):
-            yield from self._score_units(units[d:d + width], res, stats)
+            yield from self._score_units([u for u in units[d:d + width] if u.step in own], res, stats)
             for j, u in enumerate(units[d:d + width], start=d):
                 st = res.steps[u.step]
-                if st.score is not None and st.score < thr:
+                if u.step in own and st.score is not None and st.score < thr:
                     for v in units[j + 1:]:
                         res.steps[v.step] = StepScore(None, [], 0, 0, "not_scored", [])
                     return
@@ -298,6 +334,17 @@ class RPRMScorer:
         if ref_ids is None:
             ref_ids = tok.encode(u.prompt_text + prefix, add_special_tokens=False)
         return None, _Pending(u, ref_ids, False)
+
+
+def _reject_after_first_low(res: ItemScore, threshold: float) -> None:
+    """Early rejection on an item some of whose steps came from the memo: every step after the first one
+    scored below `threshold` is not scored (what the item's own in-order flow would have left)."""
+    low = False
+    for j, st in enumerate(res.steps):
+        if low and st.flag != "too_long":
+            res.steps[j] = StepScore(None, [], 0, 0, "not_scored", [])
+        elif st.score is not None and st.flag is None and st.score < threshold:
+            low = True
 
 
 def _boundary(tok: Any, ids: Sequence[int], prefix: str) -> int | None:

@@ -24,7 +24,7 @@ class StreamScorer:
         self.pool = pool
         self.calls = 0  # judge calls made
         self.busy_s = 0.0  # seconds the judge calls took
-        self._queue: list[tuple[Sequence[str], Sequence[Any]]] = []
+        self._queue: list[tuple[Sequence[str], Sequence[Any], list[bool]]] = []
         self._results: list[Optional[Any]] = []
         self._closed = False
         self._error: Optional[BaseException] = None
@@ -32,12 +32,13 @@ class StreamScorer:
         self._thread = threading.Thread(target=self._run, name="stream-scorer", daemon=True)
         self._thread.start()
 
-    def add(self, questions: Sequence[str], spans: Sequence[Any]) -> None:
-        """Queue responses (their questions and step spans) for scoring."""
+    def add(self, questions: Sequence[str], spans: Sequence[Any], judged: Optional[Sequence[bool]] = None) -> None:
+        """Queue responses (their questions and step spans; `judged` False: kept from the judge, result None)."""
         with self._cv:
             if self._closed:
                 raise RuntimeError("StreamScorer.add after finish")
-            self._queue.append((list(questions), list(spans)))
+            self._queue.append((list(questions), list(spans),
+                                [True] * len(spans) if judged is None else list(judged)))
             self._cv.notify()
 
     def close(self) -> None:
@@ -63,11 +64,12 @@ class StreamScorer:
                 if not self._queue:
                     return
                 batch, self._queue = self._queue, []
-            questions = [q for qs, _ in batch for q in qs]
-            spans = [sp for _, sps in batch for sp in sps]
+            questions = [q for qs, _, _ in batch for q in qs]
+            spans = [sp for _, sps, _ in batch for sp in sps]
+            judged = [j for _, _, js in batch for j in js]
             t0 = time.perf_counter()
             try:
-                results = self.pool.score_spans(questions, spans)
+                results = self.pool.score_spans(questions, spans, judged)
             except BaseException as e:  # noqa: BLE001 - re-raised by finish() in the caller's thread
                 self._error = e
                 return

@@ -82,6 +82,7 @@ class StepScore:
     critiques: list[str]
     n_second_pass: int = 0  # samples scored by a second one-token pass (incl. the fallbacks)
     n_failed: int = 0  # samples with no P(Yes) at all
+    shared: bool = False  # the verdict of the same judge prompt judged for another response (rl_prm.score.memo)
 
 
 @dataclass
@@ -93,6 +94,8 @@ class ItemScore:
     prompt_tokens: int  # judge prompt tokens processed (incl. second passes), before prefix caching
     seconds: float  # this item's share of its batch's wall time
     cached_prompt_tokens: int = 0  # of prompt_tokens, served from the engine's prefix cache (when reported)
+    judged_steps: int = 0  # steps whose judge prompt this call sent to the engine
+    shared_steps: int = 0  # steps whose judge prompt was already judged (or being judged) for another response
 
     @property
     def step_scores(self) -> list[float | None]:
@@ -119,6 +122,16 @@ class ItemScore:
                 out.append(s.score)
                 last = s.score if s.score is not None else last
         return out
+
+    def judge_cost(self) -> dict[str, float]:
+        """This response's judge work, the row both backends sum per step (rl_prm.metrics.judge_cost_metrics);
+        a judge prompt shared with another response is counted once, for the response that judged it."""
+        return {"judge_prompts": float(self.judged_steps + self.shared_steps),
+                "judge_prompts_distinct": float(self.judged_steps),
+                "judge_critiques": float(sum(s.n_samples for s in self.steps if not s.shared)),
+                "judge_critique_tokens": float(self.generated_tokens),
+                "judge_prompt_tokens": float(self.prompt_tokens - self.cached_prompt_tokens),
+                "judge_seconds": float(self.seconds), "judge_gated": 0.0}
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -43,6 +43,9 @@ from typing import Any, Optional, Protocol, Sequence
 import torch
 
 from rl_prm.credit import CreditConfig, StepBatch
+from rl_prm.metrics import no_judge_cost
+from rl_prm.score.gate import GATES, gated_scores, judged_mask
+from rl_prm.score.memo import JudgeMemo
 from rl_prm.score.types import ScoringOptions
 from rl_prm.steps import StepSpans, step_token_ends
 from rl_prm.world.process import reward_extra_flags
@@ -71,6 +74,7 @@ class RewardManagerOptions:
     output: str
     credit: CreditConfig
     outcome_coef: float
+    gate: str = "none"  # reward.prm.gate (rl_prm.score.gate)
 
     @classmethod
     def from_recipe(cls, cfg: Any) -> "RewardManagerOptions":
@@ -83,7 +87,8 @@ class RewardManagerOptions:
             prm = ScoringOptions(**{f.name: p[f.name] for f in dataclasses.fields(ScoringOptions)})
         credit = CreditConfig(**OmegaConf.to_container(cfg.reward.credit, resolve=True))
         return cls(prm, int(cfg.run.seed), float(cfg.reward.prm.timeout_s), bool(cfg.reward.verifiable.enabled),
-                   "token_rewards" if est == "gae" else "encoded", credit, float(cfg.reward.verifiable.coef))
+                   "token_rewards" if est == "gae" else "encoded", credit, float(cfg.reward.verifiable.coef),
+                   str(cfg.reward.prm.gate) if prm is not None else "none")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -114,9 +119,11 @@ class RewardManagerOptions:
 
         opts = cls(sub(ScoringOptions, d["prm"]) if d["prm"] is not None else None, int(d["seed"]),
                    float(d["timeout_s"]), bool(d["verifiable"]), str(d["output"]), sub(CreditConfig, d["credit"]),
-                   float(d["outcome_coef"]))
+                   float(d["outcome_coef"]), str(d["gate"]))
         if opts.output not in OUTPUTS:
             raise ValueError(f"reward.rprm.output must be one of {OUTPUTS}, got {opts.output!r}")
+        if opts.gate not in GATES:
+            raise ValueError(f"reward.rprm.gate must be one of {GATES.names()}, got {opts.gate!r}")
         return opts
 
 
@@ -208,6 +215,8 @@ class RouterStepScorer:
 
     The rl_prm scorer (`rl_prm.score.scorer.RPRMScorer`, with the recipe's reward.prm knobs) over
     `HTTPJudgeEngine` pointed at the router, which load-balances `/v1/completions` over the replicas.
+    Its calls (one per response, from concurrent threads) share one `JudgeMemo`: a judge prompt already
+    judged, or being judged, for another response of this process is not judged again.
     """
 
     def __init__(self, router_address: str, tokenizer: Any, opts: RewardManagerOptions):
@@ -216,7 +225,7 @@ class RouterStepScorer:
 
         url = router_address if router_address.startswith("http") else f"http://{router_address}"
         self.engine = HTTPJudgeEngine(url, tokenizer, timeout=opts.timeout_s)
-        self.scorer = RPRMScorer(self.engine, ScoreConfig.from_options(opts.prm, seed=opts.seed))
+        self.scorer = RPRMScorer(self.engine, ScoreConfig.from_options(opts.prm, seed=opts.seed), memo=JudgeMemo())
 
     def __call__(self, question: str, steps: list[str]) -> tuple[list[float], dict[str, float]]:
         return score_with(self.scorer, question, steps)
@@ -226,16 +235,18 @@ def score_with(scorer: Any, question: str, steps: list[str]) -> tuple[list[float
     """Score one solution with an `RPRMScorer` -> (one training score per step, counts).
 
     The same rule as the local backend (`ItemScore.training_scores`): early-rejected steps get the
-    rejecting step's score, unscorable steps `fallback_score` (counted in prm_fallbacks).
+    rejecting step's score, unscorable steps `fallback_score` (counted in prm_fallbacks). The counts
+    include the response's judge work (`ItemScore.judge_cost`), which the verl trainer sums per step.
     """
     if not steps:
-        return [], {"prm_fallbacks": 0.0, "prm_failed_critiques": 0.0}
+        return [], {"prm_fallbacks": 0.0, "prm_failed_critiques": 0.0, **no_judge_cost(False)}
     item = scorer.score([{"question": question, "steps": steps}])[0]
     if item.status != "ok":
         logger.warning("rprm: judge could not score a response (%s: %s)", item.status, item.error)
     scores, n_fallback = item.training_scores(len(steps), scorer.config.fallback_score)
     return scores, {"prm_fallbacks": float(n_fallback),
-                    "prm_failed_critiques": float(sum(int(st.n_failed) for st in item.steps))}
+                    "prm_failed_critiques": float(sum(int(st.n_failed) for st in item.steps if not st.shared)),
+                    **item.judge_cost()}
 
 
 # ------------------------------------------------------------------------------------ verl manager
@@ -299,7 +310,10 @@ if RewardManagerBase is not None:
             counts: dict[str, float] = {}
             if self.opts.prm is not None:
                 scores = []
-                if spans.num_steps:
+                counts = {"prm_fallbacks": 0.0, "prm_failed_critiques": 0.0, **no_judge_cost(False)}
+                if not judged_mask(self.opts.gate, [outcome], 1)[0]:  # reward.prm.gate: a wrong answer
+                    scores, counts["judge_gated"] = gated_scores(spans.num_steps), 1.0
+                elif spans.num_steps:
                     question = question_of(nt)
                     scorer = self.step_scorer
                     if getattr(scorer, "thread_safe", True):

@@ -1,7 +1,9 @@
 """verl v1 trainer `rprm_sync`: verl's synchronous PPO trainer that also logs the rprm reward
 manager's per-response values (step-score mean/min/last, steps per response, accuracy, judge
 fallbacks, ...) as training metrics `rprm/<name>` (mean over the step's responses; num_steps also
-min/max).
+min/max), and the judge's work of the step as the local backend's `prm/*` keys
+(rl_prm.metrics.judge_cost_metrics: judge prompts, distinct ones, dedup_frac, gated responses,
+critiques, critique tokens, prompt tokens computed, judge seconds).
 
 Why: verl 0.9.1's v1 trainer keeps each response's `reward_extra_info` (in the TransferQueue field
 `extra_fields`) but logs it only for validation; its training metrics show the rm_scores sum
@@ -18,13 +20,17 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
+from rl_prm.metrics import judge_cost_metrics
+
 TRAINER_MODE = "rprm_sync"
 PREFIX = "rprm/"
 MINMAX = ("num_steps",)
 
 
 def reward_extra_metrics(infos: Iterable[Any]) -> dict[str, float]:
-    """`rprm/<key>` = mean of the finite values of each reward_extra_info key (dicts; others skipped)."""
+    """`rprm/<key>` = mean of the finite values of each reward_extra_info key (dicts; others skipped),
+    and the judge's work of the step (rl_prm.metrics.judge_cost_metrics: prm/*, as the local backend)."""
+    infos = list(infos)
     values: dict[str, list[float]] = {}
     for info in infos:
         if not isinstance(info, dict):
@@ -37,6 +43,8 @@ def reward_extra_metrics(infos: Iterable[Any]) -> dict[str, float]:
             if math.isfinite(x):
                 values.setdefault(str(k), []).append(x)
     out: dict[str, float] = {}
+    if "judge_prompts" in values:  # the judge's work per step: the local backend's prm/* keys and values
+        out.update(judge_cost_metrics(info for info in infos if isinstance(info, dict)))
     for k, xs in sorted(values.items()):
         out[f"{PREFIX}{k}"] = sum(xs) / len(xs)
         if k in MINMAX:

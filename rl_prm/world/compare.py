@@ -1,6 +1,6 @@
-"""The miniature world's RL comparison: PURE-style RLOO with R-PRM min-form credit, against the
-oracle judge (the world's checker), verifiable-reward-only and R-PRM sum-form, same seeds, data and
-budget, on the one-node backend.
+"""The miniature world's RL comparison: PURE-style RLOO with R-PRM min-form credit, against the same
+with answer-gated judging (reward.prm.gate), the oracle judge (the world's checker),
+verifiable-reward-only and R-PRM sum-form, same seeds, data and budget, on the one-node backend.
 
     from rl_prm.world.compare import ARMS, run_arms, summarize
     runs = run_arms("recipes/tiny_cpu.yaml", out_dir, seeds=(0, 1, 2), steps=10)   # {(arm, seed): run dir}
@@ -25,19 +25,24 @@ from typing import Iterable, Optional
 # (the same estimator and options with the process reward removed: recipes/tiny_cpu_vr_only.yaml)
 VR_ONLY = "vr_only"
 ARMS: dict[str, list[str]] = {
-    "min_form": ["reward.prm.enabled=true", "reward.credit.mode=min_form"],
-    "oracle": ["reward.prm.enabled=true", "reward.credit.mode=min_form", "model.judge=oracle"],
+    "min_form": ["reward.prm.enabled=true", "reward.credit.mode=min_form", "reward.prm.gate=none"],
+    "gated": ["reward.prm.enabled=true", "reward.credit.mode=min_form", "reward.prm.gate=answer_correct"],
+    "oracle": ["reward.prm.enabled=true", "reward.credit.mode=min_form", "model.judge=oracle", "reward.prm.gate=none"],
     VR_ONLY: [],
-    "sum": ["reward.prm.enabled=true", "reward.credit.mode=sum"],
+    "sum": ["reward.prm.enabled=true", "reward.credit.mode=sum", "reward.prm.gate=none"],
 }
-JUDGE_ARMS = ("min_form", "sum")  # the arms that score with the world's R-PRM judge
+JUDGE_ARMS = ("min_form", "gated", "sum")  # the arms that score with the world's R-PRM judge
 VR_RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "tiny_cpu_vr_only.yaml"
-ARM_LABELS = {"min_form": "R-PRM min-form + VR", "oracle": "oracle PRM min-form + VR", "vr_only": "VR only",
-              "sum": "R-PRM sum-form + VR"}
+ARM_LABELS = {"min_form": "R-PRM min-form + VR", "gated": "R-PRM min-form + VR, answer-gated",
+              "oracle": "oracle PRM min-form + VR", "vr_only": "VR only", "sum": "R-PRM sum-form + VR"}
 # eval keys summarized per arm (curves over steps; last-eval numbers with their spread over seeds)
 EVAL_KEYS = ("eval/trace_accuracy", "eval/answer_accuracy", "eval/miracle_rate", "eval/accuracy",
              "eval/sampled_accuracy", "eval/greedy_trace_accuracy", "eval/greedy_miracle_rate")
-CURVE_KEYS = EVAL_KEYS + ("eval/steps_per_response", "hack/steps_per_response", "reward/vr_mean", "timing/step")
+# the judge's work per training step (rl_prm.metrics.judge_cost_metrics), averaged over steps and seeds per arm
+JUDGE_WORK_KEYS = ("prm/judge_prompts", "prm/judge_prompts_distinct", "prm/dedup_frac", "prm/gated_responses",
+                   "prm/critiques", "prm/critique_tokens", "prm/prompt_tokens_computed", "timing/score")
+CURVE_KEYS = EVAL_KEYS + ("eval/steps_per_response", "hack/steps_per_response", "reward/vr_mean",
+                          "timing/step") + JUDGE_WORK_KEYS
 
 
 def arm_recipe(arm: str, recipe: str | Path, vr_recipe: str | Path = VR_RECIPE) -> tuple[Path, list[str]]:
@@ -122,6 +127,8 @@ def summarize(runs: dict[tuple[str, int], Path]) -> dict:
                                "gain_max": max(gains) if gains else None}
         steps = a["curves"].get("timing/step", {})
         a["train_s"] = sum(v for per in steps.values() for v in per.values()) / max(1, len(a["seeds"]))
+        a["judge_work"] = {key: _mean(v for per in a["curves"][key].values() for v in per.values())
+                           for key in JUDGE_WORK_KEYS if a["curves"].get(key)}
     return arms
 
 

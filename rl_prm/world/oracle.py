@@ -14,7 +14,7 @@ status "bad_input" (its steps then get the recipe's fallback_score, counted).
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 from rl_prm.score.types import ItemScore, StepScore
 
@@ -47,23 +47,15 @@ class OracleScorer:
                 out.append(ItemScore("bad_input", [], f"oracle judge: {e}", 0, 0, 0.0))
                 continue
             out.append(ItemScore("ok", [StepScore(float(v), [float(v)], 1, 0, None, []) for v in verdicts], None, 0, 0,
-                                 time.perf_counter() - t0))
+                                 time.perf_counter() - t0, judged_steps=len(steps)))
         return out
 
-    def score_responses(self, questions: Sequence[str], spans: Sequence[Any]) -> tuple[list[list[float]], dict]:
-        """One training score per step of every response (`ItemScore.training_scores`) and prm/* metrics."""
-        from rl_prm.score.pool import scorer_metrics
+    def score_responses(self, questions: Sequence[str], spans: Sequence[Any],
+                        judged: Optional[Sequence[bool]] = None) -> tuple[list[list[float]], dict]:
+        """One training score per step of every response and the prm/* metrics, as RPRMPool's."""
+        from rl_prm.score.pool import assemble, score_spans
 
-        todo = [b for b, sp in enumerate(spans) if sp.num_steps]
-        results = self.score([{"question": questions[b], "steps": list(spans[b].texts)} for b in todo])
-        scores: list[list[float]] = [[] for _ in spans]
-        n_fallback = 0
-        for b, res in zip(todo, results):
-            scores[b], n = res.training_scores(spans[b].num_steps, self.fallback_score)
-            n_fallback += n
-        m = scorer_metrics(results)
-        m["prm/steps_fallback"] = float(n_fallback)
-        return scores, m
+        return assemble(spans, score_spans(self.score, questions, spans, judged), judged, self.fallback_score)
 
     def pop_events(self) -> list[str]:
         """Faults since the last call, as RPRMPool: none (no engine, no actor)."""

@@ -9,7 +9,8 @@ report.json:
      "start": {"trace_accuracy", "answer_accuracy", "miracle_rate", "greedy_accuracy"},   (step-0 eval, mean over seeds)
      "arms": {arm: {"seeds": [...], "step": S, "trace_accuracy": [per seed, last eval], "answer_accuracy": [...],
                     "miracle_rate": [...], "greedy_accuracy": [...]}},
-     "comparisons": {...the verdicts as numbers...}, "timing_s": {...}}
+     "comparisons": {...the verdicts as numbers...}, "judge_work": {arm: {prm/* key: mean per step}},
+     "timing_s": {...}}
 """
 
 from __future__ import annotations
@@ -144,12 +145,20 @@ def comparisons(arms: dict) -> tuple[list[str], dict]:
     def have(arm: str, key: str) -> bool:
         return bool(nums.get(arm, {}).get(key))
 
-    for arm in ("min_form", "oracle", "sum"):
+    for arm, base in (("min_form", "vr_only"), ("gated", "vr_only"), ("oracle", "vr_only"), ("sum", "vr_only"),
+                      ("gated", "min_form")):
         for key, hib in (("trace_accuracy", True), ("answer_accuracy", True), ("miracle_rate", False)):
-            if have(arm, key) and have("vr_only", key):
-                t, d = compare(nums[arm][key], nums["vr_only"][key], ARM_LABELS[arm], ARM_LABELS["vr_only"], NAMES[key], hib)
+            if have(arm, key) and have(base, key):
+                t, d = compare(nums[arm][key], nums[base][key], ARM_LABELS[arm], ARM_LABELS[base], NAMES[key], hib)
                 lines.append(t)
-                data[f"{arm}_vs_vr_only/{key}"] = d
+                data[f"{arm}_vs_{base}/{key}"] = d
+    work = {arm: a.get("judge_work", {}) for arm, a in arms.items()}
+    tokens = {arm: w["prm/critique_tokens"] for arm, w in work.items() if w.get("prm/critique_tokens")}
+    if "gated" in tokens and "min_form" in tokens:
+        ratio = tokens["gated"] / tokens["min_form"]
+        lines.append(f"{ARM_LABELS['gated']} generates {ratio:.2f}x the critique tokens per step of "
+                     f"{ARM_LABELS['min_form']} ({tokens['gated']:.0f} vs {tokens['min_form']:.0f}).")
+        data["gated_vs_min_form/critique_tokens_ratio"] = ratio
     if have("min_form", "answer_accuracy") and have("vr_only", "answer_accuracy"):
         d = _mean(nums["min_form"]["answer_accuracy"]) - _mean(nums["vr_only"]["answer_accuracy"])
         ok = d >= -ANSWER_MARGIN - 1e-9
@@ -186,6 +195,7 @@ def report_json(results: dict) -> dict:
         out["start"] = start_numbers(rl["arms"])
         out["arms"] = arm_numbers(rl["arms"])
         out["comparisons"] = comparisons(rl["arms"])[1]
+        out["judge_work"] = {arm: a["judge_work"] for arm, a in rl["arms"].items() if a.get("judge_work")}
     return out
 
 
@@ -219,7 +229,7 @@ def report_md(results: dict) -> str:
              f"{pct(pb.get('greedy_acc'))}%, sampled T=1 {pct(pb.get('sampled_acc'))}% (trace "
              f"{pct(pb.get('sampled_trace_accuracy'))}%, miracles {pct(pb.get('sampled_miracle_rate'))}%)"]
     if jb is None:
-        lines.append("- judge: not built (no arm of this run scores with it, and its evaluation was skipped)")
+        lines.append("- judge: not used (no arm of this run scores with it, and its evaluation was skipped)")
     else:
         lines.append(judge_line(jb))
     j = results.get("judge", {}).get("processbench")
@@ -265,6 +275,16 @@ def report_md(results: dict) -> str:
             lines.append(f"- {ARM_LABELS.get(arm, arm)}: " + "; ".join(
                 f"s{s}: trace {pct(t)}, answer {pct(a)}, miracle {pct(m)}, greedy {pct(g)}" for s, t, a, m, g in
                 zip(row["seeds"], *(row.get(k, [None] * len(row["seeds"])) for k in METRICS))))
+        work = {arm: a["judge_work"] for arm, a in arms.items() if a.get("judge_work", {}).get("prm/judge_prompts")}
+        if work:
+            lines += ["", "The judge's work per training step (mean over steps and seeds; prm/* metrics):", "",
+                      "| arm | judge prompts | distinct (judged) | dedup | gated responses | critiques | critique tokens "
+                      "| score s/step |", "|---|---|---|---|---|---|---|---|"]
+            for arm, w in work.items():
+                lines.append(f"| {ARM_LABELS.get(arm, arm)} | {w.get('prm/judge_prompts', 0):.1f} | "
+                             f"{w.get('prm/judge_prompts_distinct', 0):.1f} | {100 * w.get('prm/dedup_frac', 0):.1f}% | "
+                             f"{w.get('prm/gated_responses', 0):.1f} | {w.get('prm/critiques', 0):.1f} | "
+                             f"{w.get('prm/critique_tokens', 0):.0f} | {w.get('timing/score', 0):.2f} |")
         lines += ["", "### What the numbers say", ""] + [f"- {t}" for t in comparisons(arms)[0]]
         lines += ["", "![process metrics vs step](process_vs_step.png)", ""]
         for arm, a in arms.items():
