@@ -198,7 +198,7 @@ def test_ray_job_submit_runs_verls_trainer_on_cpu_and_fails_cleanly_on_a_bad_key
     out = tmp_path / "runs"  # absolute: the job runs in its own copy of the working dir
     t0 = time.time()
     status, logs = _submit(ray_head, ["recipes/tiny_cpu_verl.yaml", "model.policy=tiny", "model.judge=tiny",
-                                      "trainer.total_steps=2", "trainer.save_every=2", "data.train_limit=64",
+                                      "reward.prm.gate=none", "trainer.total_steps=2", "trainer.save_every=2", "data.train_limit=64",
                                       "data.test_limit=8", "run.name=ci", f"run.output_dir={out}"], timeout_s=1000)
     run = out / "ci"
     log = (run / "verl.log").read_text() if (run / "verl.log").exists() else ""

@@ -24,6 +24,11 @@ def test_arms_are_the_recipe_with_only_the_reward_changed():
     assert cfgs["oracle"].model.judge == "oracle" and cfgs["oracle"].reward.credit.mode == "min_form"
     assert cfgs["oracle"].reward.prm == cfgs["min_form"].reward.prm  # the same step-score settings, another judge
     assert cfgs["sum"].reward.prm.enabled and cfgs["sum"].reward.credit.mode == "sum"
+    # the answer-gated arm differs from min-form only in which responses reach the judge
+    assert cfgs["gated"].reward.prm.gate == "answer_correct" and cfgs["min_form"].reward.prm.gate == "none"
+    assert {k: v for k, v in cfgs["gated"].reward.prm.items() if k != "gate"} == \
+        {k: v for k, v in cfgs["min_form"].reward.prm.items() if k != "gate"}
+    assert cfgs["gated"].reward.credit == cfgs["min_form"].reward.credit
     assert not cfgs["vr_only"].reward.prm.enabled and cfgs["vr_only"].reward.verifiable.enabled
     for arm, cfg in cfgs.items():
         for key in ("data", "rollout", "algorithm", "optim", "trainer"):

@@ -275,3 +275,27 @@ def test_heartbeat_prints_while_a_silent_phase_runs(capfd):
         with heartbeat("[phase] failing", every=10):
             raise RuntimeError("x")
     assert "done" not in capfd.readouterr().out
+
+
+def test_the_world_command_reuses_the_shipped_judges_evaluation_only_when_it_matches(tmp_path, monkeypatch):
+    """`rl-prm world` on the shipped world reports the card's mini-ProcessBench evaluation (measured with the
+    same settings when it was built) instead of spending minutes measuring it again, unless asked or unless a
+    setting differs."""
+    import argparse
+
+    from rl_prm.commands import argtypes
+    from rl_prm.config import load_recipe
+    from rl_prm.eval.processbench import plot_f1_vs_k
+    from rl_prm.world.__main__ import ROOT, as_eval_result, card_eval
+
+    monkeypatch.delenv("RL_PRM_WORLD", raising=False)
+    recipe = ROOT / "recipes" / "tiny_cpu.yaml"
+    args = argparse.Namespace(judge_eval_n=100, ks=argtypes.positive_ints("1,2,4,8"))
+    pb = card_eval(args, load_recipe(recipe))
+    assert pb is not None and pb["f1_per_k"]["8"] > 60 and pb["greedy"]["f1"] > 60
+    plot_f1_vs_k(as_eval_result(pb), tmp_path / "f1.png")
+    assert (tmp_path / "f1.png").stat().st_size > 1000
+    assert card_eval(args, load_recipe(recipe, ["reward.prm.max_critique_tokens=100"])) is None
+    assert card_eval(args, load_recipe(recipe, ["reward.prm.dtype=float32"])) is None
+    assert card_eval(argparse.Namespace(judge_eval_n=50, ks=args.ks), load_recipe(recipe)) is None
+    assert card_eval(argparse.Namespace(judge_eval_n=100, ks=[1, 2]), load_recipe(recipe)) is None

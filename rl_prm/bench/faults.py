@@ -48,7 +48,7 @@ from rl_prm.registry import Registry
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "tiny_cpu.yaml"
 BASE = ["model.policy=tiny", "model.judge=tiny", "rollout.prompts_per_step=2", "rollout.n=2", "rollout.max_tokens=48",
-        "reward.prm.max_critique_tokens=48", "data.test_limit=4", "trainer.val_before_train=false",
+        "reward.prm.max_critique_tokens=48", "reward.prm.gate=none", "data.test_limit=4", "trainer.val_before_train=false",
         "trainer.eval_every=0", "trainer.save_every=1", "trainer.keep_checkpoints=3", "trainer.logger=[console]"]
 
 

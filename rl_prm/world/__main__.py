@@ -9,8 +9,10 @@ Stages (each timed):
   2. judge   fine-tuned from the policy on R-PRM critiques, then DPO on its own: shipped, or with --rebuild
              built as the policy is (rl_prm.world.judge, .dpo)
   3. judge eval   mini-ProcessBench F1 at K = 1, 2, 4, 8 sampled critiques and of one greedy critique
-                  (rl_prm.world.judge_eval, rl_prm.eval.processbench)
-  4. RL      R-PRM min-form vs oracle min-form vs VR-only vs R-PRM sum-form, same seeds and budget
+                  (rl_prm.world.judge_eval, rl_prm.eval.processbench); the shipped judge's card holds it,
+                  measured with the default recipe's settings, and is read instead (--judge-eval measures it)
+  4. RL      the arms (rl_prm.world.compare.ARMS; default: R-PRM min-form answer-gated and ungated, oracle
+             min-form, VR-only), same seeds and budget
              (rl_prm.world.compare)
   5. report  DIR/report.md, DIR/report.json (rl_prm.world.report), DIR/results.json,
              DIR/process_vs_step.png, DIR/judge_f1_vs_k.png, DIR/steps_per_response.png
@@ -37,12 +39,16 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--seeds", nargs="+", default=["0", "1", "2"], help="RL seeds: --seeds 0 1 2 (or 0,1,2)")
     ap.add_argument("--steps", type=argtypes.positive_int, default=None,
                     help="RL steps per run (default: the recipe's)")
-    ap.add_argument("--arms", default="min_form,oracle,vr_only,sum", help="arms to run (rl_prm.world.compare.ARMS)")
+    ap.add_argument("--arms", default="gated,min_form,oracle,vr_only",
+                    help="arms to run, comma-separated, from rl_prm.world.compare.ARMS")
     ap.add_argument("--judge-eval-n", type=argtypes.positive_int, default=100,
                     help="mini-ProcessBench items for judge F1")
     ap.add_argument("--ks", type=argtypes.positive_ints, default="1,2,4,8",
                     help="critiques per step to report (comma list)")
     ap.add_argument("--skip-judge-eval", action="store_true")
+    ap.add_argument("--judge-eval", action="store_true",
+                    help="evaluate the shipped judge again (default: its card's evaluation, measured with the same "
+                         "settings, when the recipe's reward.prm is the default one)")
     ap.add_argument("--skip-rl", action="store_true")
     ap.add_argument("--rebuild", action="store_true",
                     help="run on the local build of the world's models instead of the shipped ones (built in "
@@ -55,6 +61,32 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="rl-prm world", description=__doc__.splitlines()[0])
     add_arguments(ap)
     return run(ap.parse_args(argv))
+
+
+def card_eval(args: argparse.Namespace, recipe) -> dict | None:
+    """The judge evaluation in the card of the world `ship.world_source()` points at, if it was measured
+    with this command's settings (items, Ks, sampling temperature, the recipe's judge dtype and critique
+    length, and the default recipe's reward.prm); else None (the command evaluates the judge itself)."""
+    from rl_prm.config import load_recipe
+    from rl_prm.world.judge_eval import SAMPLED_TEMPERATURE
+
+    try:
+        pb = ship.card("judge", root=Path(ship.world_source())).get("processbench")
+    except (OSError, ValueError):
+        return None
+    default_prm = load_recipe(ROOT / "recipes" / "tiny_cpu.yaml").reward.prm
+    if (not pb or pb.get("n_items") != args.judge_eval_n or sorted(map(int, pb["f1_per_k"])) != sorted(args.ks)
+            or pb.get("temperature") != SAMPLED_TEMPERATURE or pb.get("dtype") != recipe.reward.prm.dtype
+            or recipe.reward.prm != default_prm):
+        return None
+    return pb
+
+
+def as_eval_result(pb: dict) -> dict:
+    """A card's evaluation summary (rl_prm.world.judge_eval.eval_summary) in the shape plot_f1_vs_k reads."""
+    splits = sorted({s for per in pb["per_k"].values() for s in per})
+    return {"per_k": {k: {"splits": pb["per_k"][k], "avg_f1": pb["f1_per_k"][k]} for k in pb["f1_per_k"]},
+            "splits": splits, "threshold": 0.5}
 
 
 def split_seeds(seeds: list[str], overrides: list[str]) -> tuple[list[int], list[str]]:
@@ -147,11 +179,16 @@ def _run(args: argparse.Namespace) -> int:
         from rl_prm.world.judge_eval import SAMPLED_TEMPERATURE, eval_summary, evaluate_judge
 
         prm = recipe.reward.prm
-        r = stage("judge_eval", lambda: evaluate_judge(jud, n=args.judge_eval_n, ks=args.ks,
-                                                       temperature=SAMPLED_TEMPERATURE,
-                                                       max_critique_tokens=prm.max_critique_tokens, dtype=prm.dtype))
-        plot_f1_vs_k(r, out / "judge_f1_vs_k.png")
-        results["judge"]["processbench"] = eval_summary(r, SAMPLED_TEMPERATURE, prm.dtype)
+        carded = None if build or args.judge_eval else card_eval(args, recipe)
+        if carded is not None:  # the shipped judge, already evaluated with these settings when it was built
+            plot_f1_vs_k(as_eval_result(carded), out / "judge_f1_vs_k.png")
+            results["judge"]["processbench"] = {**carded, "from_card": True}
+        else:
+            r = stage("judge_eval", lambda: evaluate_judge(jud, n=args.judge_eval_n, ks=args.ks,
+                                                           temperature=SAMPLED_TEMPERATURE,
+                                                           max_critique_tokens=prm.max_critique_tokens, dtype=prm.dtype))
+            plot_f1_vs_k(r, out / "judge_f1_vs_k.png")
+            results["judge"]["processbench"] = eval_summary(r, SAMPLED_TEMPERATURE, prm.dtype)
     if not args.skip_rl:
         from rl_prm.world.compare import plot_curves, run_arms, summarize
 

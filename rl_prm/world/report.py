@@ -235,7 +235,8 @@ def report_md(results: dict) -> str:
     j = results.get("judge", {}).get("processbench")
     if j:
         lines += ["", f"Mini-ProcessBench ({j['n_items']} items, rl_prm.eval; critiques sampled at T={j.get('temperature')}, "
-                  "threshold 0.5):", "", "| K | F1 | error-sample acc | correct-sample acc |", "|---|---|---|---|"]
+                  "threshold 0.5" + ("; from the shipped judge's build card, `--judge-eval` measures it again"
+                                     if j.get("from_card") else "") + "):", "", "| K | F1 | error-sample acc | correct-sample acc |", "|---|---|---|---|"]
         for k, f1 in j["f1_per_k"].items():
             sp = next(iter(j["per_k"][str(k)].values()))
             lines.append(f"| {k} | {f1} | {sp.get('error_acc', float('nan')):.1f} | {sp.get('correct_acc', float('nan')):.1f} |")
