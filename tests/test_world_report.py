@@ -160,3 +160,39 @@ def test_world_command_builds_no_judge_for_oracle_and_vr_only_arms(tmp_path, mon
     # an arm that scores with the judge needs it
     with pytest.raises(AssertionError, match="the judge was built"):
         main(["--out", str(tmp_path / "w2"), "--seeds", "0", "--arms", "min_form", "--skip-judge-eval", *flags])
+
+
+def test_report_shows_the_judges_work_and_what_gating_costs_and_buys(tmp_path):
+    """The gated arm is compared with judging every response on the process metrics and on critique tokens per
+    step; the judge-work table lists the R-PRM arms only (the oracle generates no critiques)."""
+    from rl_prm.world.compare import summarize
+    from rl_prm.world.report import report_json, report_md
+
+    def run(d, trace, work):
+        d.mkdir(parents=True)
+        rows = [{"step": 0, "eval/trace_accuracy": 0.3, "eval/answer_accuracy": 0.5, "eval/miracle_rate": 0.2,
+                 "eval/accuracy": 1.0}]
+        rows += [{"step": s, "timing/step": 1.0, **work} for s in range(1, 11)]
+        rows += [{"step": 10, "eval/trace_accuracy": trace, "eval/answer_accuracy": 0.7,
+                  "eval/miracle_rate": 0.7 - trace, "eval/accuracy": 1.0}]
+        (d / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        return d
+
+    work = lambda prompts, distinct, gated, tokens: {  # noqa: E731
+        "prm/judge_prompts": prompts, "prm/judge_prompts_distinct": distinct, "prm/gated_responses": gated,
+        "prm/dedup_frac": 1 - distinct / prompts, "prm/critiques": distinct, "prm/critique_tokens": tokens}
+    runs = {}
+    for s in range(2):
+        runs[("gated", s)] = run(tmp_path / f"g{s}", 0.55 + 0.01 * s, work(96.0, 53.0, 11.0, 9000.0))
+        runs[("min_form", s)] = run(tmp_path / f"m{s}", 0.54 + 0.01 * s, work(144.0, 82.0, 0.0, 15000.0))
+        runs[("oracle", s)] = run(tmp_path / f"o{s}", 0.55, work(144.0, 144.0, 0.0, 0.0))
+    results = {"timing_s": {"total": 1.0}, "policy": {"build": {}},
+               "rl": {"recipe": "recipes/tiny_cpu.yaml", "overrides": [], "eval_samples": 4, "arms": summarize(runs)}}
+    rep = report_json(results)
+    assert rep["comparisons"]["gated_vs_min_form/critique_tokens_ratio"] == pytest.approx(0.6)
+    assert rep["comparisons"]["gated_vs_min_form/trace_accuracy"]["diff"] == pytest.approx(0.01)
+    assert rep["judge_work"]["gated"]["prm/gated_responses"] == 11.0
+    text = report_md(results)
+    assert "| R-PRM min-form + VR, answer-gated | 96.0 | 53.0 | 44.8% | 11.0 | 53.0 | 9000 |" in text
+    assert "| oracle PRM" not in text.split("judge's work per training step")[1].split("###")[0]
+    assert "generates 0.60x the critique tokens per step of R-PRM min-form + VR (9000 vs 15000)" in text

@@ -276,9 +276,10 @@ def report_md(results: dict) -> str:
             lines.append(f"- {ARM_LABELS.get(arm, arm)}: " + "; ".join(
                 f"s{s}: trace {pct(t)}, answer {pct(a)}, miracle {pct(m)}, greedy {pct(g)}" for s, t, a, m, g in
                 zip(row["seeds"], *(row.get(k, [None] * len(row["seeds"])) for k in METRICS))))
-        work = {arm: a["judge_work"] for arm, a in arms.items() if a.get("judge_work", {}).get("prm/judge_prompts")}
+        work = {arm: a["judge_work"] for arm, a in arms.items()
+                if arm in JUDGE_ARMS and a.get("judge_work", {}).get("prm/judge_prompts")}
         if work:
-            lines += ["", "The judge's work per training step (mean over steps and seeds; prm/* metrics):", "",
+            lines += ["", "The R-PRM judge's work per training step (mean over steps and seeds; prm/* metrics):", "",
                       "| arm | judge prompts | distinct (judged) | dedup | gated responses | critiques | critique tokens "
                       "| score s/step |", "|---|---|---|---|---|---|---|---|"]
             for arm, w in work.items():
