@@ -260,6 +260,7 @@ def test_reward_extra_metrics():
     m = reward_extra_metrics(rows)
     assert (m["prm/judge_prompts"], m["prm/judge_prompts_distinct"], m["prm/gated_responses"]) == (6, 4, 1)
     assert m["prm/dedup_frac"] == pytest.approx(1 / 3) and m["prm/critique_tokens_per_response"] == pytest.approx(40)
+    assert not any(k.startswith("rprm/judge_") for k in m)  # the per-response means are prm/*_per_response
 
 
 # ------------------------------------------------------------------------------------ the command

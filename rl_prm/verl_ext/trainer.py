@@ -20,7 +20,7 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
-from rl_prm.metrics import judge_cost_metrics
+from rl_prm.metrics import JUDGE_COST, judge_cost_metrics
 
 TRAINER_MODE = "rprm_sync"
 PREFIX = "rprm/"
@@ -46,6 +46,8 @@ def reward_extra_metrics(infos: Iterable[Any]) -> dict[str, float]:
     if "judge_prompts" in values:  # the judge's work per step: the local backend's prm/* keys and values
         out.update(judge_cost_metrics(info for info in infos if isinstance(info, dict)))
     for k, xs in sorted(values.items()):
+        if k in JUDGE_COST:  # logged above as prm/<name> and prm/<name>_per_response
+            continue
         out[f"{PREFIX}{k}"] = sum(xs) / len(xs)
         if k in MINMAX:
             out[f"{PREFIX}{k}_min"] = min(xs)
