@@ -37,7 +37,7 @@ def unit_key(prompt_text: str, seed: int | None, config_tag: str) -> bytes:
 
 
 class JudgeMemo:
-    def __init__(self, max_entries: int = 100_000):
+    def __init__(self, max_entries: int = 20_000):  # a few RL steps of judge prompts at 512 responses x 10 steps
         self.max_entries = max_entries
         self._lock = threading.Lock()
         self._futures: OrderedDict[bytes, Future] = OrderedDict()
@@ -57,9 +57,8 @@ class JudgeMemo:
             return True, fut
 
     def resolve(self, key: bytes, fut: Future, step: Any) -> None:
-        """Hand the owner's StepScore (without its critique texts) to every waiter; keep it only if the
-        judge gave it a score."""
-        fut.set_result(dataclasses.replace(step, critiques=[], p_yes=list(step.p_yes)))
+        """Hand (a copy of) the owner's StepScore to every waiter; keep it only if the judge gave it a score."""
+        fut.set_result(dataclasses.replace(step, critiques=list(step.critiques), p_yes=list(step.p_yes)))
         if step.score is None or step.flag is not None:
             with self._lock:
                 if self._futures.get(key) is fut:
