@@ -156,11 +156,13 @@ class VLLMJudgeEngine:
     def from_path(cls, path: str, max_model_len: int = 4096, dtype: str = "auto", **kwargs: Any) -> "VLLMJudgeEngine":
         """The judge at ``path`` in a new engine (make_llm's arguments); ``dtype`` is a reward.prm.dtype
         value, resolved by ``rl_prm.vllm_engine.judge_dtype``."""
-        from rl_prm.vllm_engine import judge_dtype, make_llm  # on CPU: unchunked prefills, so per-request seeds work
+        from rl_prm.vllm_engine import judge_dtype, make_llm, on_cpu  # on CPU: unchunked prefills, so per-request seeds work
 
         resolved = judge_dtype(dtype)
         if resolved is not None:
             kwargs["dtype"] = resolved
+        if on_cpu():  # the judge's prompts share long prefixes (template, question, earlier steps) that end anywhere:
+            kwargs.setdefault("block_size", 32)  # the prefix cache keeps whole blocks (vLLM's CPU default: 128 tokens)
         return cls(make_llm(path, max_model_len=max_model_len, **kwargs))
 
     def shutdown(self) -> None:
