@@ -29,8 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "tiny": ("rl_prm.commands.tiny", "build the tiny offline policy and judge models and print their paths"),
     "models": ("rl_prm.commands.models", "fetch the models a recipe names into the HF cache (pull [--dry-run])"),
     "plot": ("rl_prm.commands.plot", "render the key panels of a local run to PNG files"),
-    "world": ("rl_prm.commands.world", "compare R-PRM min-form / oracle / VR-only / sum-form RL on the miniature world "
-                                       "(`world build`: rebuild its models)"),
+    "world": ("rl_prm.commands.world", "compare R-PRM min-form RL (answer-gated and not) with the oracle judge and "
+                                       "VR-only on the miniature world (`world build`: rebuild its models)"),
 }
 
 

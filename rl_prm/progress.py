@@ -5,7 +5,13 @@ not look hung.
     with heartbeat("[world judge DPO] sampling 2400 critiques"):
         ...   # "<label> ...", then "<label>: 30 s", "<label>: 60 s", ... and "<label>: done in N s"
 
-Training loops print their own step lines, at least every EVERY_S seconds (rl_prm.tiny.judge_sft.sft).
+Training loops print their own step lines, every `log_every` steps and at least every EVERY_S seconds:
+
+    due = step_lines(log_every)
+    for step in range(1, steps + 1):
+        ...
+        if due(step):
+            print(f"step {step} ...")
 """
 
 from __future__ import annotations
@@ -59,3 +65,18 @@ def heartbeat(label: str, every: float | None = None) -> Iterator[None]:
             say(f"{label}: done in {time.perf_counter() - t0:.0f} s")
         if fd is not None:
             os.close(fd)
+
+
+def step_lines(log_every: int) -> Callable[[int], bool]:
+    """A training loop's clock: ``due(step)`` says whether to print that step's line: every ``log_every``
+    steps and at least every EVERY_S seconds since the last line (never with ``log_every`` 0)."""
+    last = [time.perf_counter()]
+
+    def due(step: int) -> bool:
+        now = time.perf_counter()
+        if log_every and (step % log_every == 0 or now - last[0] >= EVERY_S):
+            last[0] = now
+            return True
+        return False
+
+    return due

@@ -80,12 +80,13 @@ def test_micro_batches_give_the_whole_batch_update(shared_prefix):
 def test_a_step_line_comes_at_least_every_progress_interval(monkeypatch, capsys):
     """Step lines every log_every steps, and at least every rl_prm.progress.EVERY_S seconds between them
     (a slow build must not look hung): with the interval at 0, every step prints."""
+    import rl_prm.progress as progress
     import rl_prm.tiny.judge_sft as judge_sft
 
     model, data = _model_and_data(n=8)
     judge_sft.sft(model, _Tok(), data, steps=3, batch_size=2, lr=1e-3, seed=0, log_every=100, name="t")
     assert capsys.readouterr().out == ""  # 3 steps, no 100th, well within the interval
-    monkeypatch.setattr(judge_sft, "EVERY_S", 0.0)
+    monkeypatch.setattr(progress, "EVERY_S", 0.0)
     judge_sft.sft(model, _Tok(), data, steps=3, batch_size=2, lr=1e-3, seed=0, log_every=100, name="t")
     assert [ln.split(" loss")[0] for ln in capsys.readouterr().out.splitlines()] == [
         "[t] step 1/3", "[t] step 2/3", "[t] step 3/3"]

@@ -109,18 +109,13 @@ def run_one(recipe: str, steps: int, out_dir: Path, overrides: tuple[str, ...] =
 
 def machine_line(recipe: str, overrides: tuple[str, ...]) -> str:
     """The CPU and the judge engine's dtype: the ratio depends on both (bfloat16 only where the CPU computes it)."""
-    import platform
-
     from rl_prm.config import load_recipe
-    from rl_prm.vllm_engine import judge_dtype, native_bf16
+    from rl_prm.machine import machine_facts
+    from rl_prm.vllm_engine import judge_dtype
 
-    info = Path("/proc/cpuinfo")
-    text = info.read_text() if info.is_file() else ""
-    cpu = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")),
-               platform.processor() or "unknown CPU")
-    prm = load_recipe(recipe, list(overrides)).reward.prm
-    return (f"machine: {cpu}, {os.cpu_count()} cores, native bfloat16 {'yes' if native_bf16() else 'no'}; judge engine "
-            f"dtype {judge_dtype(prm.dtype) or 'the model’s'} (reward.prm.dtype={prm.dtype}), gate {prm.gate}")
+    m, prm = machine_facts(), load_recipe(recipe, list(overrides)).reward.prm
+    return (f"machine: {m['cpu'] or 'unknown CPU'}, {m['cores']} cores, native bfloat16 {'yes' if m['bfloat16'] else 'no'}; "
+            f"judge engine dtype {judge_dtype(prm.dtype) or 'the model’s'} (reward.prm.dtype={prm.dtype}), gate {prm.gate}")
 
 
 def main(argv: list[str]) -> int:

@@ -8,7 +8,7 @@ critiques the duplicates share the K critiques drawn for the first (the same see
 ones up to the engine's batch numerics).
 
     memo = JudgeMemo()
-    owner, fut = memo.claim(key)   # owner: this call judges the step, then memo.resolve(key, step_score)
+    owner, fut = memo.claim(key)   # owner: this call judges the step, then memo.resolve(key, fut, step_score)
                                    # else fut.result() is the StepScore another call judged (or is judging)
 
 Thread-safe: verl's reward manager scores each response in its own thread, so a step may be in flight

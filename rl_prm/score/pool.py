@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Optional, Sequence
 
-from rl_prm.metrics import judge_cost_metrics
+from rl_prm.metrics import judge_cost_metrics, no_judge_cost
 from rl_prm.score.gate import gated_scores
 from rl_prm.score.types import ItemScore, ScoreConfig
 
@@ -142,13 +142,13 @@ def assemble(spans: Sequence[Any], results: Sequence[Optional[ItemScore]], judge
     for b, res in enumerate(results):
         if judged is not None and not judged[b]:
             scores[b] = gated_scores(spans[b].num_steps)
-            rows.append({"judge_gated": 1.0})
+            rows.append(no_judge_cost(True))
         elif res is not None:
             scores[b], n = res.training_scores(spans[b].num_steps, fallback)
             n_fallback += n
             rows.append(res.judge_cost())
         else:
-            rows.append({})
+            rows.append(no_judge_cost(False))
     m = scorer_metrics([r for r in results if r is not None])
     m.update(judge_cost_metrics(rows))
     m["prm/steps_fallback"] = float(n_fallback)

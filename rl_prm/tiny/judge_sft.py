@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import random
 
-from rl_prm.progress import EVERY_S
+from rl_prm.progress import step_lines
 
 
 def judge_examples(tok, n: int, seed: int) -> list[tuple[list[int], int]]:
@@ -127,7 +127,7 @@ def sft(model, tok, data: list[tuple], *, steps: int, batch_size: int, lr: float
     gen = torch.Generator().manual_seed(seed)
     model.train()
     t0, loss_val = time.perf_counter(), float("nan")
-    last = t0  # the last step line: one at least every EVERY_S seconds (rl_prm.progress)
+    due = step_lines(log_every)
     for step in range(1, steps + 1):
         idx = torch.randint(len(data), (batch_size,), generator=gen).tolist()
         rows = sorted(((data[i][0][P:], data[i][1] - P,
@@ -149,8 +149,7 @@ def sft(model, tok, data: list[tuple], *, steps: int, batch_size: int, lr: float
             loss.backward()
             loss_val += loss.item()
         optimizer_step(model, opt, sched)
-        if log_every and (step % log_every == 0 or time.perf_counter() - last >= EVERY_S):
-            last = time.perf_counter()
-            print(f"[{name}] step {step}/{steps} loss {loss_val:.4f} ({last - t0:.0f}s)", flush=True)
+        if due(step):
+            print(f"[{name}] step {step}/{steps} loss {loss_val:.4f} ({time.perf_counter() - t0:.0f}s)", flush=True)
     model.eval()
     return loss_val

@@ -310,9 +310,10 @@ if RewardManagerBase is not None:
             counts: dict[str, float] = {}
             if self.opts.prm is not None:
                 scores = []
-                counts = {"prm_fallbacks": 0.0, "prm_failed_critiques": 0.0, **no_judge_cost(False)}
-                if not judged_mask(self.opts.gate, [outcome], 1)[0]:  # reward.prm.gate: a wrong answer
-                    scores, counts["judge_gated"] = gated_scores(spans.num_steps), 1.0
+                judged = judged_mask(self.opts.gate, [outcome], 1)[0]  # reward.prm.gate: False for a wrong answer
+                counts = {"prm_fallbacks": 0.0, "prm_failed_critiques": 0.0, **no_judge_cost(not judged)}
+                if not judged:
+                    scores = gated_scores(spans.num_steps)
                 elif spans.num_steps:
                     question = question_of(nt)
                     scorer = self.step_scorer

