@@ -46,9 +46,9 @@ def _estimators() -> list[str]:
 
 
 def _datasets() -> list[str]:
-    from rl_prm.data.datasets import DATASETS
+    from rl_prm.tasks import TASKS
 
-    return DATASETS.names()
+    return TASKS.names()
 
 
 def is_parquet(v: Any) -> bool:
@@ -70,8 +70,8 @@ class ModelConfig:
 
     policy: str = knob("tiny", "policy: tiny (random plumbing model) | world (the miniature world's SFT policy) | "
                        "a local model dir | an HF hub id")
-    judge: str = knob("tiny", "R-PRM judge: tiny | world | oracle (the world's checker as the step scorer: P(Yes) "
-                      "1 for a right step, 0 for a wrong one; world data, local backend only) | a local model dir | "
+    judge: str = knob("tiny", "R-PRM judge: tiny | world | oracle (the train task's step checker as the step scorer: "
+                      "P(Yes) 1 for a right step, 0 for a wrong one; a task with a checker such as world, local backend only) | a local model dir | "
                       "an HF hub id")
     ref_policy: Optional[str] = knob(None, "frozen KL reference; null = the initial policy weights", backends=("local",))
 

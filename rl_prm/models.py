@@ -57,7 +57,7 @@ def _world(kind: str) -> Path:
 
 @BUILT.register("oracle")
 def _oracle(kind: str) -> str:
-    """model.judge only: the miniature world's checker as the step scorer (rl_prm.world.oracle; no model)."""
+    """model.judge only: the train task's step checker as the step scorer (rl_prm.score.oracle; no model)."""
     if kind != "judge":
         raise ModelUnavailable(f"model.{kind} 'oracle': the oracle is a judge (model.judge), not a policy")
     return "oracle"

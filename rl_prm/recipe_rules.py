@@ -15,6 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from rl_prm.config import VERL_ONLY_ESTIMATORS, RecipeConfig, is_parquet
+from rl_prm.tasks import TASKS, find_task
 
 
 def check_data(cfg: DictConfig) -> None:
@@ -25,10 +26,13 @@ def check_data(cfg: DictConfig) -> None:
         if spec.endswith(".parquet") and not Path(spec).is_file():
             raise ValueError(f"data.{split}: parquet file {spec!r} not found")
     check_data_files(cfg)  # verl's parquet schema, for the recipe's backend (rl_prm.data.verl_schema)
-    if cfg.model.judge == "oracle" and cfg.reward.prm.enabled and (
-            cfg.data.train != "world" or cfg.data.test != "world" or cfg.trainer.backend != "local"):
-        raise ValueError("model.judge=oracle recomputes the miniature world's steps: it needs data.train=world, "
-                         "data.test=world and trainer.backend=local")
+    if cfg.model.judge == "oracle" and cfg.reward.prm.enabled:
+        task = find_task(cfg.data.train)
+        if task is None or not task.has_checker or cfg.trainer.backend != "local":
+            raise ValueError(f"model.judge=oracle scores steps with the train task's step checker: data.train="
+                             f"{cfg.data.train!r} has none (tasks with one: "
+                             f"{', '.join(n for n in TASKS.names() if TASKS.get(n).has_checker) or 'none'}), or "
+                             "trainer.backend is not local")
     for which in ("policy", "judge", "ref_policy"):
         spec = cfg.model[which]
         if spec and spec.startswith(("/", "./", "../", "~")):

@@ -209,7 +209,7 @@ def test_the_shipped_policy_is_what_its_card_says(no_builds):
 
     from reward_fns.math_verify_reward import compute_score
     from rl_prm.world.policy import generate
-    from rl_prm.world.process import process_metrics
+    from rl_prm.tasks import TASKS, process_metrics
     from rl_prm.world.tasks import problems
 
     card = ship.card("policy")
@@ -220,7 +220,7 @@ def test_the_shipped_policy_is_what_its_card_says(no_builds):
     model, tok = AutoModelForCausalLM.from_pretrained(d).eval(), AutoTokenizer.from_pretrained(d)
     texts = generate(model, tok, qs, do_sample=False)
     right = [compute_score("world", t, str(p.answer)) for t, p in zip(texts, probs)]
-    got = process_metrics(qs, texts, right, prefix="greedy_")
+    got = process_metrics(TASKS.get("world"), qs, texts, right, prefix="greedy_")
     assert texts[0] == card["example"]
     assert sum(right) / len(right) == pytest.approx(card["greedy_acc"], abs=0.02)
     assert got["greedy_trace_accuracy"] == pytest.approx(card["greedy_trace_accuracy"], abs=0.02)

@@ -18,8 +18,10 @@ from typing import Any
 
 import torch
 
+from rl_prm.score.oracle import ORACLE
 from rl_prm.score.pool import RPRMPool, engine_kwargs
 from rl_prm.score.types import ScoreConfig
+from rl_prm.tasks import TASKS
 
 
 def ray_init() -> None:
@@ -101,10 +103,8 @@ class Engines:
 
     def prm(self, cfg: Any, judge_path: str) -> RPRMPool:
         p = cfg.reward.prm
-        if judge_path == "oracle":  # model.judge: oracle, the world's checker (no engine)
-            from rl_prm.world.oracle import OracleScorer
-
-            return OracleScorer(fallback_score=p.fallback_score)
+        if judge_path == ORACLE:  # model.judge: oracle, the train task's step checker (no engine)
+            return TASKS.get(cfg.data.train).oracle_scorer(p.fallback_score)
         scoring = ScoreConfig.from_options(p, seed=None)  # the seed is set per run
         kw = engine_kwargs(p, 0)
         key = (judge_path, repr(scoring), kw["max_model_len"], kw["kv_cache_gib"], kw["gpu_memory_utilization"],

@@ -234,7 +234,7 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
             m["timing/sync"] = time.perf_counter() - t0
 
             # 6. log, eval, checkpoint -----------------------------------------------------------
-            m.update(step_metrics(cfg, outs, spans, scores, vr, batch, adv, est_opts))
+            m.update(step_metrics(cfg, rows, outs, spans, scores, vr, judged, batch, adv, est_opts))
             if cfg.trainer.eval_every and (step % cfg.trainer.eval_every == 0 or step == cfg.trainer.total_steps):
                 t0 = time.perf_counter()
                 m.update(evaluate_policy(rollout, tokenizer, test_rows, cfg))
@@ -279,10 +279,13 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
                 ray.shutdown()
 
 
-def step_metrics(cfg: Any, outs: list, spans: list, scores: Optional[list], vr: Optional[list[float]], batch: Any,
-                 adv: torch.Tensor, opts: Any) -> dict[str, float]:
-    """RL basics, rewards, PRM step-score statistics and reward-hacking monitors of one step."""
-    from rl_prm.metrics import hacking_monitors, prm_histograms, prm_metrics, prm_verdicts, rl_metrics
+def step_metrics(cfg: Any, rows: list[dict], outs: list, spans: list, scores: Optional[list], vr: Optional[list[float]],
+                 judged: list[bool], batch: Any, adv: torch.Tensor, opts: Any) -> dict[str, float]:
+    """RL basics, rewards, PRM step-score statistics, reward-hacking monitors and, for a task with a step
+    checker, the process rates and the judge's on-policy errors (judge/*) of one step."""
+    from rl_prm.metrics import hacking_monitors, judge_truth_metrics, prm_histograms, prm_metrics, prm_verdicts, rl_metrics
+    from rl_prm.score.verifiable import verifiable_rewards
+    from rl_prm.tasks import task_of, truth_rows
 
     B = len(outs)
     vr_list = vr if vr is not None else [0.0] * B
@@ -298,8 +301,14 @@ def step_metrics(cfg: Any, outs: list, spans: list, scores: Optional[list], vr: 
     if scores is not None:
         m.update(prm_metrics(scores))
         m.update(prm_histograms(scores))
+    # the monitors and the truth compare with the graded answer, also when the verifiable reward is off
+    graded = vr if vr is not None else verifiable_rewards(rows, [o.text for o in outs])
     verdicts = prm_verdicts(scores) if scores is not None else [None] * B
-    m.update(hacking_monitors([o.text for o in outs], [sp.texts for sp in spans], verdicts, vr_list))
+    m.update(hacking_monitors([o.text for o in outs], [sp.texts for sp in spans], verdicts, graded))
+    task = task_of(rows)
+    if task is not None and task.has_checker:  # the truth is free: no judge call
+        m.update(judge_truth_metrics(truth_rows(task, [r["problem"] for r in rows], [sp.texts for sp in spans],
+                                                graded, scores, judged)))
     return m
 
 

@@ -4,7 +4,8 @@
     ids = prompt_ids(tokenizer, rows[0], instruction)        # chat-templated prompt token ids
     batch_indices(len(rows), step, per_step, seed)           # which rows step `step` trains on
 
-A name is a DATASETS entry (tiny_arith, world, gsm8k, math); a path ending in .parquet is read as a
+A name is a task (rl_prm.tasks.TASKS: tiny_arith, gsm8k, math and plugins such as the world); a path
+ending in .parquet is read as a
 verl RL parquet file (rl_prm.data.verl_schema: prompt chat messages or a plain string,
 reward_model.ground_truth str | number | list, optional data_source / extra_info; `rl-prm data prep`
 writes them). A row's "answer" is then a str or a list of acceptable answers.
@@ -14,61 +15,9 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
-from rl_prm.registry import Registry
-
-DATASETS: Registry[Callable[..., list[dict]]] = Registry("dataset")
-TINY_ARITH_SIZE = {"train": 1024, "test": 256}
-
-
-@DATASETS.register("tiny_arith")
-def _tiny_arith(split: str, limit: Optional[int], seed: int) -> list[dict]:
-    """Synthetic arithmetic word problems (rl_prm.tiny.arith); train and test questions are disjoint
-    (fixed generator seeds; test questions are removed from train)."""
-    from rl_prm.tiny.arith import make_problem
-
-    def gen(rng_seed: int, n: int, exclude: set[str]) -> list[dict]:
-        rng, out, seen = random.Random(rng_seed), [], set(exclude)
-        while len(out) < n:
-            p = make_problem(rng)
-            if p.question not in seen:
-                seen.add(p.question)
-                out.append({"problem": p.question, "answer": str(p.answer), "source": "tiny_arith"})
-        return out
-
-    test = gen(1_000_003, TINY_ARITH_SIZE["test"], set())
-    if split == "test":
-        rows = test
-    else:
-        rows = gen(7_000_001, limit or TINY_ARITH_SIZE["train"], {r["problem"] for r in test})
-    return rows[:limit] if limit else rows
-
-
-@DATASETS.register("world")
-def _world(split: str, limit: Optional[int], seed: int) -> list[dict]:
-    """The miniature world's problems (rl_prm.world.tasks): train/test disjoint by a hash of the
-    question; a fixed set (seed 0) whatever the run seed, so every arm of a comparison sees the
-    same test problems."""
-    from rl_prm.world.tasks import problems
-
-    n = limit or TINY_ARITH_SIZE[split]
-    return [{"problem": p.question, "answer": str(p.answer), "source": "world"} for p in problems(split, n, seed=0)]
-
-
-def _benchmark(name: str):
-    def load(split: str, limit: Optional[int], seed: int) -> list[dict]:
-        from rl_prm.data import load_benchmark
-
-        rows = load_benchmark(name, split)
-        return rows[:limit] if limit else rows
-
-    return load
-
-
-for _name in ("gsm8k", "math"):
-    DATASETS.register(_name)(_benchmark(_name))
-
+from rl_prm.tasks import TASKS
 
 def _parquet(path: str, limit: Optional[int]) -> list[dict]:
     """A verl RL parquet file (rl_prm.data.verl_schema: `rl-prm data prep` output or any file in verl's
@@ -87,13 +36,13 @@ def _parquet(path: str, limit: Optional[int]) -> list[dict]:
 
 
 def load_data(spec: str, split: str, limit: Optional[int], seed: int) -> list[dict]:
-    """`spec`: a DATASETS name or a .parquet path."""
+    """`spec`: a task name (rl_prm.tasks.TASKS) or a .parquet path."""
     if spec.endswith(".parquet"):
         if not Path(spec).is_file():
             raise ValueError(f"data file {spec} not found")
         rows = _parquet(spec, limit)
     else:
-        rows = DATASETS.get(spec)(split, limit, seed)
+        rows = TASKS.get(spec).rows(split, limit, seed)
     if not rows:
         raise ValueError(f"data {spec!r} ({split}) has no rows")
     return rows

@@ -15,7 +15,7 @@ Stages (each timed):
              min-form, VR-only), same seeds and budget
              (rl_prm.world.compare)
   5. report  DIR/report.md, DIR/report.json (rl_prm.world.report), DIR/results.json,
-             DIR/process_vs_step.png, DIR/judge_f1_vs_k.png, DIR/steps_per_response.png
+             DIR/process_vs_step.png, DIR/judge_f1_vs_k.png, DIR/steps_per_response.png, DIR/judge_truth.png
 """
 
 from __future__ import annotations
@@ -202,6 +202,12 @@ def _run(args: argparse.Namespace) -> int:
                             "miracle rate (answer right, a step wrong), sampled", "greedy accuracy"))
         plot_curves(arms, out / "steps_per_response.png", keys=("hack/steps_per_response", "eval/steps_per_response"),
                     titles=("steps per response, training rollouts", "steps per response, greedy eval"))
+        plot_curves(arms, out / "judge_truth.png",
+                    keys=("judge/false_accept_rate", "judge/flawed_passed_rate", "judge/false_reject_rate",
+                          "process/trace_rate"),
+                    titles=("judge: first wrong steps passed (on-policy, vs the checker)",
+                            "judge: responses with a wrong step passed whole", "judge: right steps flagged",
+                            "trace rate of the training rollouts"))
         results["rl"] = {"recipe": str(args.recipe), "overrides": list(args.overrides),
                          "eval_samples": recipe.trainer.eval_samples,
                          "judge_scoring": {k: getattr(recipe.reward.prm, k) for k in

@@ -30,19 +30,26 @@ ARMS: dict[str, list[str]] = {
     "oracle": ["reward.prm.enabled=true", "reward.credit.mode=min_form", "model.judge=oracle", "reward.prm.gate=none"],
     VR_ONLY: [],
     "sum": ["reward.prm.enabled=true", "reward.credit.mode=sum", "reward.prm.gate=none"],
+    # PURE's PRM-only reward: min-form R-PRM credit and no verifiable reward (what a judge-fooling policy exploits)
+    "prm_only": ["reward.prm.enabled=true", "reward.credit.mode=min_form", "reward.prm.gate=none",
+                 "reward.verifiable.enabled=false", "reward.verifiable.coef=1.0"],
 }
-JUDGE_ARMS = ("min_form", "gated", "sum")  # the arms that score with the world's R-PRM judge
+JUDGE_ARMS = ("min_form", "gated", "sum", "prm_only")  # the arms that score with the world's R-PRM judge
 VR_RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "tiny_cpu_vr_only.yaml"
 ARM_LABELS = {"min_form": "R-PRM min-form + VR", "gated": "R-PRM min-form + VR, answer-gated",
-              "oracle": "oracle PRM min-form + VR", "vr_only": "VR only", "sum": "R-PRM sum-form + VR"}
+              "oracle": "oracle PRM min-form + VR", "vr_only": "VR only", "sum": "R-PRM sum-form + VR",
+              "prm_only": "R-PRM min-form only (no VR)"}
 # eval keys summarized per arm (curves over steps; last-eval numbers with their spread over seeds)
 EVAL_KEYS = ("eval/trace_accuracy", "eval/answer_accuracy", "eval/miracle_rate", "eval/accuracy",
              "eval/sampled_accuracy", "eval/greedy_trace_accuracy", "eval/greedy_miracle_rate")
 # the judge's work per training step (rl_prm.metrics.judge_cost_metrics), averaged over steps and seeds per arm
 JUDGE_WORK_KEYS = ("prm/judge_prompts", "prm/judge_prompts_distinct", "prm/dedup_frac", "prm/gated_responses",
                    "prm/critiques", "prm/critique_tokens", "prm/prompt_tokens_computed", "timing/score")
+# the judge's on-policy errors against the world's checker and the training rollouts' process rates
+JUDGE_TRUTH_KEYS = ("judge/false_accept_rate", "judge/false_reject_rate", "judge/flawed_passed_rate",
+                    "judge/miracles_passed_rate", "process/trace_rate", "process/answer_rate", "process/miracle_rate")
 CURVE_KEYS = EVAL_KEYS + ("eval/steps_per_response", "hack/steps_per_response", "reward/vr_mean",
-                          "timing/step") + JUDGE_WORK_KEYS
+                          "timing/step") + JUDGE_WORK_KEYS + JUDGE_TRUTH_KEYS
 
 
 def arm_recipe(arm: str, recipe: str | Path, vr_recipe: str | Path = VR_RECIPE) -> tuple[Path, list[str]]:

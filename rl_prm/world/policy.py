@@ -90,9 +90,10 @@ def generate(model, tok, questions: list[str], *, do_sample: bool, seed: int = 0
 
 def accuracy(model, tok, n: int = 200, seed: int = 0) -> dict:
     """Held-out ("test" split) accuracy graded by reward_fns.math_verify_reward: greedy and T=1 sampled,
-    with the process metrics (rl_prm.world.process: trace accuracy and miracle rate) of both."""
+    with the process metrics (rl_prm.tasks.process_metrics: trace accuracy and miracle rate) of both."""
     from reward_fns.math_verify_reward import compute_score
-    from rl_prm.world.process import process_metrics
+    from rl_prm.tasks import process_metrics
+    from rl_prm.world.task import TASK
 
     probs = problems("test", n, seed=seed)
     qs, golds = [p.question for p in probs], [str(p.answer) for p in probs]
@@ -100,7 +101,7 @@ def accuracy(model, tok, n: int = 200, seed: int = 0) -> dict:
     sampled = generate(model, tok, qs, do_sample=True, seed=seed)
     g = [compute_score("world", t, a) for t, a in zip(greedy, golds)]
     s = [compute_score("world", t, a) for t, a in zip(sampled, golds)]
-    pg, ps = process_metrics(qs, greedy, g, prefix="greedy_"), process_metrics(qs, sampled, s, prefix="sampled_")
+    pg, ps = process_metrics(TASK, qs, greedy, g, prefix="greedy_"), process_metrics(TASK, qs, sampled, s, prefix="sampled_")
     return {"n": n, "greedy_acc": round(sum(g) / n, 3), "sampled_acc": round(sum(s) / n, 3),
             **{k: round(v, 3) for k, v in {**pg, **ps}.items() if not k.endswith("answer_accuracy")},
             "example": greedy[0]}

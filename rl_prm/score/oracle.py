@@ -1,21 +1,23 @@
-"""The oracle judge: the world's checker as the step scorer (recipe `model.judge: oracle`, world data only).
+"""The oracle judge: a task's step checker as the step scorer (recipe `model.judge: oracle`; a task with a
+checker, rl_prm.tasks).
 
-    scorer = OracleScorer(fallback_score=0.5)
+    scorer = OracleScorer(task.step_verdicts, fallback_score=0.5)     # = task.oracle_scorer(0.5)
     results = scorer.score([{"question": q, "steps": steps}])           # list[ItemScore], as RPRMScorer
     scores, metrics = scorer.score_responses(questions, spans)           # as RPRMPool (the local backend)
 
-P(Yes) of a step = 1.0 when it is right in the ProcessBench sense (before the first wrong step by
-recomputation, rl_prm.world.tasks.step_verdicts), else 0.0: one "critique" per step, no model. It is
-the upper bound of what step rewards can do in the world, so comparing it with the R-PRM judge
-separates the credit method from the judge's quality. A question that is not a world question gets
+P(Yes) of a step = 1.0 when it is right in the ProcessBench sense (before the first wrong step by the
+task's checker, rl_prm.tasks.Task.step_verdicts), else 0.0: one "critique" per step, no model. It is
+the upper bound of what step rewards can do on the task, so comparing it with the R-PRM judge
+separates the credit method from the judge's quality. A question the checker cannot read gets
 status "bad_input" (its steps then get the recipe's fallback_score, counted).
 """
 
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
+from rl_prm.score.pool import assemble, score_spans
 from rl_prm.score.types import ItemScore, StepScore
 
 ORACLE = "oracle"  # the model.judge value
@@ -26,14 +28,13 @@ class OracleScorer:
 
     thread_safe = True
 
-    def __init__(self, fallback_score: float = 0.5):
+    def __init__(self, step_verdicts: Callable[[str, list[str]], Sequence[bool]], fallback_score: float = 0.5):
+        self.step_verdicts = step_verdicts
         self.fallback_score = float(fallback_score)
         self.n_retries = 0
 
     def score(self, items: Sequence[Mapping]) -> list[ItemScore]:
         """One ItemScore per item: P(Yes) 1.0 / 0.0 per step."""
-        from rl_prm.world.tasks import step_verdicts
-
         out = []
         for item in items:
             t0 = time.perf_counter()
@@ -42,7 +43,7 @@ class OracleScorer:
                 out.append(ItemScore("no_steps", [], "item has no steps", 0, 0, 0.0))
                 continue
             try:
-                verdicts = step_verdicts(question, steps)
+                verdicts = self.step_verdicts(question, steps)
             except (ValueError, TypeError) as e:
                 out.append(ItemScore("bad_input", [], f"oracle judge: {e}", 0, 0, 0.0))
                 continue
@@ -53,8 +54,6 @@ class OracleScorer:
     def score_responses(self, questions: Sequence[str], spans: Sequence[Any],
                         judged: Optional[Sequence[bool]] = None) -> tuple[list[list[float]], dict]:
         """One training score per step of every response and the prm/* metrics, as RPRMPool's."""
-        from rl_prm.score.pool import assemble, score_spans
-
         return assemble(spans, score_spans(self.score, questions, spans, judged), judged, self.fallback_score)
 
     def pop_events(self) -> list[str]:
