@@ -24,7 +24,8 @@ from typing import Any, Callable, Optional
 from rl_prm.registry import Registry
 
 # name -> (kind -> model dir). Shipped in the package or built offline on first use (never downloaded).
-BUILT: Registry[Callable[[str], Path]] = Registry("built-in model")
+# Plugins add theirs (rl_prm.registry: the world's "world").
+BUILT: Registry[Callable[[str], Path]] = Registry("built-in model", plugins=True)
 OTHER_FRAMEWORKS = ("*.msgpack", "*.h5", "*.ot", "*.onnx", "*.onnx_data", "*.tflite", "*.gguf", "*.mlmodel",
                     "onnx/*", "openvino/*", "coreml/*")
 PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth")
@@ -42,17 +43,6 @@ def _tiny(kind: str) -> Path:
     from rl_prm.tiny import judge_path, policy_path
 
     return judge_path() if kind == "judge" else policy_path()
-
-
-@BUILT.register("world")
-def _world(kind: str) -> Path:
-    """rl_prm.world: the miniature world's SFT policy / R-PRM judge, shipped in the package (rl_prm.world.ship)."""
-    from rl_prm.world.ship import ShippedWorldError, world_model
-
-    try:
-        return world_model(kind)
-    except ShippedWorldError as e:
-        raise ModelUnavailable(f"model.{kind} 'world': {e}") from None
 
 
 @BUILT.register("oracle")

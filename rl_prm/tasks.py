@@ -12,23 +12,18 @@ A task is a `Task` registered in TASKS. A task with a step checker gets, on both
 and per training step the judge's on-policy error rates against the checker (judge/*,
 rl_prm.metrics.judge_truth_metrics); eval/trace_accuracy and friends; and `model.judge: oracle`.
 
-Plugins: a package registers its tasks by declaring a module in the entry-point group "rl_prm.tasks"
-(pyproject.toml: [project.entry-points."rl_prm.tasks"]); the module registers when imported, on the
-first lookup of a name this module does not hold. The miniature world (rl_prm.world.task) is one such
-plugin, so the layers below it never import it.
+Plugins: a package registers its tasks with register_task in a module named in the entry-point group
+"rl_prm.plugins" (rl_prm.registry); it is imported on the first lookup of a name TASKS does not hold.
+The miniature world (rl_prm.world.plugin) is one such plugin, so the layers below it never import it.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Any, Callable, Mapping, Optional, Sequence
 
 from rl_prm.registry import Registry
-
-ENTRY_POINT_GROUP = "rl_prm.tasks"
-
 
 @dataclass(frozen=True)
 class Task:
@@ -65,36 +60,7 @@ class Task:
         return self.first_wrong_step
 
 
-class TaskRegistry(Registry[Task]):
-    """TASKS: a Registry that loads the "rl_prm.tasks" entry points on the first lookup it cannot answer."""
-
-    def __init__(self) -> None:
-        super().__init__("task")
-        self._plugins_loaded = False
-
-    def _load_plugins(self) -> None:
-        if self._plugins_loaded:
-            return
-        self._plugins_loaded = True
-        for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
-            ep.load()  # the module registers its tasks
-
-    def get(self, name: str) -> Task:
-        if name not in self._items:
-            self._load_plugins()
-        return super().get(name)
-
-    def names(self) -> list[str]:
-        self._load_plugins()
-        return super().names()
-
-    def __contains__(self, name: object) -> bool:
-        if name not in self._items:
-            self._load_plugins()
-        return name in self._items
-
-
-TASKS = TaskRegistry()
+TASKS: Registry[Task] = Registry("task", plugins=True)
 
 
 def register_task(task: Task) -> Task:

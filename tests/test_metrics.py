@@ -15,6 +15,7 @@ from rl_prm.metrics import (
     ngram_repetition,
     prm_histograms,
     prm_metrics,
+    prm_position_metrics,
     prm_verdicts,
     reflection_count,
     rl_metrics,
@@ -31,10 +32,11 @@ def test_prm_metrics_hand_computed():
     assert m["prm/not_scored_frac"] == pytest.approx(2 / 7)  # 7 steps, 2 unscored
     assert m["prm/frac_responses_unscored"] == pytest.approx(2 / 5)
     # by step index (1-based): step 1 of rows 0, 1, 4; step 2 only row 0 (row 1's is unscored)
-    assert m["prm/step_score_mean@1"] == pytest.approx((0.9 + 0.6 + 0.2) / 3)
-    assert m["prm/step_score_mean@2"] == pytest.approx(0.3)
-    assert m["prm/step_score_mean@3"] == pytest.approx(0.8)
-    assert "prm/step_score_mean@4" not in m  # no data -> no key (never NaN)
+    at = prm_position_metrics(SCORES)
+    assert at["prm/step_score_mean@1"] == pytest.approx((0.9 + 0.6 + 0.2) / 3)
+    assert at["prm/step_score_mean@2"] == pytest.approx(0.3)
+    assert at["prm/step_score_mean@3"] == pytest.approx(0.8)
+    assert "prm/step_score_mean@4" not in at  # no data -> no key (never NaN)
     assert m["prm/step_score_last_mean"] == pytest.approx((0.8 + 0.6 + 0.2) / 3)
     assert m["prm/response_min_score_mean"] == pytest.approx((0.3 + 0.6 + 0.2) / 3)
     # first wrong step (< 0.5): row 0 -> 2, row 1 -> none, row 4 -> 1; over 3 scored rows
@@ -45,10 +47,13 @@ def test_prm_metrics_hand_computed():
 
 
 def test_prm_metrics_threshold_and_max_index():
-    m = prm_metrics(SCORES, threshold=0.25, max_index=2)
+    m = prm_metrics(SCORES, threshold=0.25)
     assert m["prm/frac_responses_with_wrong_step"] == pytest.approx(1 / 3)  # only the 0.2
     assert m["prm/first_error_step_mean"] == 1.0
-    assert "prm/step_score_mean@3" not in m and "prm/step_score_mean@2" in m
+    at = prm_position_metrics(SCORES, max_index=2)
+    assert "prm/step_score_mean@3" not in at and "prm/step_score_mean@2" in at
+    with pytest.raises(ValueError, match="max_index"):
+        prm_position_metrics(SCORES, max_index=0)
 
 
 def test_prm_metrics_nan_is_unscored_and_bad_input_is_named():
@@ -175,18 +180,26 @@ def test_rl_basics():
         group_metrics([1.0], [0, 1])
 
 
-def test_per_sample_metrics_for_verl_reward_extra_info():
-    from rl_prm.metrics import hacking_sample_metrics, prm_sample_metrics
+def test_per_response_rows_for_verl_reward_extra_info_sum_to_the_batch_metrics():
+    from rl_prm.metrics import HACK_ROW_KEYS, PRM_ROW_KEYS, hack_row, prm_row, response_metrics, response_row
 
-    assert prm_sample_metrics([0.9, 0.3, None, 0.8]) == {
-        "prm_num_steps": 4.0, "prm_num_scored": 3.0, "prm_mean_score": pytest.approx(2.0 / 3),
-        "prm_min_score": 0.3, "prm_last_score": 0.8, "prm_all_ok": 0.0, "prm_first_error_step": 2.0}
-    ok = prm_sample_metrics([0.9, 0.7])
-    assert ok["prm_all_ok"] == 1.0 and ok["prm_first_error_step"] == 0.0
-    none = prm_sample_metrics([None])
-    assert none["prm_all_ok"] == 0.0 and none["prm_num_scored"] == 0.0
-    assert set(none) == set(ok)  # same keys for every sample (verl stacks them per key)
-    h = hacking_sample_metrics(R2, _steps(R2))
-    assert h == {"hack_num_steps": 2.0, "hack_mean_step_chars": 15.0, "hack_repetition": pytest.approx(9 / 13),
-                 "hack_reflection_words": 0.0, "hack_dup_steps": 1.0}
-    assert hacking_sample_metrics("", [])["hack_mean_step_chars"] == 0.0
+    r = prm_row([0.9, 0.3, None, 0.8])
+    assert r == {"prm_num_steps": 4.0, "prm_num_scored": 3.0, "prm_score_sum": pytest.approx(2.0),
+                 "prm_min_score": 0.3, "prm_last_score": 0.8, "prm_first_error_step": 2.0, "prm_ok": 0.0}
+    ok, none = prm_row([0.9, 0.7]), prm_row([None])
+    assert ok["prm_ok"] == 1.0 and ok["prm_first_error_step"] == 0.0
+    assert math.isnan(none["prm_ok"]) and none["prm_num_scored"] == 0.0
+    assert set(none) == set(ok) == set(PRM_ROW_KEYS)  # same keys for every response (verl stacks them per key)
+    h = hack_row(R2, _steps(R2), True, 0.0)
+    assert h["hack_num_steps"] == 2.0 and h["hack_step_chars"] == 30.0 and h["hack_dup_steps"] == 1.0
+    assert h["hack_repetition"] == pytest.approx(9 / 13) and set(h) == set(HACK_ROW_KEYS)
+    assert math.isnan(hack_row("", [], None, None)["hack_repetition"])
+    # the rows of a batch give exactly the batch functions' numbers (the verl trainer sums the rows)
+    texts = [R1, R2, "one"]
+    steps = [_steps(t) for t in texts]
+    scores = [[0.9, 0.2, 0.8][: len(steps[0])], [0.7] * len(steps[1]), []]
+    vr = [1.0, 0.0, 0.0]
+    rows = [response_row(t, s, sc, True, v) for t, s, sc, v in zip(texts, steps, scores, vr)]
+    want = {**prm_metrics(scores), **hacking_monitors(texts, steps, prm_verdicts(scores), vr)}
+    assert response_metrics(rows) == pytest.approx(want)
+

@@ -281,11 +281,12 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
 
 def step_metrics(cfg: Any, rows: list[dict], outs: list, spans: list, scores: Optional[list], vr: Optional[list[float]],
                  judged: list[bool], batch: Any, adv: torch.Tensor, opts: Any) -> dict[str, float]:
-    """RL basics, rewards, PRM step-score statistics, reward-hacking monitors and, for a task with a step
-    checker, the process rates and the judge's on-policy errors (judge/*) of one step."""
-    from rl_prm.metrics import hacking_monitors, judge_truth_metrics, prm_histograms, prm_metrics, prm_verdicts, rl_metrics
+    """RL basics and rewards of one step; its responses' rows (rl_prm.metrics.response_row, what the verl
+    reward manager logs per response) summed into prm/*, hack/* and, for a task with a step checker,
+    process/* and judge/*; the step scores by position and their histograms (every step's score: local only)."""
+    from rl_prm.metrics import prm_histograms, prm_position_metrics, response_metrics, response_row, rl_metrics
     from rl_prm.score.verifiable import verifiable_rewards
-    from rl_prm.tasks import task_of, truth_rows
+    from rl_prm.tasks import first_wrong, task_of
 
     B = len(outs)
     vr_list = vr if vr is not None else [0.0] * B
@@ -298,17 +299,17 @@ def step_metrics(cfg: Any, rows: list[dict], outs: list, spans: list, scores: Op
               "critic/advantages_mean": float((adv * mask).sum() / max(1.0, float(mask.sum()))),
               "critic/advantages_abs_max": float(adv.abs().max()),
               "response/truncated_frac": sum(o.truncated for o in outs) / B})
-    if scores is not None:
-        m.update(prm_metrics(scores))
-        m.update(prm_histograms(scores))
-    # the monitors and the truth compare with the graded answer, also when the verifiable reward is off
+    # the monitors and the checker compare with the graded answer, also when the verifiable reward is off
     graded = vr if vr is not None else verifiable_rewards(rows, [o.text for o in outs])
-    verdicts = prm_verdicts(scores) if scores is not None else [None] * B
-    m.update(hacking_monitors([o.text for o in outs], [sp.texts for sp in spans], verdicts, graded))
     task = task_of(rows)
-    if task is not None and task.has_checker:  # the truth is free: no judge call
-        m.update(judge_truth_metrics(truth_rows(task, [r["problem"] for r in rows], [sp.texts for sp in spans],
-                                                graded, scores, judged)))
+    checker = task is not None and task.has_checker
+    m.update(response_metrics([
+        response_row(o.text, spans[b].texts, scores[b] if scores is not None else None, judged[b], graded[b],
+                     first_wrong(task, rows[b]["problem"], spans[b].texts) if checker else None)
+        for b, o in enumerate(outs)]))
+    if scores is not None:
+        m.update(prm_position_metrics(scores))
+        m.update(prm_histograms(scores))
     return m
 
 

@@ -43,8 +43,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from rl_prm.backends.verl_common import (CRITIC_ESTIMATORS, REPO_ROOT, flatten_keys, hydra_value,  # noqa: F401
-                                         model_path, verl_env)
+from rl_prm.backends.verl_common import (CRITIC_ESTIMATORS, PREPPED, REPO_ROOT, flatten_keys,  # noqa: F401
+                                         hydra_value, model_path, verl_env)
 from rl_prm.backends.verl_cpu import (cpu_overrides, generated_data_file, logical_gpus, on_cpu,  # noqa: F401
                                       wandb_run_id, with_generated_data, write_generated_data)
 from rl_prm.backends.verl_run import check_cpu_stack, check_model, die_with_parent, preflight, run_cpu  # noqa: F401
@@ -52,7 +52,6 @@ from rl_prm.backends.verl_run import check_cpu_stack, check_model, die_with_pare
 MATH_VERIFY_REWARD = REPO_ROOT / "reward_fns" / "math_verify_reward.py"
 AGENT_LOOP_MANAGER = "rl_prm.verl_ext.agent_loop.RPRMAgentLoopManager"
 ENCODED_ESTIMATORS = ("rprm_rloo", "rprm_grpo", "outcome_grpo")  # rl_prm.credit.ESTIMATORS
-PREPPED = ("gsm8k", "math")
 VERL_LOGGERS = {"console": "console", "wandb": "wandb", "jsonl": "file"}
 
 # Judge placement defaults (override in the recipe's `verl:` block): one node, 2 GPUs, one judge
@@ -202,7 +201,7 @@ def build_verl_command(cfg: Any, python: str = "python3") -> list[str]:
         raise ValueError(f"recipe has trainer.backend={cfg.trainer.backend!r}; the verl backend needs 'verl'")
     if cfg.trainer.gpus_per_node < 1:
         raise ValueError("verl backend: trainer.gpus_per_node must be >= 1 (verl's trainer needs GPUs)")
-    cfg = with_generated_data(cfg)  # issue #13: data.train/test "world" -> parquet paths in the run dir
+    cfg = with_generated_data(cfg)  # issue #13: a task in data.train/test (world) -> parquet files in the run dir
     return [python, "-m", "verl.trainer.main_ppo", *verl_overrides(cfg)]
 
 

@@ -10,6 +10,7 @@ from typing import Any, Iterable
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRITIC_ESTIMATORS = ("gae",)  # estimators that need verl's critic
+PREPPED = ("gsm8k", "math")  # data specs read from `rl-prm data prep` parquet files on verl (others: generated)
 
 
 def model_path(spec: str, which: str, fetch: bool = False) -> str:

@@ -11,15 +11,14 @@ import os
 from pathlib import Path
 from typing import Any, Optional
 
-from rl_prm.backends.verl_common import (CRITIC_ESTIMATORS, REPO_ROOT, flatten_keys, hydra_str, hydra_value,
-                                         model_path)
+from rl_prm.backends.verl_common import (CRITIC_ESTIMATORS, PREPPED, REPO_ROOT, flatten_keys, hydra_str,
+                                         hydra_value, model_path)
 
 CPU_PLATFORM = "cpu"
 # The judge on CPU: its own resource pool of ONE logical GPU (one vLLM replica), as the GPU recipes
 # place it (a separate pool: verl scores while rolling out and our agent-loop manager keeps the rows).
 CPU_JUDGE_POOL = {"nnodes": 1, "n_gpus_per_node": 1}
 CPU_RAY_CPUS = 16  # logical CPUs declared to a local Ray cluster (verl's actors each ask for some)
-GENERATED_DATA = ("world",)  # data specs the verl backend writes as parquet into <run dir>/data
 
 
 def on_cpu(cfg: Any) -> bool:
@@ -28,58 +27,64 @@ def on_cpu(cfg: Any) -> bool:
 
 
 def generated_data_file(cfg: Any, spec: str, split: str) -> str:
-    """<run dir>/data/<spec>_<split>.parquet for a generated data spec ("world")."""
+    """<run dir>/data/<spec>_<split>.parquet for a generated data spec (a task, e.g. "world")."""
     return str((Path(cfg.run.output_dir) / cfg.run.name / "data" / f"{spec}_{split}.parquet").resolve())
 
 
+def is_generated(spec: str) -> bool:
+    """A data spec the verl backend writes as parquet into <run dir>/data: a task (rl_prm.tasks) other than
+    the benchmarks `rl-prm data prep` writes (PREPPED)."""
+    from rl_prm.tasks import TASKS
+
+    return spec not in PREPPED and not spec.endswith(".parquet") and spec in TASKS
+
+
 def with_generated_data(cfg: Any) -> Any:
-    """cfg, with data.train/test "world" replaced by the parquet paths write_generated_data writes."""
-    if cfg.data.train not in GENERATED_DATA and cfg.data.test not in GENERATED_DATA:
+    """cfg, with task names in data.train/test (e.g. "world") replaced by the parquet paths
+    write_generated_data writes."""
+    if not is_generated(cfg.data.train) and not is_generated(cfg.data.test):
         return cfg
     from omegaconf import OmegaConf
 
     out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     for key, split in (("train", "train"), ("test", "test")):
-        if cfg.data[key] in GENERATED_DATA:
+        if is_generated(cfg.data[key]):
             out.data[key] = generated_data_file(cfg, cfg.data[key], split)
     return out
 
 
-def world_rows(split: str, limit: Optional[int], instruction: str) -> list[dict]:
-    """The world's problems (same set as the local backend's `world` dataset) as verl rows
-    (rl_prm.data.prep schema: data_source, prompt messages, reward_model.ground_truth, extra_info)."""
+def task_rows(spec: str, split: str, limit: Optional[int], seed: int, instruction: str) -> list[dict]:
+    """A task's rows (the local backend's data.train/test of the same name) as verl rows (rl_prm.data.prep
+    schema: data_source = the task's name, prompt messages, reward_model.ground_truth, extra_info with the
+    question the task's step checker reads)."""
     from rl_prm.data.prep import make_prompt
-    from rl_prm.world.tasks import problems
+    from rl_prm.tasks import TASKS
 
-    n = limit or WORLD_SIZE[split]
     rows = []
-    for i, p in enumerate(problems(split, n, seed=0)):
-        gold = str(p.answer)
+    for i, r in enumerate(TASKS.get(spec).rows(split, limit, seed)):
+        gold = str(r["answer"])
         rows.append({
-            "data_source": "world",
-            "prompt": make_prompt(p.question, instruction),
+            "data_source": spec,
+            "prompt": make_prompt(r["problem"], instruction),
             "ability": "math",
             "reward_model": {"style": "rule", "ground_truth": gold},
-            "extra_info": {"split": split, "index": i, "id": f"world/{split}/{i}", "source": "world",
-                           "answer": gold, "question": p.question},
+            "extra_info": {"split": split, "index": i, "id": f"{spec}/{split}/{i}", "source": spec,
+                           "answer": gold, "question": r["problem"]},
         })
     return rows
 
 
-WORLD_SIZE = {"train": 1024, "test": 256}  # as the local backend's world dataset when no limit is set
-
-
 def write_generated_data(cfg: Any) -> dict[str, int]:
-    """Write the parquet files of generated data specs (data.train/test "world"); returns path -> rows."""
+    """Write the parquet files of generated data specs (tasks in data.train/test); returns path -> rows."""
     from rl_prm.data.prep import write_parquet
 
     written = {}
     for key, split, limit in (("train", "train", cfg.data.train_limit), ("test", "test", cfg.data.test_limit)):
         spec = cfg.data[key]
-        if spec not in GENERATED_DATA:
+        if not is_generated(spec):
             continue
         path = generated_data_file(cfg, spec, split)
-        rows = world_rows(split, limit, cfg.data.prompt_instruction)
+        rows = task_rows(spec, split, limit, int(cfg.run.seed), cfg.data.prompt_instruction)
         write_parquet(rows, path)
         written[path] = len(rows)
     return written

@@ -43,12 +43,12 @@ from typing import Any, Optional, Protocol, Sequence
 import torch
 
 from rl_prm.credit import CreditConfig, StepBatch
-from rl_prm.metrics import no_judge_cost
+from rl_prm.metrics import no_judge_cost, response_row
 from rl_prm.score.gate import GATES, gated_scores, judged_mask
 from rl_prm.score.memo import JudgeMemo
 from rl_prm.score.types import ScoringOptions
 from rl_prm.steps import StepSpans, step_token_ends
-from rl_prm.world.process import reward_extra_flags
+from rl_prm.tasks import find_task, first_wrong
 
 logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("RL_PRM_LOGGING_LEVEL", "WARNING"))
@@ -298,16 +298,18 @@ if RewardManagerBase is not None:
             nt = item.non_tensor_batch
             spans = await self.loop.run_in_executor(None, lambda: step_token_ends(ids, self.tokenizer, truncated))
 
-            outcome = None
+            graded = None  # the graded answer; the outcome reward when reward.verifiable is on (the monitors
             gt = (nt.get("reward_model") or {}).get("ground_truth") if isinstance(nt.get("reward_model"), dict) else None
-            if self.opts.verifiable and gt is not None:
+            if gt is not None:  # compare with it either way, as the local backend's)
                 result = await self.loop.run_in_executor(
                     None, lambda: self.compute_score(data_source=nt.get("data_source"), solution_str=spans.text,
                                                      ground_truth=gt, extra_info=nt.get("extra_info") or {}))
-                outcome = float(result["score"] if isinstance(result, dict) else result)
+                graded = float(result["score"] if isinstance(result, dict) else result)
+            outcome = graded if self.opts.verifiable else None
 
             scores: Optional[list[float]] = None  # judge off: no step is scored (as on the local backend)
             counts: dict[str, float] = {}
+            judged = True
             if self.opts.prm is not None:
                 scores = []
                 judged = judged_mask(self.opts.gate, [outcome], 1)[0]  # reward.prm.gate: False for a wrong answer
@@ -323,10 +325,22 @@ if RewardManagerBase is not None:
                         scores, counts = scorer(question, list(spans.texts))
             row, info = build_row(spans, scores, outcome, n, self.opts)
             info.update(counts)
-            info.update(reward_extra_flags(nt, spans.text, outcome))  # world rows: trace/answer/miracle flags
+            info.update(self.response_row(nt, spans, scores, judged, graded))
             info["outcome_missing"] = float(self.opts.verifiable and outcome is None)
             info["truncated"] = float(truncated)
             return {"reward_score": TokenReward(scalar_reward(info), row), "reward_extra_info": info}
+
+        @staticmethod
+        def response_row(nt: dict, spans: StepSpans, scores: Optional[list[float]], judged: bool,
+                         graded: Optional[float]) -> dict[str, float]:
+            """The response's metrics row (rl_prm.metrics.response_row, what the local backend logs per
+            rollout); for a row of a task with a step checker (data_source a task name, extra_info.question)
+            its process flags and the judge's verdicts against the checker."""
+            task, extra = find_task(nt.get("data_source")), nt.get("extra_info") or {}
+            question = extra.get("question") if isinstance(extra, dict) else None
+            w = (first_wrong(task, str(question), spans.texts)
+                 if task is not None and task.has_checker and question else None)
+            return response_row(spans.text, list(spans.texts), scores, judged, graded, w)
 
         @classmethod
         def assemble_rm_scores(cls, data: DataProto, scores: list) -> torch.Tensor:

@@ -1,9 +1,9 @@
-"""verl v1 trainer `rprm_sync`: verl's synchronous PPO trainer that also logs the rprm reward
-manager's per-response values (step-score mean/min/last, steps per response, accuracy, judge
-fallbacks, ...) as training metrics `rprm/<name>` (mean over the step's responses; num_steps also
-min/max), and the judge's work of the step as the local backend's `prm/*` keys
-(rl_prm.metrics.judge_cost_metrics: judge prompts, distinct ones, dedup_frac, gated responses,
-critiques, critique tokens, prompt tokens computed, judge seconds).
+"""verl v1 trainer `rprm_sync`: verl's synchronous PPO trainer that also logs, from the rprm reward
+manager's per-response reward_extra_info, the local backend's metrics with the same definition
+(rl_prm.metrics.response_metrics over each response's row: prm/* step scores and the judge's work,
+hack/* monitors, and for a task with a step checker process/* and judge/*), and the manager's own
+values (accuracy, step-score mean/min/last, steps per response, judge fallbacks, ...) as
+`rprm/<name>` (mean over the step's responses; num_steps also min/max).
 
 Why: verl 0.9.1's v1 trainer keeps each response's `reward_extra_info` (in the TransferQueue field
 `extra_fields`) but logs it only for validation; its training metrics show the rm_scores sum
@@ -20,16 +20,18 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
-from rl_prm.metrics import JUDGE_COST, judge_cost_metrics
+from rl_prm.metrics import (HACK_ROW_KEYS, JUDGE_COST, PRM_ROW_KEYS, PROCESS_FLAGS, TRUTH_COUNTS, response_metrics)
 
 TRAINER_MODE = "rprm_sync"
 PREFIX = "rprm/"
 MINMAX = ("num_steps",)
+ROW_KEYS = frozenset(PRM_ROW_KEYS + HACK_ROW_KEYS + PROCESS_FLAGS + TRUTH_COUNTS) | set(JUDGE_COST)  # response rows
 
 
 def reward_extra_metrics(infos: Iterable[Any]) -> dict[str, float]:
-    """`rprm/<key>` = mean of the finite values of each reward_extra_info key (dicts; others skipped),
-    and the judge's work of the step (rl_prm.metrics.judge_cost_metrics: prm/*, as the local backend)."""
+    """The step's metrics from its responses' reward_extra_info (dicts; others skipped): their rows summed by
+    rl_prm.metrics.response_metrics (prm/*, hack/*, process/*, judge/*: the local backend's keys and values)
+    and `rprm/<key>` = mean of the finite values of each of the manager's other keys."""
     infos = list(infos)
     values: dict[str, list[float]] = {}
     for info in infos:
@@ -42,11 +44,9 @@ def reward_extra_metrics(infos: Iterable[Any]) -> dict[str, float]:
                 continue
             if math.isfinite(x):
                 values.setdefault(str(k), []).append(x)
-    out: dict[str, float] = {}
-    if "judge_prompts" in values:  # the judge's work per step: the local backend's prm/* keys and values
-        out.update(judge_cost_metrics(info for info in infos if isinstance(info, dict)))
+    out = response_metrics([info for info in infos if isinstance(info, dict)])
     for k, xs in sorted(values.items()):
-        if k in JUDGE_COST:  # logged above as prm/<name> and prm/<name>_per_response
+        if k in ROW_KEYS:  # summed above into the local backend's keys
             continue
         out[f"{PREFIX}{k}"] = sum(xs) / len(xs)
         if k in MINMAX:

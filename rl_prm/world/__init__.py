@@ -6,8 +6,7 @@ judge ship in the package (shipped/: `model.policy: world` / `model.judge: world
     rl_prm.world.policy      tiny Qwen2 policy SFT'd on gold, flawed and miracle solutions (cached)
     rl_prm.world.judge       tiny R-PRM judge: SFT on checklist teacher critiques, then DPO (rl_prm.world.dpo)
     rl_prm.world.judge_eval  mini-ProcessBench F1 at K = 1, 2, 4, 8 with rl_prm.eval.processbench
-    rl_prm.world.oracle      the world's checker behind the scorer interface (model.judge: oracle)
-    rl_prm.world.process     trace accuracy / answer accuracy / miracle rate of sampled solutions
+    rl_prm.world.plugin      the world as a plugin: its task (problems, step checker) and its models
     rl_prm.world.compare     the RL arms (R-PRM min-form, oracle, VR-only, R-PRM sum-form) x seeds
     rl_prm.world.report      report.md / report.json from the measured numbers
     rl_prm.world.ship        the shipped policy and judge (shipped/, sha256-checked); $RL_PRM_WORLD picks another world

@@ -93,7 +93,7 @@ def accuracy(model, tok, n: int = 200, seed: int = 0) -> dict:
     with the process metrics (rl_prm.tasks.process_metrics: trace accuracy and miracle rate) of both."""
     from reward_fns.math_verify_reward import compute_score
     from rl_prm.tasks import process_metrics
-    from rl_prm.world.task import TASK
+    from rl_prm.world.plugin import TASK
 
     probs = problems("test", n, seed=seed)
     qs, golds = [p.question for p in probs], [str(p.answer) for p in probs]

@@ -1,6 +1,6 @@
 """RL basics (response lengths, rewards per group, throughput) and spike detection of metrics.
 
-Pure Python + numpy; re-exported by rl_prm.metrics.
+Pure Python + numpy.
 """
 
 from __future__ import annotations
