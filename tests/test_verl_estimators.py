@@ -173,3 +173,41 @@ def test_pure_gae_matches_verl_gae():
     a1, r1 = compute_gae(r, v, rm, gamma=0.95, lam=0.9)
     a2, r2 = compute_gae_advantage_return(r, v, rm, gamma=0.95, lam=0.9)
     assert torch.allclose(a1, a2, atol=1e-5) and torch.allclose(r1, r2, atol=1e-5)
+
+
+def test_a_new_estimator_is_one_registration_on_both_backends():
+    """ESTIMATORS is the only list: an estimator registered there is accepted by recipes of both backends, gets
+    its +algorithm.rprm.* options on verl, and verl's registry runs the same function the local loop calls."""
+    from verl.trainer.ppo import core_algos
+
+    from rl_prm.backends.verl_backend import verl_overrides
+    from rl_prm.config import load_recipe
+    from rl_prm.credit import ESTIMATORS, EstimatorOptions, StepBatch
+    from rl_prm.verl_ext import estimators as verl_estimators
+
+    name = "throwaway_negated_rloo"
+
+    @ESTIMATORS.register(name)
+    def negated(batch, opts):  # any function of the batch will do: RLOO, negated
+        adv, ret = ESTIMATORS.get("rprm_rloo")(batch, opts)
+        return -adv, -ret
+
+    try:
+        local = load_recipe("recipes/tiny_cpu.yaml", [f"algorithm.estimator={name}"])
+        verl = load_recipe("recipes/grpo_rprm_qwen2.5_math_7b.yaml", [f"algorithm.estimator={name}"])
+        ov = verl_overrides(verl)
+        assert f"algorithm.adv_estimator={name}" in ov
+        assert any(o.startswith("+algorithm.rprm.credit.mode=") for o in ov)  # its options reach verl
+        verl_estimators.register_all()
+        fn = core_algos.get_adv_estimator_fn(name)
+        rm_scores, mask, uid = _batch()
+        opts = EstimatorOptions.from_recipe(local)
+        adv_verl, _ = fn(rm_scores, mask.bool(), index=uid, config={"rprm": opts.to_dict()})
+        batch = StepBatch.from_rm_scores(rm_scores, mask.bool(), uid, has_outcome=opts.verifiable)
+        adv_local, _ = ESTIMATORS.get(name)(batch, opts)
+        want, _ = ESTIMATORS.get("rprm_rloo")(batch, opts)
+        assert torch.allclose(adv_verl, adv_local) and torch.allclose(adv_local, -want)
+    finally:
+        ESTIMATORS._items.pop(name, None)
+        verl_estimators.ADAPTERS.pop(name, None)
+        core_algos.ADV_ESTIMATOR_REGISTRY.pop(name, None)

@@ -48,10 +48,10 @@ from rl_prm.backends.verl_common import (CRITIC_ESTIMATORS, PREPPED, REPO_ROOT, 
 from rl_prm.backends.verl_cpu import (cpu_overrides, generated_data_file, logical_gpus, on_cpu,  # noqa: F401
                                       wandb_run_id, with_generated_data, write_generated_data)
 from rl_prm.backends.verl_run import check_cpu_stack, check_model, die_with_parent, preflight, run_cpu  # noqa: F401
+from rl_prm.credit import ESTIMATORS, EstimatorOptions
 
 MATH_VERIFY_REWARD = REPO_ROOT / "reward_fns" / "math_verify_reward.py"
 AGENT_LOOP_MANAGER = "rl_prm.verl_ext.agent_loop.RPRMAgentLoopManager"
-ENCODED_ESTIMATORS = ("rprm_rloo", "rprm_grpo", "outcome_grpo")  # rl_prm.credit.ESTIMATORS
 VERL_LOGGERS = {"console": "console", "wandb": "wandb", "jsonl": "file"}
 
 # Judge placement defaults (override in the recipe's `verl:` block): one node, 2 GPUs, one judge
@@ -116,8 +116,7 @@ def verl_overrides(cfg: Any) -> list[str]:
     # advantage estimation: our estimators read +algorithm.rprm.* (EstimatorOptions from the recipe)
     add("algorithm.adv_estimator", est)
     add("algorithm.use_kl_in_reward", False)  # KL goes in the actor loss (the encoding forbids in-reward KL)
-    if est in ENCODED_ESTIMATORS:
-        from rl_prm.credit import EstimatorOptions
+    if est in ESTIMATORS:  # rl_prm's (and plugins'): they decode rl_prm's rm_scores encoding
 
         for k, v in flatten_keys(EstimatorOptions.from_recipe(cfg).to_dict()):
             add(f"+algorithm.rprm.{k}", v)

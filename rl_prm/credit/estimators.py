@@ -40,7 +40,7 @@ from rl_prm.credit.modes import MODES, place_at_ends, prepare_step_rewards, reve
 from rl_prm.registry import Registry
 
 Estimator = Callable[[StepBatch, "EstimatorOptions"], "tuple[torch.Tensor, torch.Tensor]"]
-ESTIMATORS: Registry[Estimator] = Registry("advantage estimator")
+ESTIMATORS: Registry[Estimator] = Registry("advantage estimator", plugins=True)  # plugins may add theirs
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """Register rl_prm's estimators with verl (`register_adv_est`): a decoder + the shared function.
 
 Imported by rl_prm.verl_plugin, i.e. on `import verl` in every process. For each name in
-rl_prm.credit.ESTIMATORS (rprm_rloo, rprm_grpo, outcome_grpo) verl gets
+rl_prm.credit.ESTIMATORS (ours, and those of plugins: rl_prm.registry) verl gets
 
     fn(token_level_rewards, response_mask, index=None, config=None, **kw) -> (advantages, returns)
 
@@ -19,8 +19,7 @@ from verl.trainer.ppo.core_algos import register_adv_est
 
 from rl_prm.credit import ESTIMATORS, EstimatorOptions, StepBatch
 
-NAMES = tuple(ESTIMATORS.names())
-ADAPTERS: dict[str, Callable] = {}
+ADAPTERS: dict[str, Callable] = {}  # name -> the function registered with verl
 
 
 def options_from_config(config: Any) -> EstimatorOptions:
@@ -47,5 +46,13 @@ def _adapter(name: str) -> Callable:
     return compute
 
 
-for _name in NAMES:
-    ADAPTERS[_name] = register_adv_est(_name)(_adapter(_name))
+def register_all() -> dict[str, Callable]:
+    """Register with verl every ESTIMATORS name it does not have from us yet (ESTIMATORS.names() imports
+    the plugins first); returns ADAPTERS. Called on import; again after registering an estimator later."""
+    for name in ESTIMATORS.names():
+        if name not in ADAPTERS:
+            ADAPTERS[name] = register_adv_est(name)(_adapter(name))
+    return ADAPTERS
+
+
+register_all()
