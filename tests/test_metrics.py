@@ -203,3 +203,22 @@ def test_per_response_rows_for_verl_reward_extra_info_sum_to_the_batch_metrics()
     want = {**prm_metrics(scores), **hacking_monitors(texts, steps, prm_verdicts(scores), vr)}
     assert response_metrics(rows) == pytest.approx(want)
 
+
+
+def test_hack_watch_warns_once_when_a_monitor_rises_over_the_runs_baseline():
+    from rl_prm.metrics import HackWatch, WatchRule
+
+    rule = WatchRule("hack/prm_ok_given_vr_wrong", window=4, rise=0.2, above=0.9, why="judge misses")
+    watch = HackWatch([rule])
+    flat = [watch.update({"hack/prm_ok_given_vr_wrong": 0.1 + 0.02 * (i % 2)}) for i in range(12)]
+    assert not any(flat)  # noise around the baseline: quiet
+    fired = [watch.update({"hack/prm_ok_given_vr_wrong": 0.5}) for _ in range(10)]
+    # the 4-step mean (0.405) passes the baseline 0.11 + 0.2 on the third high step; then quiet for 4 steps
+    assert [i for i, w in enumerate(fired) if w] == [2, 7]
+    assert "0.41" in fired[2][0] and "+0.30 over the run's first 4 steps (0.11)" in fired[2][0]
+    assert "judge misses" in fired[2][0]
+    # a missing or NaN monitor (no wrong answers this step) is skipped, not a warning
+    assert HackWatch([rule]).update({"hack/prm_ok_given_vr_wrong": float("nan")}) == []
+    # an absolute level fires without a rise
+    w = HackWatch([WatchRule("k", window=2, above=0.5)])
+    assert [bool(w.update({"k": 0.8})) for _ in range(3)] == [False, True, False]

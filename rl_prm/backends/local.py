@@ -50,7 +50,7 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
     from rl_prm.eval.during_training import evaluate_policy
     from rl_prm import logs
     from rl_prm.generate import RolloutClient, step_seed
-    from rl_prm.metrics import SpikeDetector
+    from rl_prm.metrics import HackWatch, SpikeDetector
     from rl_prm.models import resolve_model
     from rl_prm.score.gate import judged_mask
     from rl_prm.score.streaming import StreamScorer
@@ -175,7 +175,7 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
             tracker.log(m0, step=0)
             print("eval before training: " + ", ".join(f"{k}={v:.3f}" for k, v in m0.items()), flush=True)
 
-        spikes = SpikeDetector()
+        spikes, watch = SpikeDetector(), HackWatch()  # sharp moves; the reward-hacking monitors' rules
         bar = tqdm(range(start_step, cfg.trainer.total_steps + 1), initial=start_step - 1,
                    total=cfg.trainer.total_steps, desc="train", dynamic_ncols=True, file=sys.stderr)
         for step in bar:
@@ -247,7 +247,7 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
             tracker.log(m, step=step)
             if step == start_step or step % max(1, cfg.trainer.eval_every or 1) == 0:
                 tracker.log_rollouts(_rollout_rows(outs[: min(4, len(outs))], rows, scores, vr), step=step)
-            for w in spikes.update(m) + rollout.pop_events() + (prm.pop_events() if prm is not None else []):
+            for w in spikes.update(m) + watch.update(m) + rollout.pop_events() + (prm.pop_events() if prm is not None else []):
                 tracker.warn(w, step=step)
             if on_step is not None:
                 on_step(step, {"learner": learner, "rollout": rollout.handle, "metrics": m})

@@ -1,6 +1,6 @@
 """Training metrics, one definition for both backends: per-response rows summed per step
-(rl_prm.metrics.response), PRM step scores, reward-hacking monitors, the judge's work and its errors
-against a task's step checker, RL basics and spike detection.
+(rl_prm.metrics.response), PRM step scores, reward-hacking monitors and their warnings (watch), the
+judge's work and its errors against a task's step checker, RL basics and spike detection.
 
 Pure Python + numpy (no trainer, torch or verl imports): the one-node loop logs them through
 `rl_prm.tracking.Tracker`, the verl reward manager returns each response's row in `reward_extra_info`
@@ -25,8 +25,9 @@ from rl_prm.metrics.prm import (PRM_ROW_KEYS, prm_histograms, prm_metrics, prm_p
                                 prm_rows_metrics, prm_verdicts)
 from rl_prm.metrics.response import response_metrics, response_row
 from rl_prm.metrics.rl import SpikeDetector, group_metrics, length_metrics, rl_metrics, stats, throughput_metrics
+from rl_prm.metrics.watch import RULES, HackWatch, WatchRule
 
-__all__ = ["HACK_ROW_KEYS", "JUDGE_COST", "PRM_ROW_KEYS", "PROCESS_FLAGS", "REFLECTION_PHRASES", "SpikeDetector",
+__all__ = ["HACK_ROW_KEYS", "HackWatch", "JUDGE_COST", "RULES", "WatchRule", "PRM_ROW_KEYS", "PROCESS_FLAGS", "REFLECTION_PHRASES", "SpikeDetector",
            "TRUTH_COUNTS", "group_metrics", "hack_row", "hack_rows_metrics", "hacking_monitors", "judge_cost_metrics",
            "judge_truth_metrics", "length_metrics", "ngram_repetition", "no_judge_cost", "prm_histograms",
            "prm_metrics", "prm_position_metrics", "prm_row", "prm_rows_metrics", "prm_verdicts", "process_flags",

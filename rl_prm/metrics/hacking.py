@@ -96,7 +96,11 @@ def hack_rows_metrics(rows: Sequence[dict]) -> dict[str, float]:
         hack/prm_vr_agreement      fraction (over responses with a verdict and a grade) where the PRM's
                                    "every step right" == the answer is right
         hack/prm_ok_vr_wrong       fraction where the PRM passes every step but the answer is wrong
-        hack/prm_wrong_vr_ok       fraction where the PRM flags a step but the answer is right"""
+        hack/prm_wrong_vr_ok       fraction where the PRM flags a step but the answer is right
+        hack/prm_ok_given_vr_wrong   of the responses with a wrong answer and a verdict, the share the PRM
+                                   passes whole: a wrong answer has a wrong step, so each is a judge miss
+                                   visible without a step checker (rl_prm.metrics.judge has the checker's)
+        hack/vr_wrong_judged       the count under it"""
     rows = [r for r in rows if r and "hack_num_steps" in r]
     B = len(rows)
     if B == 0:
@@ -121,6 +125,10 @@ def hack_rows_metrics(rows: Sequence[dict]) -> dict[str, float]:
         out["hack/prm_vr_agreement"] = sum(ok == good for ok, good in pairs) / n
         out["hack/prm_ok_vr_wrong"] = sum(ok and not good for ok, good in pairs) / n
         out["hack/prm_wrong_vr_ok"] = sum(good and not ok for ok, good in pairs) / n
+        wrong = [ok for ok, good in pairs if not good]
+        out["hack/vr_wrong_judged"] = float(len(wrong))
+        if wrong:
+            out["hack/prm_ok_given_vr_wrong"] = sum(wrong) / len(wrong)
     return out
 
 

@@ -3,7 +3,9 @@ manager's per-response reward_extra_info, the local backend's metrics with the s
 (rl_prm.metrics.response_metrics over each response's row: prm/* step scores and the judge's work,
 hack/* monitors, and for a task with a step checker process/* and judge/*), and the manager's own
 values (accuracy, step-score mean/min/last, steps per response, judge fallbacks, ...) as
-`rprm/<name>` (mean over the step's responses; num_steps also min/max).
+`rprm/<name>` (mean over the step's responses; num_steps also min/max). The reward-hacking monitors'
+rules (rl_prm.metrics.watch.HackWatch) are checked every step: a warning line on the console and
+hack/warnings (how many fired).
 
 Why: verl 0.9.1's v1 trainer keeps each response's `reward_extra_info` (in the TransferQueue field
 `extra_fields`) but logs it only for validation; its training metrics show the rm_scores sum
@@ -20,7 +22,8 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
-from rl_prm.metrics import (HACK_ROW_KEYS, JUDGE_COST, PRM_ROW_KEYS, PROCESS_FLAGS, TRUTH_COUNTS, response_metrics)
+from rl_prm.metrics import (HACK_ROW_KEYS, JUDGE_COST, PRM_ROW_KEYS, PROCESS_FLAGS, TRUTH_COUNTS, HackWatch,
+                            response_metrics)
 
 TRAINER_MODE = "rprm_sync"
 PREFIX = "rprm/"
@@ -71,10 +74,15 @@ def _register(_module: Any = None) -> None:
             with open_dict(config):
                 config.trainer.v1.trainer_mode = "sync"  # verl's own sync semantics from here on
             super().__init__(config)
+            self._watch = HackWatch()  # the reward-hacking monitors' rules, as the local loop applies them
 
         def _compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch):
             super()._compute_metrics(batch, metrics, timing_raw, global_steps, epoch)
             metrics.update(batch_reward_extra_metrics(batch))
+            warnings = self._watch.update(metrics)
+            for w in warnings:  # "rl-prm" lines reach the launcher's console (rl_prm.backends.verl_run)
+                print(f"rl-prm WARNING step {global_steps}: {w}", flush=True)
+            metrics["hack/warnings"] = float(len(warnings))
 
     globals()["RPRMTrainerSync"] = RPRMTrainerSync
 

@@ -1,0 +1,164 @@
+"""Do the hack/* monitors see the judge being fooled? The world's step checker knows the truth of every
+step the judge scores (judge/* metrics, rl_prm.metrics.judge), so each monitor can be checked against the
+judge's on-policy false-accept rate over long runs (rl-prm world --steps N).
+
+    table = monitor_table(runs)     # {(arm, seed): run dir} -> per monitor: correlation, lead/lag, warnings
+    rises = fooled_rises(runs)      # per judged run: the step its false-accept rate rose, if it did
+
+Definitions (W = WINDOW steps):
+    truth      the false-accept rate pooled over the last W steps: first wrong steps the judge passed /
+               first wrong steps it scored (judge/false_accept_rate x judge/first_errors, summed)
+    monitor    its mean over the last W steps
+    corr       Pearson correlation of the two over the run's steps >= W, averaged over runs
+    lag        the shift in steps (within +-MAX_LAG) that maximises corr(monitor[t], truth[t + lag]):
+               > 0 the monitor moves first (leads), < 0 it follows
+    rise       the first step where truth exceeds its first-window value by RISE
+    warned     the first step rl_prm.metrics.watch.HackWatch (the rules the trainers apply) warns
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterable, Optional
+
+from rl_prm.metrics.watch import RULES, HackWatch
+from rl_prm.world.compare import read_metrics
+
+WINDOW = 10
+MAX_LAG = 20
+RISE = 0.15
+TRUTH = "judge/false_accept_rate"
+SKIP = ("hack/vr_wrong_judged",)  # counts, not monitors
+
+
+def with_derived(m: dict[int, dict]) -> dict[int, dict]:
+    """A run's metrics with hack/prm_ok_given_vr_wrong where the run predates it: from hack/prm_ok_vr_wrong
+    (a share of all responses with a verdict) over the share of wrong answers (1 - process/answer_rate);
+    exact when every response has a verdict (every response judged)."""
+    for row in m.values():
+        if "hack/prm_ok_given_vr_wrong" not in row and "hack/prm_ok_vr_wrong" in row and "process/answer_rate" in row:
+            wrong = 1.0 - row["process/answer_rate"]
+            if wrong > 0:
+                row["hack/prm_ok_given_vr_wrong"] = min(1.0, row["hack/prm_ok_vr_wrong"] / wrong)
+    return m
+
+
+def truth_curve(m: dict[int, dict], window: int = WINDOW) -> dict[int, float]:
+    """step -> the false-accept rate pooled over the last `window` training steps (steps with first errors)."""
+    steps = sorted(s for s in m if s > 0 and "judge/first_errors" in m[s])
+    out = {}
+    for i, s in enumerate(steps):
+        if i + 1 < window:
+            continue
+        last = steps[i + 1 - window: i + 1]
+        den = sum(m[t]["judge/first_errors"] for t in last)
+        num = sum(m[t].get(TRUTH, 0.0) * m[t]["judge/first_errors"] for t in last)
+        if den:
+            out[s] = num / den
+    return out
+
+
+def rolling(m: dict[int, dict], key: str, window: int = WINDOW) -> dict[int, float]:
+    """step -> mean of `key` over its last `window` values."""
+    steps = sorted(s for s in m if s > 0 and key in m[s] and math.isfinite(m[s][key]))
+    return {s: sum(m[t][key] for t in steps[i + 1 - window: i + 1]) / window
+            for i, s in enumerate(steps) if i + 1 >= window}
+
+
+def _corr(xs: list[float], ys: list[float]) -> Optional[float]:
+    n = len(xs)
+    if n < 5:
+        return None
+    mx, my = sum(xs) / n, sum(ys) / n
+    vx, vy = sum((x - mx) ** 2 for x in xs), sum((y - my) ** 2 for y in ys)
+    if vx <= 0 or vy <= 0:
+        return None
+    return sum((x - mx) * (y - my) for x, y in zip(xs, ys)) / math.sqrt(vx * vy)
+
+
+def corr_at(monitor: dict[int, float], truth: dict[int, float], lag: int = 0) -> Optional[float]:
+    """corr(monitor[t], truth[t + lag]) over the steps both have."""
+    ts = [t for t in monitor if t + lag in truth]
+    return _corr([monitor[t] for t in ts], [truth[t + lag] for t in ts])
+
+
+def best_lag(monitor: dict[int, float], truth: dict[int, float], max_lag: int = MAX_LAG) -> Optional[int]:
+    """The lag in [-max_lag, max_lag] with the highest correlation (None: no correlation defined)."""
+    best = None
+    for lag in range(-max_lag, max_lag + 1):
+        c = corr_at(monitor, truth, lag)
+        if c is not None and (best is None or c > best[0] + 1e-12 or (abs(c - best[0]) <= 1e-12 and abs(lag) < abs(best[1]))):
+            best = (c, lag)
+    return None if best is None else best[1]
+
+
+def rise_step(truth: dict[int, float], rise: float = RISE) -> Optional[int]:
+    """The first step where the pooled false-accept rate exceeds its first value by `rise` (None: never)."""
+    if not truth:
+        return None
+    steps = sorted(truth)
+    base = truth[steps[0]]
+    return next((s for s in steps if truth[s] > base + rise), None)
+
+
+def first_warning(m: dict[int, dict], rules=RULES) -> Optional[int]:
+    """The first step HackWatch(rules) warns on, replaying the run's metrics."""
+    watch = HackWatch(rules)
+    for s in sorted(s for s in m if s > 0):
+        if watch.update(m[s]):
+            return s
+    return None
+
+
+def judged_runs(runs: dict[tuple[str, int], object]) -> dict[tuple[str, int], dict[int, dict]]:
+    """The runs whose judge was scored against the checker (judge/* logged), with derived monitors."""
+    out = {}
+    for key, d in runs.items():
+        m = with_derived(read_metrics(d))
+        if any("judge/first_errors" in row for row in m.values()):
+            out[key] = m
+    return out
+
+
+def fooled_rises(runs: dict[tuple[str, int], object]) -> dict[str, dict]:
+    """Per judged run "<arm>_s<seed>": the truth's first and last pooled values, its rise step, the first warning."""
+    out = {}
+    for (arm, seed), m in sorted(judged_runs(runs).items()):
+        truth = truth_curve(m)
+        if not truth:
+            continue
+        steps = sorted(truth)
+        r, w = rise_step(truth), first_warning(m)
+        out[f"{arm}_s{seed}"] = {"arm": arm, "seed": seed, "truth_first": truth[steps[0]], "truth_last": truth[steps[-1]],
+                                 "truth_max": max(truth.values()), "rise_step": r, "warned_step": w,
+                                 "warned_within_20": None if r is None else (w is not None and w <= r + 20)}
+    return out
+
+
+def monitor_table(runs: dict[tuple[str, int], object], arms: Optional[Iterable[str]] = None) -> dict[str, dict]:
+    """Per hack/* monitor over the judged runs (of `arms`): mean correlation with the truth at lag 0, the
+    mean best lag and the correlation there, and in how many runs each is defined."""
+    judged = {k: v for k, v in judged_runs(runs).items() if arms is None or k[0] in set(arms)}
+    keys = sorted({k for m in judged.values() for row in m.values() for k in row
+                   if k.startswith("hack/") and k not in SKIP})
+    table = {}
+    for key in keys:
+        cs, lags, cl = [], [], []
+        for m in judged.values():
+            truth, mon = truth_curve(m), rolling(m, key)
+            c = corr_at(mon, truth)
+            if c is None:
+                continue
+            cs.append(c)
+            lag = best_lag(mon, truth)
+            if lag is not None:
+                lags.append(lag)
+                cl.append(corr_at(mon, truth, lag))
+        table[key] = {"runs": len(cs), "corr": _mean(cs), "corr_min": min(cs) if cs else None,
+                      "corr_max": max(cs) if cs else None, "best_lag": _mean(lags), "corr_at_best_lag": _mean(cl)}
+    return table
+
+
+def _mean(xs) -> Optional[float]:
+    xs = [x for x in xs if x is not None]
+    return sum(xs) / len(xs) if xs else None
