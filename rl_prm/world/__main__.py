@@ -14,7 +14,8 @@ Stages (each timed):
   4. RL      the arms (rl_prm.world.compare.ARMS; default: R-PRM min-form answer-gated and ungated, oracle
              min-form, VR-only), same seeds and budget
              (rl_prm.world.compare)
-  5. report  DIR/report.md, DIR/report.json (rl_prm.world.report), DIR/results.json,
+  5. report  DIR/report.md, DIR/report.json (rl_prm.world.report; with the hack/* monitors checked against the
+             judge's on-policy false-accept rate, rl_prm.world.monitors), DIR/results.json,
              DIR/process_vs_step.png, DIR/judge_f1_vs_k.png, DIR/steps_per_response.png, DIR/judge_truth.png
 """
 
@@ -208,7 +209,17 @@ def _run(args: argparse.Namespace) -> int:
                     titles=("judge: first wrong steps passed (on-policy, vs the checker)",
                             "judge: responses with a wrong step passed whole", "judge: right steps flagged",
                             "trace rate of the training rollouts"))
-        results["rl"] = {"recipe": str(args.recipe), "overrides": list(args.overrides),
+        from dataclasses import asdict
+
+        from rl_prm.metrics.watch import RULES
+        from rl_prm.world.monitors import fooled_rises, monitor_table, plot_monitors
+
+        rises = fooled_rises(runs)
+        monitors = ({"table": monitor_table(runs), "rises": rises, "rules": [asdict(r) for r in RULES]}
+                    if rises else None)
+        if monitors:
+            plot_monitors(runs, out / "monitors.png")
+        results["rl"] = {"monitors": monitors, "recipe": str(args.recipe), "overrides": list(args.overrides),
                          "eval_samples": recipe.trainer.eval_samples,
                          "judge_scoring": {k: getattr(recipe.reward.prm, k) for k in
                                            ("k", "adaptive_k", "adaptive_min_k", "adaptive_rule", "temperature")},

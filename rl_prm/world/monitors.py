@@ -162,3 +162,37 @@ def monitor_table(runs: dict[tuple[str, int], object], arms: Optional[Iterable[s
 def _mean(xs) -> Optional[float]:
     xs = [x for x in xs if x is not None]
     return sum(xs) / len(xs) if xs else None
+
+
+def plot_monitors(runs: dict[tuple[str, int], object], path, keys=("hack/prm_ok_given_vr_wrong", "hack/prm_ok_vr_wrong")) -> bool:
+    """One panel per judged run: the pooled false-accept rate and the rolling `keys` against step, with the
+    rise (dashed) and the first warning (dotted). False when there is no judged run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    judged = judged_runs(runs)
+    if not judged:
+        return False
+    fig, axes = plt.subplots(1, len(judged), figsize=(4.5 * len(judged), 3.6), squeeze=False)
+    for ax, ((arm, seed), m) in zip(axes.flat, sorted(judged.items())):
+        truth = truth_curve(m)
+        ax.plot(sorted(truth), [truth[s] for s in sorted(truth)], color="black", label="judge false-accept rate (truth)")
+        for key in keys:
+            r = rolling(m, key)
+            if r:
+                ax.plot(sorted(r), [r[s] for s in sorted(r)], label=key)
+        rise, warn = rise_step(truth), first_warning(m)
+        if rise:
+            ax.axvline(rise, color="black", ls="--", lw=0.8)
+        if warn:
+            ax.axvline(warn, color="tab:red", ls=":", lw=1.2)
+        ax.set_title(f"{arm} seed {seed} (10-step windows)", fontsize=9)
+        ax.set_xlabel("RL step")
+        ax.grid(alpha=0.3)
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True

@@ -146,7 +146,7 @@ def comparisons(arms: dict) -> tuple[list[str], dict]:
         return bool(nums.get(arm, {}).get(key))
 
     for arm, base in (("min_form", "vr_only"), ("gated", "vr_only"), ("oracle", "vr_only"), ("sum", "vr_only"),
-                      ("gated", "min_form")):
+                      ("prm_only", "vr_only"), ("gated", "min_form"), ("gated", "prm_only")):
         for key, hib in (("trace_accuracy", True), ("answer_accuracy", True), ("miracle_rate", False)):
             if have(arm, key) and have(base, key):
                 t, d = compare(nums[arm][key], nums[base][key], ARM_LABELS[arm], ARM_LABELS[base], NAMES[key], hib)
@@ -196,7 +196,60 @@ def report_json(results: dict) -> dict:
         out["arms"] = arm_numbers(rl["arms"])
         out["comparisons"] = comparisons(rl["arms"])[1]
         out["judge_work"] = {arm: a["judge_work"] for arm, a in rl["arms"].items() if a.get("judge_work")}
+        out["judge_truth"] = judge_truth_numbers(rl["arms"])
+        if rl.get("monitors"):
+            out["monitors"] = rl["monitors"]
     return out
+
+
+TRUTH_KEYS = {"judge/false_accept_rate": "first wrong steps passed", "judge/flawed_passed_rate":
+              "responses with a wrong step passed whole", "judge/false_reject_rate": "right steps flagged"}
+
+
+def judge_truth_numbers(arms: dict, window: int = 10) -> dict:
+    """Per judged arm and TRUTH_KEYS key: the mean of the per-step rate over the first and the last `window`
+    training steps (all seeds), and the number of steps."""
+    out = {}
+    for arm, a in arms.items():
+        row = {}
+        for key in TRUTH_KEYS:
+            curve = {s: v for s, v in a["curves"].get(key, {}).items() if s > 0}
+            if not curve:
+                continue
+            steps = sorted(curve)
+            first, last = steps[:window], steps[-window:]
+            row[key] = {"first": _mean(v for s in first for v in curve[s].values()),
+                        "last": _mean(v for s in last for v in curve[s].values()),
+                        "first_steps": [first[0], first[-1]], "last_steps": [last[0], last[-1]]}
+        if row:
+            out[arm] = row
+    return out
+
+
+def monitor_lines(mon: dict) -> list[str]:
+    """The report's section on the hack/* monitors against the judge's false-accept rate (rl_prm.world.monitors)."""
+    lines = ["", "### Do the reward-hacking monitors see the judge being fooled?", "",
+             "Each hack/* monitor (its mean over the last 10 steps) against the judge's false-accept rate pooled "
+             "over the last 10 steps (first wrong steps passed / first wrong steps scored, by the world's checker), "
+             "over the judged runs; lag > 0: the monitor moves first (rl_prm.world.monitors).", "",
+             "| monitor | runs | corr (mean [min, max]) | best lag (steps) | corr at best lag |", "|---|---|---|---|---|"]
+    f = lambda x, p=2: "n/a" if x is None else f"{x:+.{p}f}"  # noqa: E731
+    for key, t in sorted(mon["table"].items(), key=lambda kv: -(kv[1]["corr"] or -9)):
+        lines.append(f"| {key} | {t['runs']} | {f(t['corr'])} [{f(t['corr_min'])}, {f(t['corr_max'])}] | "
+                     f"{f(t['best_lag'], 1)} | {f(t['corr_at_best_lag'])} |")
+    lines += ["", "Rules the trainers apply (rl_prm.metrics.watch.RULES): " + "; ".join(
+        f"{r['key']}: 10-step mean {'> ' + format(r['above'], 'g') if r.get('above') is not None else ''}"
+        f"{' or ' if r.get('above') is not None and r.get('rise') is not None else ''}"
+        f"{'+' + format(r['rise'], 'g') + ' over the run' + chr(39) + 's first 10 steps' if r.get('rise') is not None else ''}"
+        for r in mon.get("rules", [])) + ". Per judged run: the step the pooled false-accept rate first rose "
+        "0.15 above its first 10-step value, and the first warning:", "",
+        "| run | false accepts, first 10 steps -> last 10 (max) | rose at step | first warning | warned within 20 steps |",
+        "|---|---|---|---|---|"]
+    for name, r in mon["rises"].items():
+        within = "no rise" if r["rise_step"] is None else ("yes" if r["warned_within_20"] else "NO")
+        lines.append(f"| {name} | {pct(r['truth_first'])}% -> {pct(r['truth_last'])}% ({pct(r['truth_max'])}%) | "
+                     f"{r['rise_step'] or '-'} | {r['warned_step'] or '-'} | {within} |")
+    return lines + ["", "![monitors against the truth](monitors.png)"]
 
 
 def judge_line(jb: dict) -> str:
@@ -287,6 +340,17 @@ def report_md(results: dict) -> str:
                              f"{w.get('prm/judge_prompts_distinct', 0):.1f} | {100 * w.get('prm/dedup_frac', 0):.1f}% | "
                              f"{w.get('prm/gated_responses', 0):.1f} | {w.get('prm/critiques', 0):.1f} | "
                              f"{w.get('prm/critique_tokens', 0):.0f} | {w.get('timing/score', 0):.2f} |")
+        truth = judge_truth_numbers(arms)
+        if truth:
+            lines += ["", "The judge on the training rollouts against the world's checker (judge/* metrics, free: no "
+                      "extra judge call; mean of the per-step rates over the first and the last 10 steps, all seeds):",
+                      "", "| arm | " + " | ".join(TRUTH_KEYS.values()) + " |", "|---" * (len(TRUTH_KEYS) + 1) + "|"]
+            for arm, row in truth.items():
+                lines.append(f"| {ARM_LABELS.get(arm, arm)} | " + " | ".join(
+                    f"{pct(row[k]['first'])}% -> {pct(row[k]['last'])}%" if k in row else "n/a" for k in TRUTH_KEYS) + " |")
+            lines += ["", "![the judge against the checker](judge_truth.png)"]
+        if rl.get("monitors"):
+            lines += monitor_lines(rl["monitors"])
         lines += ["", "### What the numbers say", ""] + [f"- {t}" for t in comparisons(arms)[0]]
         lines += ["", "![process metrics vs step](process_vs_step.png)", ""]
         for arm, a in arms.items():
