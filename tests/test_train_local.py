@@ -101,7 +101,7 @@ def test_two_steps_update_and_sync_then_resume(tmp_path, tiny_policy_dir, local_
     engines = local_engines  # one policy engine for both runs below (as rl_prm.world.compare's arms share it)
     s1 = train(cfg, on_step=on_step, engines=engines)
     run_dir = tmp_path / "e2e"
-    assert s1["steps"] == [1, 2] and s1["start_step"] == 1
+    assert s1.steps == [1, 2] and s1.start_step == 1
     for step in (1, 2):
         assert seen[step]["synced"], f"engine weights != learner weights after step {step}"
         assert seen[step]["moved"] > 1e-5, f"policy weights did not change at step {step}"
@@ -146,8 +146,8 @@ def test_two_steps_update_and_sync_then_resume(tmp_path, tiny_policy_dir, local_
 
     s2 = train(cfg2, on_step=on_resumed_step, engines=engines)
     assert resumed["m"]["rollout/logprob_abs_diff_max"] < 1e-3
-    assert s2["start_step"] == 3 and s2["steps"] == [3]
-    assert s2["run_id"] == s1["run_id"]  # same W&B run
+    assert s2.start_step == 3 and s2.steps == [3]
+    assert s2.run_id == s1.run_id  # same W&B run
     assert _steps(run_dir) == [0, 1, 2, 3]  # the killed run's step-3 line was dropped, no duplicates
     last = json.loads((run_dir / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["reward/mean"] != 123.0
@@ -155,7 +155,7 @@ def test_two_steps_update_and_sync_then_resume(tmp_path, tiny_policy_dir, local_
     assert ckpts == ["step_000002", "step_000003"]  # keep 2, stale temp dir removed
     from rl_prm.tracking import Tracker
 
-    assert [rid for _, rid in Tracker.offline_runs(run_dir)] == [s1["run_id"], s1["run_id"]]  # one W&B run, resumed
+    assert [rid for _, rid in Tracker.offline_runs(run_dir)] == [s1.run_id, s1.run_id]  # one W&B run, resumed
 
 
 @pytest.mark.slow
@@ -181,7 +181,7 @@ def test_pipelined_steps_learn_from_rollouts_one_update_old(tmp_path, local_engi
         seen[step] = {"synced": torch.equal(engine_w, learner_w), "m": dict(ctx["metrics"])}
 
     s = train(cfg, on_step=on_step, engines=local_engines)
-    assert s["steps"] == [1, 2, 3]
+    assert s.steps == [1, 2, 3]
     assert all(seen[t]["synced"] for t in (1, 2, 3)), "engine weights != learner weights after a step"
     m = {t: seen[t]["m"] for t in (1, 2, 3)}
     assert [m[t]["pipeline/policy_lag"] for t in (1, 2, 3)] == [0.0, 1.0, 1.0]
@@ -229,7 +229,7 @@ def test_oracle_judge_trains_through_the_local_backend(tmp_path, local_engines, 
         "trainer.eval_every=0", "trainer.logger=[console]", "trainer.total_steps=2", "reward.prm.gate=answer_correct"])
     seen: dict[int, dict] = {}
     s = train(cfg, on_step=lambda step, ctx: seen.update({step: dict(ctx["metrics"])}), engines=local_engines)
-    assert s["steps"] == [1, 2]
+    assert s.steps == [1, 2]
     batch = cfg.rollout.prompts_per_step * cfg.rollout.n
     for t in (1, 2):
         m = seen[t]

@@ -181,7 +181,7 @@ def test_prep_and_verl_example_files_train_two_steps_on_the_local_backend(tmp_pa
             "trainer.eval_every=0", "trainer.val_before_train=false", "trainer.save_every=0",
             "trainer.logger=[console]"])
         s = train(cfg, engines=local_engines)
-        assert s["steps"] == [1, 2], name
+        assert s.steps == [1, 2], name
         run = tmp_path / "runs" / name
         metrics = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines() if x.strip()]
         assert [m["step"] for m in metrics] == [1, 2]

@@ -91,6 +91,7 @@ def test_a_batch_gives_the_same_metrics_on_verl_as_on_the_local_loop(judge_token
     from types import SimpleNamespace
 
     from rl_prm.backends.local import step_metrics
+    from rl_prm.backends.rollouts import StepRollouts
     from rl_prm.config import load_recipe
     from rl_prm.credit import EstimatorOptions, StepBatch
     from rl_prm.metrics import JUDGE_COST, no_judge_cost
@@ -128,8 +129,8 @@ def test_a_batch_gives_the_same_metrics_on_verl_as_on_the_local_loop(judge_token
     judged = judged_mask(cfg.reward.prm.gate, vr, len(texts))
     scores = [judge(p.question, sp.texts)[0] if ok else [0.0] * sp.num_steps for sp, ok in zip(spans, judged)]
     batch = StepBatch.from_spans(spans, [len(i) for i in ids], scores, vr, [0] * len(texts))
-    local_m = step_metrics(cfg, rows, outs, spans, scores, vr, judged, batch, torch.zeros(batch.B, batch.T),
-                           EstimatorOptions.from_recipe(cfg))
+    r = StepRollouts([0], outs, rows, spans, 0.0, 0)
+    local_m = step_metrics(cfg, r, scores, vr, judged, batch, torch.zeros(batch.B, batch.T), EstimatorOptions.from_recipe(cfg))
 
     cost = tuple(JUDGE_COST.values()) + ("prm/dedup_frac",)  # the judge's work: the scorer's, compared elsewhere
     shared = lambda m: {k: v for k, v in m.items() if k.startswith(("prm/", "hack/", "process/", "judge/"))  # noqa: E731

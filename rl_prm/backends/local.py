@@ -3,62 +3,63 @@
     rl-prm train recipes/tiny_cpu.yaml            # -> rl_prm.backends.local.train(cfg)
 
 Per step (one batch), in order:
-    1. generate  prompts_per_step prompts x n samples on the policy's vLLM engine (rl_prm.generate)
+    1. generate  prompts_per_step prompts x n samples on the policy's vLLM engine (rl_prm.backends.rollouts:
+                 plain, pipelined or streamed to the judge)
     2. score     split responses into "\\n\\n" steps mapped to their last tokens (rl_prm.steps); R-PRM step
                  scores for exactly those step texts (rl_prm.score.pool); the verifiable reward
     3. credit    one StepBatch -> the recipe's estimator (rl_prm.credit.estimators, shared with verl)
     4. update    PPO-clip + KL + entropy on the HF policy (rl_prm.update.Learner, driver process)
     5. sync      push the new weights into the running vLLM engine
-    6. log       metrics, eval, checkpoint (atomic; a restart resumes at step + 1 in the same W&B run)
+    6. log       metrics (the same per-response definition verl's reward manager logs, rl_prm.metrics), eval,
+                 warnings, checkpoint (atomic; a restart resumes at step + 1 in the same W&B run)
 
 Ray: joins $RAY_ADDRESS when launched with `ray job submit`, else starts a private local cluster.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
 import random
 import sys
 import time
 from typing import Any, Callable, Optional
 
+import ray
 import torch
+from tqdm import tqdm
+from transformers import AutoTokenizer
 
+from rl_prm import checkpoint as ckpt
+from rl_prm import logs
+from rl_prm.backends import RunResult
 from rl_prm.backends.engines import Engines, ray_init
+from rl_prm.backends.rollouts import Rollouts, StepRollouts
+from rl_prm.config import run_dir_of, save_resolved, to_dict
+from rl_prm.credit import ESTIMATORS, EstimatorOptions, StepBatch
+from rl_prm.data.datasets import load_data, tokenize_prompts
+from rl_prm.eval.during_training import evaluate_policy
+from rl_prm.metrics import (HackWatch, SpikeDetector, prm_histograms, prm_position_metrics, response_metrics,
+                            response_row, rl_metrics)
+from rl_prm.models import resolve_model
+from rl_prm.score.gate import judged_mask
+from rl_prm.score.verifiable import verifiable_rewards
+from rl_prm.tasks import first_wrong, task_of
+from rl_prm.timing import marked_timer
+from rl_prm.tracking import Tracker
+from rl_prm.update import Learner, LearnerConfig, make_batch
 
 __all__ = ["Engines", "train"]
 
 
 def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
-          engines: Optional[Engines] = None) -> dict[str, Any]:
-    """Run (or resume) the recipe `cfg` (rl_prm.config.load_recipe). Returns a summary dict.
+          engines: Optional[Engines] = None) -> RunResult:
+    """Run (or resume) the recipe `cfg` (rl_prm.config.load_recipe).
 
     on_step(step, ctx): optional hook after each step's weight sync (tests use it to inspect the
     learner and the rollout actor: ctx = {"learner", "rollout", "metrics"}).
     engines: reuse the vLLM actors of an ``Engines`` (left running at the end); None = start
     this run's own and stop them at the end.
     """
-    import ray
-    from tqdm import tqdm
-    from transformers import AutoTokenizer
-
-    from rl_prm import checkpoint as ckpt
-    from rl_prm.config import run_dir_of, save_resolved, to_dict
-    from rl_prm.credit import ESTIMATORS, EstimatorOptions, StepBatch
-    from rl_prm.data.datasets import batch_indices, load_data, tokenize_prompts
-    from rl_prm.eval.during_training import evaluate_policy
-    from rl_prm import logs
-    from rl_prm.generate import RolloutClient, step_seed
-    from rl_prm.metrics import HackWatch, SpikeDetector
-    from rl_prm.models import resolve_model
-    from rl_prm.score.gate import judged_mask
-    from rl_prm.score.streaming import StreamScorer
-    from rl_prm.score.verifiable import verifiable_rewards
-    from rl_prm.steps import step_token_ends
-    from rl_prm.tracking import Tracker
-    from rl_prm.update import Learner, LearnerConfig, make_batch
-
     t_start = time.time()
     os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
@@ -71,20 +72,21 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
     logs.set_dir(run_dir / "logs")  # engine / library output of a quiet session goes there
     ckpt_root = run_dir / "checkpoints"
     start_step, run_id, resume_from = ckpt.resume_point(ckpt_root, cfg.trainer.resume)
-    summary: dict[str, Any] = {"run_dir": str(run_dir), "run_id": run_id, "start_step": start_step, "steps": [],
-                               "resumed_from": str(resume_from) if resume_from else None}
+    result = RunResult(str(run_dir), run_id=run_id, start_step=start_step,
+                       resumed_from=str(resume_from) if resume_from else None)
     if start_step > cfg.trainer.total_steps:
         print(f"run {run_dir} is already complete ({resume_from.name}); raise trainer.total_steps to continue, "
               "or pick a new run.name", flush=True)
-        return {**summary, "final_step": start_step - 1, "wall_s": time.time() - t_start, "checkpoint": str(resume_from)}
+        result.final_step, result.wall_s, result.checkpoint = start_step - 1, time.time() - t_start, str(resume_from)
+        return result
     save_resolved(cfg, run_dir)
 
     # --- data and models -----------------------------------------------------------------------
-    t0 = time.time()  # model resolution: a build (tiny, RL_PRM_WORLD=build) or a download happens here
-    policy_path = resolve_model(cfg.model.policy, "policy")
-    ref_path = resolve_model(cfg.model.ref_policy, "ref_policy") if cfg.model.ref_policy else policy_path
-    judge_path = resolve_model(cfg.model.judge, "judge") if cfg.reward.prm.enabled else None
-    models_s = time.time() - t0
+    startup: dict[str, float] = {}
+    with marked_timer("startup_models", startup):  # a build (tiny, RL_PRM_WORLD=build) or a download happens here
+        policy_path = resolve_model(cfg.model.policy, "policy")
+        ref_path = resolve_model(cfg.model.ref_policy, "ref_policy") if cfg.model.ref_policy else policy_path
+        judge_path = resolve_model(cfg.model.judge, "judge") if cfg.reward.prm.enabled else None
     start_weights = str(resume_from / "model") if resume_from is not None else policy_path
     tokenizer = AutoTokenizer.from_pretrained(policy_path)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -100,78 +102,37 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
         ckpt.load_checkpoint(resume_from, learner)
     tracker = Tracker(run_dir, project=cfg.trainer.project, name=cfg.run.name, config=to_dict(cfg),
                       loggers=list(cfg.trainer.logger), resume_id=run_id, resume_step=start_step if run_id else None)
-    summary["run_id"] = tracker.run_id
+    result.run_id = tracker.run_id
     print(("resuming at step %d from %s; " % (start_step, resume_from) if resume_from else "")
           + f"run dir {run_dir}  checkpoints {ckpt_root}  W&B run {tracker.run_id} "
           f"({os.environ.get('WANDB_MODE')}: {run_dir / 'wandb'})", flush=True)
     if n_long:
         tracker.warn(f"{n_long} train prompts longer than data.max_prompt_tokens were skipped", step=start_step)
+    startup["timing/startup_learner"] = time.time() - t_start - startup["timing/startup_models"]
 
     # --- engines -------------------------------------------------------------------------------
-    startup = {"timing/startup_models": models_s, "timing/startup_learner": time.time() - t_start - models_s}
-    t0 = time.time()
-    ray_init()
-    startup["timing/startup_ray"] = time.time() - t0
+    with marked_timer("startup_ray", startup):
+        ray_init()
     own = engines is None
     engines = Engines() if own else engines
-    # the weights the engine holds after a sync (a restarted engine gets them back); pipelined, a copy, since
-    # the learner moves on while the engine generates with them
-    pipelined = cfg.trainer.pipeline
-    snapshot = lambda: [(k, v.clone()) for k, v in learner.named_weights()]  # noqa: E731
-    synced = snapshot() if pipelined else None
-    engine_weights = (lambda: synced) if pipelined else learner.named_weights
-    rollout = RolloutClient(engines.rollout(cfg, start_weights), weights=engine_weights)
-    prm = None
-    pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="rollout") if pipelined else None
-    ahead: Optional[concurrent.futures.Future] = None  # the next step's rollouts, being generated
-
-    stream = cfg.reward.prm.enabled and cfg.reward.prm.stream
-    gate = cfg.reward.prm.gate if cfg.reward.prm.enabled else "none"
-
-    def spans_of(outs: list) -> list:
-        return [step_token_ends(o.response_ids, tokenizer, o.truncated) for o in outs]
-
-    def generate(s: int) -> tuple[list[int], list, list, float, Any]:
-        """(prompt indices, rollouts prompt-major, their step spans, seconds, streamed) of step s's batch;
-        streamed (reward.prm.stream): (the StreamScorer that got each prompt's responses as they finished,
-        the prompt-major order of what it got), else None."""
-        t = time.perf_counter()
-        idx = batch_indices(len(train_rows), s, cfg.rollout.prompts_per_step, cfg.run.seed)
-        prompts, kw = [train_ids[i] for i in idx], dict(
-            n=cfg.rollout.n, temperature=cfg.rollout.temperature, top_p=cfg.rollout.top_p,
-            max_tokens=cfg.rollout.max_tokens, seed=step_seed(cfg.run.seed, s, cfg.rollout.prompts_per_step, cfg.rollout.n))
-        if not stream:
-            outs = rollout.generate(prompts, **kw)
-            return idx, outs, spans_of(outs), time.perf_counter() - t, None
-        streamer, outs, spans = StreamScorer(prm), [], []
-        try:
-            for group in rollout.generate_stream(prompts, **kw):
-                sp, grows = spans_of(group), [train_rows[idx[o.prompt_index]] for o in group]
-                gvr = (verifiable_rewards(grows, [o.text for o in group])
-                       if gate != "none" and cfg.reward.verifiable.enabled else None)
-                streamer.add([r["problem"] for r in grows], sp, judged_mask(gate, gvr, len(group)))
-                outs, spans = outs + group, spans + sp
-        finally:
-            streamer.close()
-        order = sorted(range(len(outs)), key=lambda j: (outs[j].prompt_index, outs[j].sample_index))  # prompt-major
-        return idx, [outs[j] for j in order], [spans[j] for j in order], time.perf_counter() - t, (streamer, order)
+    prm, rollouts = None, None
     try:
-        t0 = time.time()
-        rollout.ready()
-        if not own:  # a shared engine holds the previous run's weights
-            rollout.load_weights(learner.named_weights())
-        startup["timing/startup_rollout_engine"] = time.time() - t0
+        with marked_timer("startup_rollout_engine", startup):
+            rollouts = Rollouts(cfg, engines.rollout(cfg, start_weights), learner, tokenizer, train_rows, train_ids)
+            rollouts.client.ready()
+            if not own:  # a shared engine holds the previous run's weights
+                rollouts.client.load_weights(learner.named_weights())
         if judge_path is not None:
-            t0 = time.time()
-            prm = engines.prm(cfg, judge_path)
-            startup["timing/startup_prm_engine"] = time.time() - t0
+            with marked_timer("startup_prm_engine", startup):
+                prm = rollouts.prm = engines.prm(cfg, judge_path)  # streamed rollouts hand responses to it
         startup["timing/startup_total"] = time.time() - t_start
         label = lambda k: "model build/download" if k == "timing/startup_models" else k.split("_", 1)[1]  # noqa: E731
         print("startup: " + ", ".join(f"{label(k)} {v:.0f}s" for k, v in startup.items()), flush=True)
 
         if start_step == 1 and cfg.trainer.val_before_train:
-            t0 = time.perf_counter()
-            m0 = {**evaluate_policy(rollout, tokenizer, test_rows, cfg), "timing/eval": time.perf_counter() - t0}
+            m0: dict[str, Any] = {}
+            with marked_timer("eval", m0):
+                m0.update(evaluate_policy(rollouts.client, tokenizer, test_rows, cfg))
             tracker.log(m0, step=0)
             print("eval before training: " + ", ".join(f"{k}={v:.3f}" for k, v in m0.items()), flush=True)
 
@@ -179,115 +140,119 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
         bar = tqdm(range(start_step, cfg.trainer.total_steps + 1), initial=start_step - 1,
                    total=cfg.trainer.total_steps, desc="train", dynamic_ncols=True, file=sys.stderr)
         for step in bar:
-            t_step = time.perf_counter()
             m: dict[str, Any] = {}
+            with marked_timer("step", m):
+                # 1. generate (pipelined: the rollouts started during the previous step) ---------------
+                with marked_timer("generate", m):  # pipelined: the wait for them
+                    r = rollouts.get(step)
+                m["timing/generate_engine"], m["pipeline/policy_lag"] = r.generate_s, float(r.lag)
 
-            # 1. generate (pipelined: collect the rollouts started during the previous step) ---------
-            t0 = time.perf_counter()
-            idx, outs, spans, gen_s, streamed, lag = ahead.result() if ahead is not None else (*generate(step), 0)
-            ahead = pool.submit(lambda s=step + 1: (*generate(s), 1)) if pool and step < cfg.trainer.total_steps else None
-            rows = [train_rows[idx[o.prompt_index]] for o in outs]
-            m["timing/generate"] = time.perf_counter() - t0  # pipelined: the wait for them
-            m["timing/generate_engine"], m["pipeline/policy_lag"] = gen_s, float(lag)
+                # 2. score: verifiable reward; R-PRM step scores (exactly the step texts credit uses) of the
+                #    responses the gate sends to the judge (reward.prm.gate; the others get the floor)
+                with marked_timer("score", m):  # streamed: the wait after generation
+                    vr, judged, scores = score(cfg, prm, r, m)
 
-            # 2. score: verifiable reward; R-PRM step scores (exactly the step texts credit uses) of the
-            #    responses the gate sends to the judge (reward.prm.gate; the others get the floor)
-            t0 = time.perf_counter()
-            vr = verifiable_rewards(rows, [o.text for o in outs]) if cfg.reward.verifiable.enabled else None
-            judged = judged_mask(gate, vr, len(outs))
-            scores, prm_m = None, {}
-            if streamed is not None:  # scored while the batch generated: wait for the last of it
-                streamer, order = streamed
-                results = streamer.finish()
-                scores, prm_m = prm.assemble(spans, [results[j] for j in order], judged)
-                m["prm/stream_calls"], m["timing/score_judge"] = float(streamer.calls), streamer.busy_s
-            elif prm is not None:
-                scores, prm_m = prm.score_responses([r["problem"] for r in rows], spans, judged)
-            m.update(prm_m)
-            m["timing/score"] = time.perf_counter() - t0  # streamed: the wait after generation
+                # 3. credit: one StepBatch -> the recipe's estimator (the same function verl calls) ---------
+                with marked_timer("credit", m):
+                    batch = StepBatch.from_spans(r.spans, [len(o.response_ids) for o in r.outs], scores, vr,
+                                                 [o.prompt_index for o in r.outs])
+                    adv, _ = estimator(batch, est_opts)
 
-            # 3. credit: one StepBatch -> the recipe's estimator (the same function verl calls) ------
-            t0 = time.perf_counter()
-            batch = StepBatch.from_spans(spans, [len(o.response_ids) for o in outs], scores, vr,
-                                         [o.prompt_index for o in outs])
-            adv, _ = estimator(batch, est_opts)
-            m["timing/credit"] = time.perf_counter() - t0
+                # 4. update ------------------------------------------------------------------------------
+                with marked_timer("update", m):
+                    train_batch = make_batch([o.prompt_ids for o in r.outs], [o.response_ids for o in r.outs], adv, pad_id)
+                    train_batch.rollout_logprobs = _pad([o.logprobs for o in r.outs], batch.T)
+                    if r.lag:  # sampled by the weights before the last update: PPO's ratio is against those
+                        train_batch.old_logprobs = train_batch.rollout_logprobs
+                    m.update(learner.update(train_batch))
 
-            # 4. update --------------------------------------------------------------------------
-            t0 = time.perf_counter()
-            train_batch = make_batch([o.prompt_ids for o in outs], [o.response_ids for o in outs], adv, pad_id)
-            train_batch.rollout_logprobs = _pad([o.logprobs for o in outs], batch.T)
-            if lag:  # sampled by the weights before the last update: PPO's ratio is against those
-                train_batch.old_logprobs = train_batch.rollout_logprobs
-            m.update(learner.update(train_batch))
-            m["timing/update"] = time.perf_counter() - t0
+                # 5. sync weights into the rollout engine (pipelined: once the next rollouts are done) -------
+                m.update(rollouts.sync())
 
-            # 5. sync weights into the rollout engine (pipelined: once the next rollouts are done) ---
-            if ahead is not None:
-                t0 = time.perf_counter()
-                concurrent.futures.wait([ahead])
-                m["timing/wait_next_rollouts"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            if pipelined:
-                synced = snapshot()
-            rollout.load_weights(engine_weights())
-            m["timing/sync"] = time.perf_counter() - t0
-
-            # 6. log, eval, checkpoint -----------------------------------------------------------
-            m.update(step_metrics(cfg, rows, outs, spans, scores, vr, judged, batch, adv, est_opts))
-            if cfg.trainer.eval_every and (step % cfg.trainer.eval_every == 0 or step == cfg.trainer.total_steps):
-                t0 = time.perf_counter()
-                m.update(evaluate_policy(rollout, tokenizer, test_rows, cfg))
-                m["timing/eval"] = time.perf_counter() - t0
-            if step == start_step:
-                m.update(startup)
-            m["timing/step"] = m["perf/step_time"] = time.perf_counter() - t_step
-            m["perf/throughput"] = float(batch.response_mask.sum()) / max(1e-9, m["timing/generate"])
-            m["rollout/engine_restarts"] = float(rollout.restarts)
-            tracker.log(m, step=step)
-            if step == start_step or step % max(1, cfg.trainer.eval_every or 1) == 0:
-                tracker.log_rollouts(_rollout_rows(outs[: min(4, len(outs))], rows, scores, vr), step=step)
-            for w in spikes.update(m) + watch.update(m) + rollout.pop_events() + (prm.pop_events() if prm is not None else []):
-                tracker.warn(w, step=step)
+                # 6. metrics and eval ---------------------------------------------------------------------
+                m.update(step_metrics(cfg, r, scores, vr, judged, batch, adv, est_opts))
+                if cfg.trainer.eval_every and (step % cfg.trainer.eval_every == 0 or step == cfg.trainer.total_steps):
+                    with marked_timer("eval", m):
+                        m.update(evaluate_policy(rollouts.client, tokenizer, test_rows, cfg))
+            log_step(cfg, step, start_step, m, startup, r, scores, vr, batch, tracker, rollouts, prm, spikes, watch)
             if on_step is not None:
-                on_step(step, {"learner": learner, "rollout": rollout.handle, "metrics": m})
-            if (cfg.trainer.save_every and step % cfg.trainer.save_every == 0) or step == cfg.trainer.total_steps:
-                try:  # a failed save (full disk) is loud, keeps the previous checkpoint; the last one must land
-                    ckpt.save_checkpoint(ckpt_root, step, learner, tokenizer, run_id=tracker.run_id,
-                                         keep=cfg.trainer.keep_checkpoints)
-                except ckpt.CheckpointError as e:
-                    tracker.warn(str(e), step=step)
-                    if step == cfg.trainer.total_steps:
-                        raise
-            summary["steps"].append(step)
+                on_step(step, {"learner": learner, "rollout": rollouts.client.handle, "metrics": m})
+            save(cfg, step, ckpt_root, learner, tokenizer, tracker)
+            result.steps.append(step)
             bar.set_postfix(reward=f"{m.get('reward/mean', 0):.3f}", vr=f"{m['reward/vr_mean']:.2f}",
                             kl=f"{m.get('actor/kl', 0):.2e}", s=f"{m['timing/step']:.1f}")
         bar.close()
-        summary.update(final_step=cfg.trainer.total_steps, wall_s=time.time() - t_start,
-                       checkpoint=str(ckpt.latest_checkpoint(ckpt_root)))
+        result.final_step, result.wall_s = cfg.trainer.total_steps, time.time() - t_start
+        result.checkpoint = str(ckpt.latest_checkpoint(ckpt_root))
         tracker.finish(0)
-        return summary
+        return result
     except BaseException:
         tracker.finish(1)
         raise
     finally:
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
+        if rollouts is not None:
+            rollouts.close()
         if own:
             engines.close()
             if not os.environ.get("RAY_ADDRESS"):
                 ray.shutdown()
 
 
-def step_metrics(cfg: Any, rows: list[dict], outs: list, spans: list, scores: Optional[list], vr: Optional[list[float]],
-                 judged: list[bool], batch: Any, adv: torch.Tensor, opts: Any) -> dict[str, float]:
+def score(cfg: Any, prm: Any, r: StepRollouts, m: dict) -> tuple[Optional[list[float]], list[bool], Optional[list]]:
+    """(verifiable rewards, judged mask, step scores: P(Yes) per step, None without a judge) of a step's
+    rollouts; the judge's prm/* metrics into m."""
+    vr = None
+    if cfg.reward.verifiable.enabled:
+        vr = r.vr if r.vr is not None else verifiable_rewards(r.rows, [o.text for o in r.outs])
+    judged = judged_mask(cfg.reward.prm.gate if prm is not None else "none", vr, len(r.outs))
+    scores, prm_m = None, {}
+    if r.streamed is not None:  # scored while the batch generated: wait for the last of it
+        streamer, order = r.streamed
+        results = streamer.finish()
+        scores, prm_m = prm.assemble(r.spans, [results[j] for j in order], judged)
+        m["prm/stream_calls"], m["timing/score_judge"] = float(streamer.calls), streamer.busy_s
+    elif prm is not None:
+        scores, prm_m = prm.score_responses([row["problem"] for row in r.rows], r.spans, judged)
+    m.update(prm_m)
+    return vr, judged, scores
+
+
+def log_step(cfg: Any, step: int, start_step: int, m: dict, startup: dict, r: StepRollouts, scores: Optional[list],
+             vr: Optional[list[float]], batch: Any, tracker: Tracker, rollouts: Rollouts, prm: Any,
+             spikes: SpikeDetector, watch: HackWatch) -> None:
+    """Log one step's metrics (the start-up times on the first), sample rollouts, and the warnings of the
+    spike detector, the hacking monitors' rules and the engines."""
+    if step == start_step:
+        m.update(startup)
+    m["perf/step_time"] = m["timing/step"]
+    m["perf/throughput"] = float(batch.response_mask.sum()) / max(1e-9, m["timing/generate"])
+    m["rollout/engine_restarts"] = float(rollouts.client.restarts)
+    tracker.log(m, step=step)
+    if step == start_step or step % max(1, cfg.trainer.eval_every or 1) == 0:
+        tracker.log_rollouts(_rollout_rows(r.outs[: min(4, len(r.outs))], r.rows, scores, vr), step=step)
+    for w in spikes.update(m) + watch.update(m) + rollouts.client.pop_events() + (prm.pop_events() if prm is not None else []):
+        tracker.warn(w, step=step)
+
+
+def save(cfg: Any, step: int, root: Any, learner: Learner, tokenizer: Any, tracker: Tracker) -> None:
+    """Checkpoint every trainer.save_every steps and at the end. A failed save (full disk) is loud and keeps
+    the previous checkpoint; the last one must land."""
+    if not ((cfg.trainer.save_every and step % cfg.trainer.save_every == 0) or step == cfg.trainer.total_steps):
+        return
+    try:
+        ckpt.save_checkpoint(root, step, learner, tokenizer, run_id=tracker.run_id, keep=cfg.trainer.keep_checkpoints)
+    except ckpt.CheckpointError as e:
+        tracker.warn(str(e), step=step)
+        if step == cfg.trainer.total_steps:
+            raise
+
+
+def step_metrics(cfg: Any, r: StepRollouts, scores: Optional[list], vr: Optional[list[float]], judged: list[bool],
+                 batch: Any, adv: torch.Tensor, opts: Any) -> dict[str, float]:
     """RL basics and rewards of one step; its responses' rows (rl_prm.metrics.response_row, what the verl
     reward manager logs per response) summed into prm/*, hack/* and, for a task with a step checker,
     process/* and judge/*; the step scores by position and their histograms (every step's score: local only)."""
-    from rl_prm.metrics import prm_histograms, prm_position_metrics, response_metrics, response_row, rl_metrics
-    from rl_prm.score.verifiable import verifiable_rewards
-    from rl_prm.tasks import first_wrong, task_of
-
+    outs, rows, spans = r.outs, r.rows, r.spans
     B = len(outs)
     vr_list = vr if vr is not None else [0.0] * B
     prm_return = batch.prm_returns(opts.credit) if scores is not None else torch.zeros(B)

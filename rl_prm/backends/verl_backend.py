@@ -1,7 +1,7 @@
 """verl backend (`trainer.backend: verl`): a recipe -> `python3 -m verl.trainer.main_ppo key=value ...`.
 
     cmd = build_verl_command(cfg)        # list[str], hydra overrides for verl 0.9.1's ppo_trainer
-    rc = train(cfg)                      # runs it (output streamed, exit code returned)
+    result = train(cfg)                  # runs it (output streamed); result.exit_code is verl's
     python -m rl_prm.backends.verl_backend --recipe R [overrides] --print    # the command, shell-quoted
 
 What the recipe turns into (verl keys in brackets):
@@ -28,9 +28,10 @@ What the recipe turns into (verl keys in brackets):
   * run dir, logging, checkpoints [trainer.*]; the recipe's free-form `verl:` mapping goes last
     (a key not in verl's schema needs a leading '+').
 
-The verl trainer needs GPUs (verl has no CPU platform): run the command on a GPU cluster
-(`ray job submit ... -- bash launch/grpo_rprm.sh RECIPE`). On CPU, tests check the command against
-verl's config schema and run the reward manager and estimators on DataProto batches.
+On GPUs, run the command on a GPU cluster (`ray job submit ... -- bash launch/grpo_rprm.sh RECIPE`).
+A `trainer.device: cpu` recipe runs the same verl trainer on CPU through our verl platform "cpu"
+(rl_prm.verl_ext.cpu_platform, selected with VERL_PLATFORM=cpu): the CPU keys and env come from
+rl_prm.backends.verl_cpu, the run from rl_prm.backends.verl_run.run_cpu (docs/verl_cpu.md).
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -48,6 +50,7 @@ from rl_prm.backends.verl_common import (CRITIC_ESTIMATORS, PREPPED, REPO_ROOT, 
 from rl_prm.backends.verl_cpu import (cpu_overrides, generated_data_file, logical_gpus, on_cpu,  # noqa: F401
                                       wandb_run_id, with_generated_data, write_generated_data)
 from rl_prm.backends.verl_run import check_cpu_stack, check_model, die_with_parent, preflight, run_cpu  # noqa: F401
+from rl_prm.backends import RunResult
 from rl_prm.credit import ESTIMATORS, EstimatorOptions
 
 MATH_VERIFY_REWARD = REPO_ROOT / "reward_fns" / "math_verify_reward.py"
@@ -199,37 +202,43 @@ def build_verl_command(cfg: Any, python: str = "python3") -> list[str]:
     if cfg.trainer.backend != "verl":
         raise ValueError(f"recipe has trainer.backend={cfg.trainer.backend!r}; the verl backend needs 'verl'")
     if cfg.trainer.gpus_per_node < 1:
-        raise ValueError("verl backend: trainer.gpus_per_node must be >= 1 (verl's trainer needs GPUs)")
+        raise ValueError("verl backend: trainer.gpus_per_node must be >= 1 (actor ranks per node; on CPU, logical GPUs)")
     cfg = with_generated_data(cfg)  # issue #13: a task in data.train/test (world) -> parquet files in the run dir
     return [python, "-m", "verl.trainer.main_ppo", *verl_overrides(cfg)]
 
 
-def train(cfg: Any) -> int:
-    """Run verl's trainer for a recipe; output is streamed; returns its exit code (non-zero on failure).
+def train(cfg: Any) -> RunResult:
+    """Run verl's trainer for a recipe; output is streamed; the result's exit_code is verl's (non-zero on failure).
 
     A recipe verl cannot run (unknown verl key, missing model, CPU recipe without the CPU stack)
     fails here with one line and exit code 2, before any process starts.
     """
     from rl_prm.config import run_dir_of, save_resolved
 
+    t0, run_dir = time.time(), run_dir_of(cfg)
     try:  # issue #13: checks before any worker starts
         if on_cpu(cfg) and "wandb" in cfg.trainer.logger:
-            wandb_run_id(run_dir_of(cfg).resolve(), create=True)
+            wandb_run_id(run_dir.resolve(), create=True)
         cmd = build_verl_command(cfg, python=sys.executable)
         preflight(cfg, cmd)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
-        return 2
-    save_resolved(cfg, run_dir_of(cfg))
+        return RunResult(str(run_dir), exit_code=2)
+    save_resolved(cfg, run_dir)
     if on_cpu(cfg):  # issue #13: CPU run (env, generated data, shm cleanup, quiet console)
-        return run_cpu(cfg, cmd)
-    print("rl-prm verl backend:", shlex.join(cmd), flush=True)
-    proc = subprocess.Popen(cmd, env=verl_env(), cwd=str(REPO_ROOT), preexec_fn=die_with_parent)
-    try:
-        return proc.wait()
-    except KeyboardInterrupt:
-        proc.terminate()
-        return proc.wait()
+        rc = run_cpu(cfg, cmd)
+    else:
+        print("rl-prm verl backend:", shlex.join(cmd), flush=True)
+        proc = subprocess.Popen(cmd, env=verl_env(), cwd=str(REPO_ROOT), preexec_fn=die_with_parent)
+        try:
+            rc = proc.wait()
+        except KeyboardInterrupt:
+            proc.terminate()
+            rc = proc.wait()
+    steps = sorted(run_dir.glob("checkpoints/global_step_*"), key=lambda p: int(p.name.rsplit("_", 1)[1]))
+    return RunResult(str(run_dir), exit_code=rc, run_id=wandb_run_id(run_dir.resolve()) if on_cpu(cfg) else None,
+                     final_step=int(steps[-1].name.rsplit("_", 1)[1]) if steps and rc == 0 else None,
+                     wall_s=time.time() - t0, checkpoint=str(steps[-1]) if steps else None)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -259,7 +268,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.lines:
         print("\n".join(cmd))
         return 0
-    return train(cfg)
+    return train(cfg).exit_code
 
 
 if __name__ == "__main__":

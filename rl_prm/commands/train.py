@@ -62,12 +62,13 @@ def run(args: argparse.Namespace) -> int:
         traceback.print_exc()
         print(f"rl-prm train: FAILED: {type(e).__name__}: {e}", file=sys.stderr)
         return 1
-    if isinstance(result, int):  # backends that run a subprocess return its exit code
-        return result
-    if isinstance(result, dict):
-        print(f"rl-prm train: done in {result.get('wall_s', 0):.0f}s", flush=True)
-        print(f"  run dir:     {result.get('run_dir')}")
-        print(f"  checkpoint:  {result.get('checkpoint')}")
-        print(f"  W&B run id:  {result.get('run_id')}  (offline files under {run_dir / 'wandb'}; `wandb sync` them)")
-        print(f"  metrics:     {run_dir / 'metrics.jsonl'}   plots: rl-prm plot {run_dir}")
+    if result.exit_code:  # verl's trainer failed: its output said why
+        return result.exit_code
+    print(f"rl-prm train: done in {result.wall_s:.0f}s", flush=True)
+    print(f"  run dir:     {result.run_dir}")
+    if result.checkpoint:
+        print(f"  checkpoint:  {result.checkpoint}")
+    if result.run_id:
+        print(f"  W&B run id:  {result.run_id}  (offline files under {run_dir / 'wandb'}; `wandb sync` them)")
+    print(f"  metrics:     {run_dir / 'metrics.jsonl'}   plots: rl-prm plot {run_dir}")
     return 0

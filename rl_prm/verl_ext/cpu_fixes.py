@@ -5,7 +5,7 @@ VERL_PLATFORM=cpu, i.e. for a `trainer.device: cpu` recipe on the verl backend. 
 the verl/vLLM behaviour it answers; tests/test_verl_cpu.py asserts that behaviour still exists
 (so a verl/vLLM upgrade that makes a patch unnecessary fails a test) and that the patch works.
 Nothing under site-packages is edited. The rest of what CPU needs is configuration (verl keys and
-env), set by rl_prm.backends.verl_backend.cpu_overrides / cpu_env.
+env), set by rl_prm.backends.verl_cpu.cpu_overrides / rl_prm.backends.verl_cpu.cpu_env.
 
     apply()                 all patches (idempotent)
     cleanup_shm()           remove orphaned /dev/shm weight buckets and vLLM shm segments

@@ -7,7 +7,7 @@ rl_prm.verl_plugin.PLUGIN_MODULES, which verl imports on `import verl` in every 
 TaskRunner, FSDP workers, agent-loop and reward workers, vLLM servers and their engine/worker
 processes), i.e. before anything calls get_platform().
 
-Selected by the verl backend for `trainer.device: cpu` (rl_prm.backends.verl_backend.cpu_env sets
+Selected by the verl backend for `trainer.device: cpu` (rl_prm.backends.verl_cpu.cpu_env sets
 VERL_PLATFORM=cpu in every Ray process). With that env set, importing this module also applies the
 CPU workarounds of rl_prm.verl_ext.cpu_fixes (each names the verl/vLLM behaviour it answers).
 
