@@ -215,6 +215,12 @@ def test_ray_job_submit_runs_verls_trainer_on_cpu_and_fails_cleanly_on_a_bad_key
         # the judge's work, as the local backend logs it (rl_prm.metrics.judge_cost_metrics)
         assert m["prm/judge_prompts"] >= m["prm/judge_prompts_distinct"] > 0 and m["prm/critique_tokens"] > 0
         assert 0 <= m["prm/dedup_frac"] < 1 and m["prm/gated_responses"] == 0
+        # the local loop's per-response metrics (rl_prm.metrics.response_metrics): the hacking monitors, and the
+        # world's truth for world rows (process rates, the judge against the checker); no warning in 2 steps
+        for k in ("hack/steps_per_response", "hack/prm_vr_agreement", "hack/repetition", "prm/response_min_score_mean",
+                  "process/trace_rate", "process/answer_rate", "judge/right_steps", "judge/first_errors"):
+            assert k in m, k
+        assert m["hack/warnings"] == 0
     assert len({round(steps[1]["actor/grad_norm"], 8), round(steps[2]["actor/grad_norm"], 8)}) == 2
     # the job's console: verl's step lines only (its full output is in verl.log)
     assert "verl step 1: " in logs and "grad_norm" in logs and len(logs.splitlines()) < 60, logs[-3000:]

@@ -26,6 +26,9 @@ def _write_run(run_dir, steps=40, with_eval=True, with_hack=True):
                           "hack/repetition": 0.05, "hack/prm_vr_agreement": 0.7})
                 m.update({"prm/judge_prompts": 140 - s, "prm/judge_prompts_distinct": 90 - s, "prm/dedup_frac": 0.36,
                           "prm/gated_responses": 12 - 0.1 * s, "prm/critique_tokens": 15000 - 100 * s})
+                m.update({"judge/false_accept_rate": 0.2 + 0.01 * s, "judge/flawed_passed_rate": 0.15 + 0.01 * s,
+                          "judge/false_reject_rate": 0.01, "process/trace_rate": 0.4 + 0.005 * s,
+                          "process/answer_rate": 0.6, "process/miracle_rate": 0.2 - 0.005 * s})
             f.write(json.dumps(m) + "\n")
             if with_eval and s % 10 == 0:
                 f.write(json.dumps({"step": s, "eval/accuracy": 0.1 + 0.01 * s}) + "\n")
@@ -50,7 +53,7 @@ def test_plot_cli_renders_pngs(tmp_path, capsys):
     assert main(["plot", str(tmp_path), "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     names = {p.stem for p in out.glob("*.png")}
-    assert names == {"reward", "judge_cost", "eval", "kl", "actor", "prm_by_step", "prm", "hacking"}
+    assert names == {"reward", "judge_cost", "judge_truth", "eval", "kl", "actor", "prm_by_step", "prm", "hacking"}
     assert "skipped length: no response_length/* keys" in printed
     assert "skipped process: no eval/trace_accuracy keys (world data only)" in printed
     for p in out.glob("*.png"):
