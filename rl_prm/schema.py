@@ -9,7 +9,7 @@
 key with its type, default and help (`rl-prm train --help-config`); `check_values(cfg, schema)`
 enforces `choices` (a tuple or a callable returning the names of a registry, read lazily) and the
 numeric bounds `gt`/`ge`/`le`/`lt`, naming the key. `backends` names the backends that honour a key
-(default: all); rl_prm.config refuses a non-default value on any other backend.
+(default: all); rl_prm.config.rules refuses a non-default value on any other backend.
 """
 
 from __future__ import annotations

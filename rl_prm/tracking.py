@@ -30,16 +30,20 @@ Use one Tracker per run, in the driver process only.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
+import secrets
+import string
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from omegaconf import DictConfig, OmegaConf
 
-from rl_prm.tracking_sinks import HIST_BINS, LOGGERS, ConsoleSink, _json_default, _Sink  # noqa: F401
+from rl_prm.tracking_sinks import HIST_BINS, LOGGERS, ConsoleSink, Sink, json_default
 
 # Keys shown on the console line, in this order, when present (others are in metrics.jsonl/W&B).
 CONSOLE_KEYS: tuple[str, ...] = (
@@ -58,7 +62,6 @@ CONSOLE_KEYS: tuple[str, ...] = (
 )
 
 _JSONL_FILES = ("metrics.jsonl", "histograms.jsonl", "rollouts.jsonl", "warnings.jsonl")
-
 
 
 def _to_float(key: str, v: Any) -> float:
@@ -131,10 +134,11 @@ class Tracker:
             self._truncate(int(resume_step))
         self._write_meta()
 
-        self._sinks: list[_Sink] = []
+        self._sinks: list[Sink] = []
         for lg in loggers:
             try:
-                sink = LOGGERS.get(lg)(self)
+                sink = LOGGERS.get(lg)(run_dir=self.run_dir, project=project, name=name, run_id=self.run_id,
+                                       config=self.config, console_keys=self.console_keys)
             except Exception as e:  # documented fallback: keep training with console + JSONL
                 msg = f"logger {lg!r} failed to start ({type(e).__name__}: {e}); continuing without it"
                 self._append("warnings.jsonl", {"step": int(resume_step or 0), "time": time.time(), "message": msg})
@@ -244,7 +248,7 @@ class Tracker:
             f = self._files[fname] = open(path, "a", encoding="utf-8")
             if path.stat().st_size and not _ends_with_newline(path):
                 f.write("\n")  # a killed run's half-written line stays a line of its own
-        f.write(json.dumps(obj, default=_json_default) + "\n")
+        f.write(json.dumps(obj, default=json_default) + "\n")
         f.flush()
 
     def _truncate(self, resume_step: int) -> None:
@@ -301,24 +305,14 @@ def _ends_with_newline(path: Path) -> bool:
 
 
 def _new_run_id() -> str:
-    import secrets
-    import string
-
     alphabet = string.ascii_lowercase + string.digits
     return "".join(secrets.choice(alphabet) for _ in range(8))
 
 
 def _plain_config(config: Any) -> dict:
     """Recipe dataclasses / OmegaConf / dicts -> plain dict for W&B config."""
-    try:
-        from omegaconf import DictConfig, OmegaConf
-
-        if isinstance(config, DictConfig):
-            return OmegaConf.to_container(config, resolve=True)  # type: ignore[return-value]
-    except ImportError:
-        pass
-    import dataclasses
-
+    if isinstance(config, DictConfig):
+        return OmegaConf.to_container(config, resolve=True)  # type: ignore[return-value]
     if dataclasses.is_dataclass(config) and not isinstance(config, type):
         return dataclasses.asdict(config)
     if isinstance(config, dict):

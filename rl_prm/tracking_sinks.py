@@ -1,7 +1,10 @@
 """Where `rl_prm.tracking.Tracker` sends metrics besides the JSONL files: the console and W&B.
 
 `trainer.logger` names entries of LOGGERS; a new sink is one registered class with log /
-log_rollouts / warn / finish.
+log_rollouts / warn / finish, built from the run's plain values as keywords (each takes what it needs):
+
+    sink = LOGGERS.get("wandb")(run_dir=Path(...), project="rl-prm", name="gsm8k-minform", run_id="k3v9x2ab",
+                                config={...}, console_keys=("reward/mean", ...))
 """
 
 from __future__ import annotations
@@ -10,20 +13,19 @@ import json
 import math
 import os
 import sys
-from typing import TYPE_CHECKING, Any, Callable
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 
 from rl_prm.registry import Registry
 
-if TYPE_CHECKING:
-    from rl_prm.tracking import Tracker
-
-LOGGERS: Registry[Callable[..., "_Sink"]] = Registry("logger")
+LOGGERS: Registry[Callable[..., "Sink"]] = Registry("logger")
 HIST_BINS = 32
 
 
-def _json_default(o: Any) -> Any:
+def json_default(o: Any) -> Any:
+    """JSON for numpy and torch values (what json.dumps cannot write itself); anything else as str."""
     if isinstance(o, np.generic):
         return o.item()
     if isinstance(o, np.ndarray):
@@ -46,7 +48,9 @@ def _fmt(v: float) -> str:
 # ---------------------------------------------------------------------------------------------
 
 
-class _Sink:
+class Sink:
+    """What Tracker calls besides writing the JSONL files (every method optional)."""
+
     def log(self, scalars: dict[str, float], hists: dict[str, np.ndarray], step: int) -> None: ...
     def log_rollouts(self, rows: list[dict], step: int) -> None: ...
     def warn(self, msg: str, step: int) -> None: ...
@@ -54,11 +58,12 @@ class _Sink:
 
 
 @LOGGERS.register("console")
-class ConsoleSink(_Sink):
-    """One compact line per log() call: `step 12 | reward/mean 0.31 | actor/kl 2.1e-03 | ...`."""
+class ConsoleSink(Sink):
+    """One compact line per log() call: `step 12 | reward/mean 0.31 | actor/kl 2.1e-03 | ...`
+    (``console_keys`` first, in their order)."""
 
-    def __init__(self, tracker: "Tracker", max_items: int = 8):
-        self.keys, self.max_items = tracker.console_keys, max_items
+    def __init__(self, *, console_keys: tuple[str, ...], max_items: int = 8, **_: Any):
+        self.keys, self.max_items = tuple(console_keys), max_items
 
     def log(self, scalars, hists, step):
         shown = [k for k in self.keys if k in scalars]
@@ -78,23 +83,23 @@ class ConsoleSink(_Sink):
 
 
 @LOGGERS.register("wandb")
-class WandbSink(_Sink):
-    """W&B run in run_dir (offline unless the user configured an account)."""
+class WandbSink(Sink):
+    """W&B run ``run_id`` in run_dir (offline unless the user configured an account)."""
 
-    def __init__(self, tracker: "Tracker"):
-        import wandb
+    def __init__(self, *, run_dir: Path, project: str, name: str, run_id: str, config: dict, **_: Any):
+        import wandb  # seconds to import: only when this logger is chosen
 
         if not os.environ.get("WANDB_API_KEY"):
             os.environ.setdefault("WANDB_MODE", "offline")
         os.environ.setdefault("WANDB_SILENT", "true")
         self.wandb = wandb
         self.run = wandb.init(
-            project=tracker.project,
-            name=tracker.name,
-            id=tracker.run_id,
+            project=project,
+            name=name,
+            id=run_id,
             resume="allow",
-            dir=str(tracker.run_dir),
-            config=tracker.config,
+            dir=str(run_dir),
+            config=config,
         )
         self._warnings: list[list[Any]] = []
 
@@ -136,6 +141,6 @@ class WandbSink(_Sink):
 def _table_cell(v: Any) -> Any:
     if v is None or isinstance(v, (str, int, float, bool)):
         return v
-    return json.dumps(v, default=_json_default)
+    return json.dumps(v, default=json_default)
 
 

@@ -8,8 +8,8 @@ import importlib
 
 import pytest
 
+from rl_prm import argtypes
 from rl_prm.cli import COMMANDS, main
-from rl_prm.commands import argtypes
 from rl_prm.commands.bench import _names as bench_names
 
 # value type -> (values refused, values accepted)

@@ -10,8 +10,8 @@ import re
 import pytest
 
 from rl_prm.score.prompt import VERDICT_PHRASE
-from rl_prm.world.judge import critique, critique_parts
 from rl_prm.world.tasks import processbench
+from rl_prm.world.teacher import critique, critique_parts
 
 SECTIONS = ["**Previous Steps Analysis**:", "**Now Step Analysis**:", "**Data Source Analysis**:",
             "**Consistency Analysis**:", "**Calculation Analysis**:"]
@@ -78,10 +78,11 @@ def test_every_check_of_two_amounts_is_decided_on_their_difference():
 
 def test_key_positions_are_the_critical_tokens(tmp_path):
     from rl_prm.world.cache import loaded_tokenizer
-    from rl_prm.world.judge import judge_examples, judge_units
+    from rl_prm.world.judge import judge_examples
+    from rl_prm.world.judge_units import synthetic_units
 
     tok = loaded_tokenizer(tmp_path)
-    for (ids, start, keys), (_, steps, k, _) in zip(judge_examples(tok, 12, seed=3), judge_units(12, seed=3)):
+    for (ids, start, keys), (_, steps, k, _) in zip(judge_examples(tok, 12, seed=3), synthetic_units(12, seed=3)):
         assert start < keys[0] and keys == sorted(keys) and keys[-1] == len(ids) - 2
         assert tok.decode([ids[keys[-1]]]) in (" Yes", " No")
         words = {tok.decode([ids[i]]).strip() for i in keys}
@@ -123,7 +124,6 @@ def test_checked_dpo_pairs_reject_a_right_verdict_reached_through_a_wrong_check(
     """With ``checked``, a critique that copies the previous amount into its reverse check and still
     says Yes is rejected, next to the teacher's own critique as chosen; verdict-only pairing has no pair."""
     from rl_prm.world.dpo import make_pairs
-    from rl_prm.world.judge import critique
 
     q = "Ava has 6 books. First, Ava gives away 1. Second, Ava gives away 3. How many books does Ava have now?"
     steps = ["Ava starts with 6 books.", "First, Ava gives away 1, so Ava has 6 - 1 = 5 books."]
@@ -200,7 +200,7 @@ def test_deepen_adds_layers_that_start_as_the_identity():
 
 
 def test_first_divergence_names_the_check_a_critique_got_wrong():
-    from rl_prm.world.judge_errors import first_divergence, sections
+    from rl_prm.world.teacher import first_divergence, sections
 
     r = next(r for r in processbench("test", 80, seed=2) if r["error_kind"] == "slip")
     q, steps, k = r["problem"], r["steps"], r["label"]
@@ -226,14 +226,14 @@ def test_first_divergence_names_the_check_a_critique_got_wrong():
 def test_judge_unit_mix_picks_the_kind_of_flaw_judged():
     """Misquotes only, judged at the error: the teacher's critique finds the stated amount wrong and every
     other check right (the case the judge must decide from the amount itself)."""
-    from rl_prm.world.judge import UnitMix, critique_parts, judge_units
+    from rl_prm.world.judge_units import UnitMix, synthetic_units
 
-    units = judge_units(40, 0, UnitMix(flawed_fraction=1.0, miracle_share=1.0, miracle_weights=(1, 0, 0), at_error=1.0))
+    units = synthetic_units(40, 0, UnitMix(flawed_fraction=1.0, miracle_share=1.0, miracle_weights=(1, 0, 0), at_error=1.0))
     assert units and not any(correct for *_, correct in units)
     for q, steps, k, correct in units:
         decisions = [t.strip() for t, crit in critique_parts(q, steps, k, correct) if t.strip() in ("correct", "wrong")]
         assert decisions == ["wrong", "correct", "correct", "wrong"]  # amount, equation, reverse check; conclusion
-    assert all(correct for *_, correct in judge_units(40, 0, UnitMix(flawed_fraction=0.0)))
+    assert all(correct for *_, correct in synthetic_units(40, 0, UnitMix(flawed_fraction=0.0)))
 
 
 def test_dpo_sampling_prints_progress_while_the_engine_starts_and_samples(monkeypatch, capfd):
@@ -243,6 +243,7 @@ def test_dpo_sampling_prints_progress_while_the_engine_starts_and_samples(monkey
 
     import rl_prm.progress as progress
     import rl_prm.score.engines as engines
+    import rl_prm.world.dpo as dpo
     from rl_prm.world.dpo import DPOConfig, sample_pairs
     from rl_prm.world.tasks import problems
 
@@ -269,9 +270,9 @@ def test_dpo_sampling_prints_progress_while_the_engine_starts_and_samples(monkey
         def shutdown(self):
             pass
 
-    monkeypatch.setattr(engines, "VLLMJudgeEngine", Engine)
+    monkeypatch.setattr(dpo, "VLLMJudgeEngine", Engine)
     monkeypatch.setattr(progress, "EVERY_S", 0.05)
-    monkeypatch.setattr("rl_prm.score.prompt.judge_prompt", lambda tok, q, steps, k: q)
+    monkeypatch.setattr(dpo, "judge_prompt", lambda tok, q, steps, k: q)
     pairs, labels, facts = sample_pairs("judge-dir", Tok(), units, DPOConfig(samples=2, checked=False))
     assert facts["critiques"] == 4 and len(pairs) == 2 and labels == [True, True]
     out = capfd.readouterr().out.splitlines()

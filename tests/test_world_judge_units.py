@@ -27,8 +27,6 @@ def test_teacher_supports_rejects_a_wrong_step_whose_checks_all_pass():
 
 
 def test_policy_units_label_the_policys_samples_by_recomputation(monkeypatch):
-    import rl_prm.world.policy as policy
-
     def fake_generate(model, tok, questions, *, do_sample, seed=0, **kw):
         by_q = {p.question: p for p in problems("train", len(questions), seed=31 + seed)}  # policy_units' questions
         out = []
@@ -47,7 +45,7 @@ def test_policy_units_label_the_policys_samples_by_recomputation(monkeypatch):
                 out.append("   ")
         return out
 
-    monkeypatch.setattr(policy, "generate", fake_generate)
+    monkeypatch.setattr(ju, "generate", fake_generate)
     units, facts = ju.policy_units(None, None, 40, seed=0, at_error=1.0)
     assert len(units) == 40
     assert facts["empty"] > 0 and facts["unsupported"] > 0 and facts["flawed"] >= facts["unsupported"]

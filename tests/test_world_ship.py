@@ -283,7 +283,7 @@ def test_the_world_command_reuses_the_shipped_judges_evaluation_only_when_it_mat
     setting differs."""
     import argparse
 
-    from rl_prm.commands import argtypes
+    from rl_prm import argtypes
     from rl_prm.config import load_recipe
     from rl_prm.eval.processbench import plot_f1_vs_k
     from rl_prm.world.__main__ import ROOT, as_eval_result, card_eval

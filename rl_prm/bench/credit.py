@@ -14,7 +14,7 @@ from typing import Callable
 
 import torch
 
-from rl_prm.commands import argtypes
+from rl_prm import argtypes
 from rl_prm.credit import (
     ESTIMATORS,
     MODES,

@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import resource
 import shutil
 import signal
@@ -43,7 +44,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
-from rl_prm.commands import argtypes
+import psutil
+
+from rl_prm import argtypes
 from rl_prm.registry import Registry
 
 RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "tiny_cpu.yaml"
@@ -92,8 +95,6 @@ class Run:
 
     def processes(self) -> list:
         """The driver, its descendants and its Ray cluster (found by the private Ray temp dir)."""
-        import psutil
-
         found: dict[int, psutil.Process] = {}
         roots = []
         if self.proc is not None and self.proc.poll() is None:
@@ -126,8 +127,6 @@ class Run:
 
     def reap(self, grace_s: float = 30.0) -> int:
         """Wait for this run's processes to exit; kill -9 what is left. Returns how many were left."""
-        import psutil
-
         def alive(p) -> bool:
             try:
                 return p.is_running() and p.status() != psutil.STATUS_ZOMBIE
@@ -350,8 +349,6 @@ def _row(name: str, fault: Fault, out: Path, steps: int, at: int) -> dict:
 
 def _redone(console: Path) -> int:
     """Steps trained twice: (last step logged before a resume) - (resume step) + 1, over the resumes."""
-    import re
-
     text = console.read_text() if console.is_file() else ""
     n, last = 0, 0
     for m in re.finditer(r"step (\d+) \||resuming at step (\d+)", text):

@@ -30,13 +30,18 @@ import sys
 import time
 from typing import Any
 
-from rl_prm.commands import argtypes
+from rl_prm import argtypes
+from rl_prm.eval.metrics import predict_first_error, processbench_metrics
 from rl_prm.models import ModelUnavailable, resolve_model
+from rl_prm.score.engines import VLLMJudgeEngine
+from rl_prm.score.scorer import RPRMScorer, ScoreConfig
+from rl_prm.tiny import judge_path as tiny_judge_path
+from rl_prm.tiny.arith import corrupt, make_problem
+from rl_prm.world.judge_eval import SAMPLED_TEMPERATURE
+from rl_prm.world.tasks import eval_items, processbench
 
 
 def _tiny_items(n: int, seed: int) -> list[dict[str, Any]]:
-    from rl_prm.tiny.arith import corrupt, make_problem
-
     rng = random.Random(seed)
     out = []
     for i in range(n):
@@ -49,8 +54,6 @@ def _tiny_items(n: int, seed: int) -> list[dict[str, Any]]:
 
 def _world_items(n: int, seed: int) -> list[dict[str, Any]]:
     """The world's mini-ProcessBench ("test" split): each item's scored prefix, as the ProcessBench eval scores it."""
-    from rl_prm.world.tasks import eval_items, processbench
-
     return eval_items(processbench("test", n, seed=seed))
 
 
@@ -61,15 +64,11 @@ def _inputs(judge: str, n: int | None, seed: int) -> tuple[str, list[dict[str, A
         return resolve_model("world", "judge"), _world_items(n, seed), f"{n} world mini-ProcessBench items"
     n = n or 8
     if judge == "tiny":
-        from rl_prm.tiny import judge_path as tiny_judge_path
-
         judge = str(tiny_judge_path())
     return judge, _tiny_items(n, seed), f"{n} tiny-arith problems (half corrupted)"
 
 
 def _engine(judge: str, max_model_len: int, prefix_caching: bool):
-    from rl_prm.score.engines import VLLMJudgeEngine
-
     return VLLMJudgeEngine.from_path(judge, enable_prefix_caching=prefix_caching, max_model_len=max_model_len,
                                      kv_cache_gib=1)
 
@@ -111,7 +110,7 @@ def _raw_generate(llm: Any, work: list[tuple[list[int], list[int]]], **settings:
     """The engine's own limit on the scorer's work: one plain `generate` call of every critique the scorer
     sampled, same prompt, exactly as many tokens (ignore_eos), no logprobs (`settings`: extra
     SamplingParams, e.g. the scorer's seeds and verdict logprobs); prefix cache emptied first."""
-    from vllm import SamplingParams
+    from vllm import SamplingParams  # seconds to import: not before `--help` or a bad argument
 
     prompts, sps = [], []
     for prompt, lens in work:
@@ -141,8 +140,6 @@ def _run(judge: str, items, cfg, prefix_caching: bool, max_model_len: int, repea
     """Score `items` on a fresh engine after an untimed warm-up pass (a quarter of them). repeat > 0: also, `repeat` times in turn
     (median wall times), the same in rounds of batched calls (streaming hidden), streamed, and the
     engine's plain generate of the critiques ours sampled (without and with the scorer's settings)."""
-    from rl_prm.score.scorer import RPRMScorer
-
     inner = _engine(judge, max_model_len, prefix_caching)
 
     def timed(fn: Any) -> tuple[Any, float]:
@@ -176,10 +173,6 @@ def _run(judge: str, items, cfg, prefix_caching: bool, max_model_len: int, repea
 
 
 def main(argv: list[str] | None = None) -> int:
-    from rl_prm.eval.metrics import predict_first_error, processbench_metrics
-    from rl_prm.score.scorer import ScoreConfig
-    from rl_prm.world.judge_eval import SAMPLED_TEMPERATURE
-
     ap = argparse.ArgumentParser(prog="rl-prm bench prm", description=__doc__.split("\n")[0])
     ap.add_argument("--judge", default="world",
                     help="world: the world's R-PRM judge (shipped; RL_PRM_WORLD picks another) on the world's "

@@ -18,7 +18,10 @@ import sys
 import time
 from decimal import Decimal, InvalidOperation
 
-from rl_prm.commands import argtypes
+from reward_fns import math_verify_reward as R
+from reward_fns.math_verify_reward import _last_boxed
+from rl_prm import argtypes
+from rl_prm.data import load_benchmark
 
 _NUM = re.compile(r"^[+-]?\d+(?:\.\d+)?$")
 
@@ -45,8 +48,6 @@ def perturb(gold: str) -> str:
 
 
 def _replace_last_box(solution: str, new: str) -> str:
-    from reward_fns.math_verify_reward import _last_boxed
-
     i = solution.rfind("\\boxed")
     inner = _last_boxed(solution)
     if i < 0 or inner is None:
@@ -57,8 +58,6 @@ def _replace_last_box(solution: str, new: str) -> str:
 
 
 def _gsm8k_items(limit):
-    from rl_prm.data import load_benchmark
-
     out = []
     for r in load_benchmark("gsm8k", "test")[:limit]:
         raw = r["solution"]
@@ -73,8 +72,6 @@ def _gsm8k_items(limit):
 
 
 def _boxed_solution_items(name, split, limit):
-    from rl_prm.data import load_benchmark
-
     out = []
     for r in load_benchmark(name, split)[:limit]:
         sol = r["solution"]
@@ -91,8 +88,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-shortcut", action="store_true",
                     help="grade identical strings through math_verify too (no string-equality shortcut)")
     args = ap.parse_args(argv or [])
-
-    from reward_fns import math_verify_reward as R
 
     if args.no_shortcut:
         R.STRING_SHORTCUT = False

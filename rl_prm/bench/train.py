@@ -34,7 +34,11 @@ import threading
 import time
 from pathlib import Path
 
-from rl_prm.commands import argtypes
+import psutil
+
+from rl_prm import argtypes
+from rl_prm.machine import machine_facts
+from rl_prm.vllm_engine import judge_dtype
 
 STAGES = ["generate", "score", "credit", "update", "sync", "step"]
 # the judge's work per step (rl_prm.metrics.judge_cost_metrics), printed beside the stage table
@@ -45,8 +49,6 @@ EXTRA = ["generate_engine", "wait_next_rollouts", "score_judge"]  # pipelined / 
 
 
 def _tree_rss(root: int, own_ray_tmp: str) -> int:
-    import psutil
-
     seen, total = set(), 0
     procs = []
     try:
@@ -109,9 +111,7 @@ def run_one(recipe: str, steps: int, out_dir: Path, overrides: tuple[str, ...] =
 
 def machine_line(recipe: str, overrides: tuple[str, ...]) -> str:
     """The CPU and the judge engine's dtype: the ratio depends on both (bfloat16 only where the CPU computes it)."""
-    from rl_prm.config import load_recipe
-    from rl_prm.machine import machine_facts
-    from rl_prm.vllm_engine import judge_dtype
+    from rl_prm.config import load_recipe  # imports torch (seconds): not before `--help` or a bad argument
 
     m, prm = machine_facts(), load_recipe(recipe, list(overrides)).reward.prm
     return (f"machine: {m['cpu'] or 'unknown CPU'}, {m['cores']} cores, native bfloat16 {'yes' if m['bfloat16'] else 'no'}; "

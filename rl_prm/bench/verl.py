@@ -28,9 +28,10 @@ import tempfile
 import time
 from pathlib import Path
 
+from rl_prm import argtypes
 from rl_prm.backends.verl_cpu import wandb_run_id
 from rl_prm.backends.verl_run import marked_pids, parse_step_line
-from rl_prm.commands import argtypes
+from rl_prm.tracking import Tracker
 from rl_prm.world.compare import read_metrics
 
 LOCAL, VERL = "recipes/tiny_cpu.yaml", "recipes/tiny_cpu_verl.yaml"
@@ -102,8 +103,6 @@ def _tracker(run_dir: Path) -> int:
 
 
 def _wandb_ids(run_dir: Path) -> list[str]:
-    from rl_prm.tracking import Tracker
-
     return sorted({rid for _, rid in Tracker.offline_runs(run_dir)})
 
 

@@ -1,6 +1,6 @@
 """`rl-prm bench NAME [args]`: benchmark scripts that print ratios measured side by side in one run.
 
-Each benchmark is a module rl_prm.bench.NAME exposing `main(argv: list[str]) -> int | None`.
+Each benchmark is a module rl_prm.bench.<NAME> exposing `main(argv: list[str]) -> int | None`.
 """
 
 from __future__ import annotations

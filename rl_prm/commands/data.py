@@ -15,7 +15,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from rl_prm.commands import argtypes
+from rl_prm import argtypes
+
+# What only running the command needs is imported inside the functions: rl_prm.cli imports this module
+# to build the parser, so `--help` and a bad argument answer without it (start-up time of the CLI).
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

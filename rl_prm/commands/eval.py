@@ -27,9 +27,12 @@ import sys
 from pathlib import Path
 from typing import Any, Sequence
 
-from rl_prm.commands import argtypes
+from rl_prm import argtypes
 from rl_prm.registry import Registry
 from rl_prm.vllm_engine import shutdown_llm
+
+# What only running the command needs is imported inside the functions: rl_prm.cli imports this module
+# to build the parser, so `--help` and a bad argument answer without it (start-up time of the CLI).
 
 EVALS: Registry = Registry("eval benchmark")
 

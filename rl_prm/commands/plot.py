@@ -11,7 +11,10 @@ and writes one PNG per panel to --out (default RUN_DIR/plots):
     eval.png          eval/* (held-out accuracy)
     process.png       world runs: trace accuracy, answer accuracy, miracle rate of the sampled
                       held-out solutions (eval/trace_accuracy, eval/answer_accuracy, eval/miracle_rate;
-                      rl_prm.world.process) and their greedy counterparts
+                      rl_prm.tasks.process_metrics) and their greedy counterparts
+    judge_truth.png   a task with a step checker (the world): the judge's verdicts on the training rollouts
+                      against the checker (judge/false_accept_rate, ...; rl_prm.metrics.judge) and the
+                      rollouts' process rates (process/*)
     kl.png            actor/kl and other */kl* keys
     actor.png         actor/pg_loss, actor/entropy, actor/grad_norm, ...
     prm_by_step.png   PRM step score by step index: latest step (bars) and over time (lines)
@@ -258,6 +261,19 @@ def _process(hist: History, ctx: dict):
     ], ncols=2)
 
 
+@_panel("judge_truth")
+def _judge_truth(hist: History, ctx: dict):
+    if not hist.has("process/trace_rate"):
+        return "no process/* keys (a task with a step checker only)"
+    return _grid(hist, f"{ctx['title']}: the judge on the training rollouts against the task's step checker", [
+        ("first wrong steps the judge passed", ["judge/false_accept_rate"]),
+        ("responses with a wrong step passed whole", ["judge/flawed_passed_rate", "judge/miracles_passed_rate"]),
+        ("right steps the judge flagged", ["judge/false_reject_rate"]),
+        ("training rollouts: trace / answer / miracle", ["process/trace_rate", "process/answer_rate",
+                                                         "process/miracle_rate"]),
+    ], ncols=2)
+
+
 @_panel("kl")
 def _kl(hist: History, ctx: dict):
     keys = hist.matching(r"(^|/)kl")
@@ -331,6 +347,7 @@ def _hacking(hist: History, ctx: dict):
         ("repetition", ["hack/repetition", "hack/dup_step_frac"]),
         ("reflection / filler words per response", ["hack/reflection_words", "hack/thanks_per_response"]),
         ("PRM verdict vs verifiable reward", ["hack/prm_vr_agreement", "hack/prm_ok_vr_wrong", "hack/prm_wrong_vr_ok"]),
+        ("wrong answers the PRM passes whole (warned on)", ["hack/prm_ok_given_vr_wrong"]),
         ("responses without a step separator", ["hack/frac_no_separator"]),
     ]) or "no hack/* keys"
 

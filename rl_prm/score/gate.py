@@ -10,7 +10,7 @@ Gates (the registry below is the list):
                   without a verifiable reward (no ground truth) is judged.
 Why a gated answer may skip the judge only under a credit mode whose return before the worst step is
 that step's reward (min_form, future_min), and not under sum-form or Delta: docs/protocols.md
-("Answer-gated judging"); rl_prm.recipe_rules refuses the other combinations at load.
+("Answer-gated judging"); rl_prm.config.rules refuses the other combinations at load.
 Both backends call these (rl_prm.backends.local, rl_prm.verl_ext.reward_manager).
 """
 

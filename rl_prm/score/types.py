@@ -1,7 +1,7 @@
 """The scorer's options and results (rl_prm.score.scorer).
 
 `ScoringOptions` holds every scoring knob once, with its default and help; the recipe section
-`reward.prm` extends it (rl_prm.config.PRMConfig), and the scorer's `ScoreConfig` adds the seed.
+`reward.prm` extends it (rl_prm.config.recipe.PRMConfig), and the scorer's `ScoreConfig` adds the seed.
 """
 
 from __future__ import annotations

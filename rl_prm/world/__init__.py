@@ -4,7 +4,9 @@ judge ship in the package (shipped/: `model.policy: world` / `model.judge: world
 
     rl_prm.world.tasks       problems / corrupt / miracles / first_wrong_step / mini-ProcessBench / SFT examples
     rl_prm.world.policy      tiny Qwen2 policy SFT'd on gold, flawed and miracle solutions (cached)
-    rl_prm.world.judge       tiny R-PRM judge: SFT on checklist teacher critiques, then DPO (rl_prm.world.dpo)
+    rl_prm.world.teacher     the checklist critique a step should get (the judge's SFT targets), by rule
+    rl_prm.world.judge_units the judge's targets: synthetic flawed solutions and the policy's own samples
+    rl_prm.world.judge       tiny R-PRM judge: SFT on teacher critiques, then DPO (rl_prm.world.dpo)
     rl_prm.world.judge_eval  mini-ProcessBench F1 at K = 1, 2, 4, 8 with rl_prm.eval.processbench
     rl_prm.world.plugin      the world as a plugin: its task (problems, step checker) and its models
     rl_prm.world.compare     the RL arms (R-PRM min-form, oracle, VR-only, R-PRM sum-form) x seeds

@@ -28,7 +28,7 @@ import sys
 import time
 from pathlib import Path
 
-from rl_prm.commands import argtypes
+from rl_prm import argtypes
 from rl_prm.world import ship
 
 ROOT = Path(__file__).resolve().parents[2]

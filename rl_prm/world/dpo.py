@@ -4,12 +4,12 @@
     facts.update(train_dpo(model, tok, pairs, DPOConfig()))        # model: the SFT judge, trained in place
 
 Pairs: for judge targets of the "train" split (``units``: rl_prm.world.judge_units.training_units, a seed of
-their own, ``policy_share`` of them the world policy's own samples, the rest rl_prm.world.judge.judge_units),
+their own, ``policy_share`` of them the world policy's own samples, the rest rl_prm.world.judge_units.synthetic_units),
 ``samples`` critiques are sampled from the SFT judge (vLLM, ``temperature``); a critique whose verdict
 equals the label is "chosen", one with the wrong verdict (or none) "rejected"; each target with both
 gives up to ``max_pairs_per_unit`` pairs (the judge's own mistakes, next to its own right answers).
 With ``checked`` (the world knows every check's truth), "chosen" also needs every check right (the
-critique equals the teacher's, rl_prm.world.judge_errors.first_divergence); a right verdict reached
+critique equals the teacher's, rl_prm.world.teacher.first_divergence); a right verdict reached
 through a wrong check (a copied amount, a conclusion that does not follow) is "rejected", so DPO does
 not reinforce the shortcut.
 Loss (Rafailov et al. 2023): -log sigmoid(beta * ((log pi(c) - log ref(c)) - (log pi(r) - log ref(r)))),
@@ -17,6 +17,9 @@ log-probs summed over the critique tokens, ref = the frozen SFT judge (its log-p
 plus ``nll_coef`` x the chosen critique's mean token NLL (Pang et al. 2024, "iterative RPO"): DPO
 alone lowers both critiques' likelihood, and without it the judge's critiques degenerated into
 repeated fragments (mini-ProcessBench F1 0: docs/world.md).
+
+torch is imported inside the functions that compute the DPO loss: seconds to import, which importing
+this module for DPOConfig (rl_prm.world.judge) does not pay.
 """
 
 from __future__ import annotations
@@ -28,6 +31,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from rl_prm.progress import heartbeat, step_lines
+from rl_prm.score.engines import GenParams, VLLMJudgeEngine
+from rl_prm.score.prompt import judge_prompt
+from rl_prm.tiny.judge_sft import _common_prefix_len, optimizer_step, pad_batch
+from rl_prm.vllm_engine import judge_dtype
+from rl_prm.world.teacher import first_divergence
 
 _VERDICT = re.compile(r"Is the step correct \(Yes/No\)\? (Yes|No)")
 
@@ -64,8 +72,6 @@ def make_pairs(units: list[tuple], samples: list[list[tuple[list[int], str]]], m
     units are (question, steps, k, correct)): chosen = verdict equals the unit's label (and, if
     ``checked``, the critique is the teacher's), rejected = the rest. Returns the pairs and counts
     (critiques, right verdicts, pairs, units with a pair; with ``checked`` also right checks)."""
-    from rl_prm.world.judge_errors import first_divergence
-
     pairs, n_right, n_checked, n_crit, n_units = [], 0, 0, 0, 0
     for i, (unit, outs) in enumerate(zip(units, samples)):
         correct = unit[-1]
@@ -92,10 +98,6 @@ def sample_pairs(judge_dir: str, tok: Any, units: list[tuple], cfg: DPOConfig, k
     rl_prm.world.judge_units.training_units) and pair them (see the module doc). Returns
     ([(prompt ids, chosen ids, rejected ids)], each pair's unit label (True: the step is right), facts).
     The engine is stopped before returning."""
-    from rl_prm.score.engines import GenParams, VLLMJudgeEngine
-    from rl_prm.score.prompt import judge_prompt
-    from rl_prm.vllm_engine import judge_dtype
-
     prompts = [tok.encode(judge_prompt(tok, q, steps, k), add_special_tokens=False) for q, steps, k, _ in units]
     t0 = time.perf_counter()
     with heartbeat("[world judge DPO] starting the SFT judge's sampling engine"):
@@ -124,9 +126,7 @@ def sample_pairs(judge_dir: str, tok: Any, units: list[tuple], cfg: DPOConfig, k
 def _logps(model: Any, seqs: list[tuple[list[int], int]], pad_id: int, prefix: int, grad: bool) -> Any:
     """Summed log-probs of each sequence's tokens from its start index on ((ids, start) each); the
     first ``prefix`` tokens (shared by all) run once, without grad, as a KV cache."""
-    import torch
-
-    from rl_prm.tiny.judge_sft import pad_batch
+    import torch  # seconds to import (module doc)
 
     ctx = torch.enable_grad() if grad else torch.no_grad()
     with ctx:
@@ -147,7 +147,7 @@ def _logps(model: Any, seqs: list[tuple[list[int], int]], pad_id: int, prefix: i
 def batch_indices(n: int, batch_size: int, gen: Any, labels: list[bool] | None = None) -> list[int]:
     """``batch_size`` pair indices drawn with replacement from ``n`` pairs: uniformly, or with ``labels``
     holding both values, half (rounded up) from the pairs labelled True and the rest from those labelled False."""
-    import torch
+    import torch  # seconds to import (module doc)
 
     if not labels or all(labels) or not any(labels):
         return torch.randint(n, (batch_size,), generator=gen).tolist()
@@ -165,9 +165,7 @@ def train_dpo(model: Any, tok: Any, pairs: list[tuple[list[int], list[int], list
     ``cfg.balance_verdicts`` (``batch_indices``). Returns {"dpo_final_loss" (the DPO term), "dpo_final_nll" (chosen, per token),
     "dpo_reward_acc" (last 25 steps: chosen margin > 0),
     "dpo_train_s"}."""
-    import torch
-
-    from rl_prm.tiny.judge_sft import _common_prefix_len, optimizer_step
+    import torch  # seconds to import (module doc)
 
     if not pairs:
         return {"dpo_final_loss": None, "dpo_final_nll": None, "dpo_reward_acc": None, "dpo_train_s": 0.0}

@@ -1,42 +1,25 @@
 """Where the world judge goes wrong: each sampled critique set against the teacher critique of the same step.
 
-    from rl_prm.world.judge_errors import first_divergence, diagnose_judge
-    first_divergence(question, steps, k, correct, critique_text)   # "Calculation Analysis", ..., or None
+    python -m rl_prm.world.judge_errors [--sft]
     r = diagnose_judge(judge_dir, n=100)    # r["misjudged"][kind] = {section: count}, r["examples"]
 
-The teacher critique (rl_prm.world.judge.critique) is a checklist: one section per check, each ending in
-its decision. A sampled critique that reaches the wrong verdict departs from the teacher's somewhere;
-the first section whose text differs names the check the judge failed (a miscopied previous amount, a
-misread question, a wrong reverse calculation, or a conclusion that does not follow from its checks).
+The teacher critique (rl_prm.world.teacher.critique) is a checklist: one section per check, each ending in
+its decision. A sampled critique that reaches the wrong verdict departs from the teacher's somewhere; the
+first section whose text differs (rl_prm.world.teacher.first_divergence) names the check the judge failed (a
+miscopied previous amount, a misread question, a wrong reverse calculation, or a conclusion that does not
+follow from its checks).
 """
 
 from __future__ import annotations
 
-import re
+import json
+import sys
 from collections import Counter
 
-_SECTION = re.compile(r"\*\*([A-Za-z ]+)\*\*: |\n(Conclusion): |\n(Verification): ")
-
-
-def sections(text: str) -> list[tuple[str, str]]:
-    """(section name, its text) in order; text before the first section is "Analysis"."""
-    out, name, pos = [], "Analysis", 0
-    for m in _SECTION.finditer(text):
-        out.append((name, text[pos: m.start()].strip()))
-        name, pos = next(g for g in m.groups() if g), m.end()
-    out.append((name, text[pos:].strip()))
-    return out
-
-
-def first_divergence(question: str, steps: list[str], k: int, correct: bool, text: str) -> str | None:
-    """Name of the first section of ``text`` that differs from the teacher critique of step ``k``
-    (label ``correct``), "format" when the sections themselves differ, None when it is the teacher's."""
-    from rl_prm.world.judge import critique
-
-    want, got = sections(critique(question, steps, k, correct)), sections(text)
-    if [n for n, _ in want] != [n for n, _ in got]:
-        return "format"
-    return next((wn for (wn, wt), (_, gt) in zip(want, got) if wt != gt), None)
+from rl_prm.score.scorer import RPRMScorer, ScoreConfig
+from rl_prm.world.judge import judge_path, sft_judge_path
+from rl_prm.world.tasks import eval_items, processbench
+from rl_prm.world.teacher import first_divergence
 
 
 def diagnose_judge(path, n: int = 100, seed: int = 0, temperature: float = 0.6, threshold: float = 0.5,
@@ -45,9 +28,6 @@ def diagnose_judge(path, n: int = 100, seed: int = 0, temperature: float = 0.6, 
     steps whose P(Yes) lands on the wrong side of ``threshold``: where the critique first departs from
     the teacher's, counted per kind of step ("correct step" / "first-error <error_kind>"), with a few
     example critiques. The engine is stopped before returning."""
-    from rl_prm.score.scorer import RPRMScorer, ScoreConfig
-    from rl_prm.world.tasks import eval_items, processbench
-
     records = processbench("test", n, seed=seed)
     items = eval_items(records)
     scorer = RPRMScorer.from_path(path, ScoreConfig(k=1, temperature=temperature, top_p=1.0, seed=seed,
@@ -76,10 +56,5 @@ def diagnose_judge(path, n: int = 100, seed: int = 0, temperature: float = 0.6, 
 
 
 if __name__ == "__main__":
-    import json
-    import sys
-
-    from rl_prm.world.judge import judge_path, sft_judge_path
-
     d = sft_judge_path() if "--sft" in sys.argv else judge_path()
     print(json.dumps(diagnose_judge(d), indent=1))

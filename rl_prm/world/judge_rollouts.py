@@ -14,8 +14,17 @@ is compared with the world's checker (rl_prm.world.tasks.first_wrong_step). Prin
 
 from __future__ import annotations
 
+import argparse
+import json
 from collections import Counter
 from typing import Sequence
+
+from reward_fns.math_verify_reward import compute_score
+from rl_prm import argtypes, logs
+from rl_prm.score.scorer import RPRMScorer, ScoreConfig
+from rl_prm.world.judge_units import labelled_samples
+from rl_prm.world.ship import world_model
+from rl_prm.world.tasks import problems
 
 
 def tally(items: Sequence[dict], scores: Sequence[Sequence[float | None]], threshold: float = 0.5) -> dict:
@@ -44,12 +53,7 @@ def tally(items: Sequence[dict], scores: Sequence[Sequence[float | None]], thres
 
 def policy_rollouts(questions: int = 64, samples: int = 4, seed: int = 0) -> list[dict]:
     """The world policy's sampled solutions: [{question, steps, w, answer}]."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from reward_fns.math_verify_reward import compute_score
-    from rl_prm.world.judge_units import labelled_samples
-    from rl_prm.world.ship import world_model
-    from rl_prm.world.tasks import problems
+    from transformers import AutoModelForCausalLM, AutoTokenizer  # seconds to import: only where a model runs
 
     path = world_model("policy")
     tok, model = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path).eval()
@@ -62,8 +66,6 @@ def policy_rollouts(questions: int = 64, samples: int = 4, seed: int = 0) -> lis
 def judge_on_rollouts(judge, items: list[dict], temperatures: Sequence[float] = (0.6,), k: int = 1,
                       seed: int = 0, max_critique_tokens: int = 224) -> dict:
     """{temperature: tally(...)} of ``judge`` (a model dir) on ``items``; one engine per temperature."""
-    from rl_prm.score.scorer import RPRMScorer, ScoreConfig
-
     out = {}
     for t in temperatures:
         scorer = RPRMScorer.from_path(judge, ScoreConfig(k=k, temperature=t, top_p=1.0, seed=seed,
@@ -78,11 +80,6 @@ def judge_on_rollouts(judge, items: list[dict], temperatures: Sequence[float] = 
 
 
 if __name__ == "__main__":
-    import argparse
-    import json
-
-    from rl_prm.commands import argtypes
-
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--judge", default=None, help="judge model dir (default: the world judge, shipped; RL_PRM_WORLD picks another)")
     ap.add_argument("--temperatures", default="0.6", help="critique temperatures, comma list")
@@ -92,9 +89,6 @@ if __name__ == "__main__":
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--verbose", action="store_true", help="engine / library output on the console, not in log files")
     a = ap.parse_args()
-    from rl_prm import logs
-    from rl_prm.world.ship import world_model
-
     with logs.session("judge-rollouts", verbose_flag=a.verbose):
         judge = a.judge or str(world_model("judge"))
         items = policy_rollouts(a.questions, a.samples, a.seed)

@@ -8,15 +8,23 @@ and flawed solutions, so it is imperfect but far from random: the starting point
 Prompts are exactly what the one-node trainer sends (``rl_prm.generate.chat_prompt_ids`` with the
 recipe's ``data.prompt_instruction``); loss on the assistant tokens (solution + <|im_end|>).
 Training problems come from the world's "train" split only; evaluation from "test".
+torch, transformers and rl_prm.generate (which imports torch) are imported inside the functions that use
+them (seconds to import), not when another module imports this one for its config or ``generate``.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from reward_fns.math_verify_reward import compute_score
 from rl_prm.progress import heartbeat
+from rl_prm.tasks import TASKS, process_metrics
+from rl_prm.tiny.build import VOCAB_SIZE, _save_model
+from rl_prm.tiny.judge_sft import sft
+from rl_prm.world.cache import build_facts, cached, loaded_tokenizer, set_build_threads
 from rl_prm.world.tasks import INSTRUCTION, policy_examples, problems
 
 
@@ -41,7 +49,7 @@ class PolicySFTConfig:
 
 def sft_example_ids(tok, ex) -> tuple[list[int], int]:
     """(prompt + solution + <|im_end|> ids, prompt length) of one policy SFT example."""
-    from rl_prm.generate import chat_prompt_ids
+    from rl_prm.generate import chat_prompt_ids  # imports torch (module doc)
 
     p = chat_prompt_ids(tok, ex.problem, INSTRUCTION)
     a = tok.encode(ex.solution + "<|im_end|>", add_special_tokens=False)
@@ -50,8 +58,6 @@ def sft_example_ids(tok, ex) -> tuple[list[int], int]:
 
 def train_policy(model, tok, cfg: PolicySFTConfig, log_every: int = 100) -> dict:
     """Teacher-forced SFT on (prompt -> gold|flawed solution). Returns {"final_loss", "train_s"}."""
-    from rl_prm.tiny.judge_sft import sft
-
     data = [sft_example_ids(tok, ex) for ex in policy_examples("train", cfg.examples, seed=cfg.seed,
                                                                 flawed_fraction=cfg.flawed_fraction,
                                                                 miracle_fraction=cfg.miracle_fraction,
@@ -65,9 +71,9 @@ def train_policy(model, tok, cfg: PolicySFTConfig, log_every: int = 100) -> dict
 def generate(model, tok, questions: list[str], *, do_sample: bool, seed: int = 0, max_new_tokens: int = 160,
              batch_size: int = 100) -> list[str]:
     """HF generation (left-padded batches) of solutions for ``questions`` with the trainer's prompt."""
-    import torch
+    import torch  # seconds to import (module doc)
 
-    from rl_prm.generate import chat_prompt_ids
+    from rl_prm.generate import chat_prompt_ids  # imports torch (module doc)
 
     torch.manual_seed(seed)
     out = []
@@ -91,24 +97,21 @@ def generate(model, tok, questions: list[str], *, do_sample: bool, seed: int = 0
 def accuracy(model, tok, n: int = 200, seed: int = 0) -> dict:
     """Held-out ("test" split) accuracy graded by reward_fns.math_verify_reward: greedy and T=1 sampled,
     with the process metrics (rl_prm.tasks.process_metrics: trace accuracy and miracle rate) of both."""
-    from reward_fns.math_verify_reward import compute_score
-    from rl_prm.tasks import process_metrics
-    from rl_prm.world.plugin import TASK
-
+    task = TASKS.get("world")  # registered by the world's plugin module (rl_prm.world.plugin), loaded on lookup
     probs = problems("test", n, seed=seed)
     qs, golds = [p.question for p in probs], [str(p.answer) for p in probs]
     greedy = generate(model, tok, qs, do_sample=False)
     sampled = generate(model, tok, qs, do_sample=True, seed=seed)
     g = [compute_score("world", t, a) for t, a in zip(greedy, golds)]
     s = [compute_score("world", t, a) for t, a in zip(sampled, golds)]
-    pg, ps = process_metrics(TASK, qs, greedy, g, prefix="greedy_"), process_metrics(TASK, qs, sampled, s, prefix="sampled_")
+    pg, ps = process_metrics(task, qs, greedy, g, prefix="greedy_"), process_metrics(task, qs, sampled, s, prefix="sampled_")
     return {"n": n, "greedy_acc": round(sum(g) / n, 3), "sampled_acc": round(sum(s) / n, 3),
             **{k: round(v, 3) for k, v in {**pg, **ps}.items() if not k.endswith("answer_accuracy")},
             "example": greedy[0]}
 
 
 def evaluate_policy(path, n: int = 200, seed: int = 0) -> dict:
-    import torch
+    import torch  # seconds to import (module doc)
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch.set_num_threads(1)
@@ -120,9 +123,6 @@ def evaluate_policy(path, n: int = 200, seed: int = 0) -> dict:
 def policy_path(cfg: PolicySFTConfig = PolicySFTConfig()) -> Path:
     """Directory of the world policy for ``cfg`` (HF + vLLM loadable); builds and caches it on first
     call. build.json records the SFT loss, build time and measured held-out accuracy."""
-    from rl_prm.tiny.build import VOCAB_SIZE, _save_model
-    from rl_prm.world.cache import cached, loaded_tokenizer, set_build_threads
-
     def build(d: Path) -> dict:
         set_build_threads()
         tok = loaded_tokenizer(d)
@@ -141,10 +141,6 @@ def policy_path(cfg: PolicySFTConfig = PolicySFTConfig()) -> Path:
 
 
 if __name__ == "__main__":
-    import json
-
-    from rl_prm.world.cache import build_facts
-
     p = policy_path()
     print(p)
     print(json.dumps(build_facts(p), indent=1))

@@ -35,11 +35,13 @@ from rl_prm.digest import json_digest
 from rl_prm.tiny.build import BUILD_VERSION, VOCAB_SIZE, build_tokenizer, model_config_args
 from rl_prm.machine import library_versions
 from rl_prm.world.cache import WORLD_VERSION, build_facts, world_cache_dir
-from rl_prm.world.judge import TEACHER_VERSION, JudgeConfig, encode_example, judge_path, judge_units, sft_judge_path
+from rl_prm.world.judge import JudgeConfig, encode_example, judge_path, sft_judge_path
 from rl_prm.world.judge_eval import SAMPLED_TEMPERATURE, eval_summary, evaluate_judge
+from rl_prm.world.judge_units import synthetic_units
 from rl_prm.world.policy import PolicySFTConfig, policy_path, sft_example_ids
 from rl_prm.world.ship import PARTS, SHIPPED_DIR, SUMS, write_sums
 from rl_prm.world.tasks import PROBLEM_SPEC, policy_examples
+from rl_prm.world.teacher import TEACHER_VERSION
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_RECIPE = ROOT / "recipes" / "tiny_cpu.yaml"  # its reward.prm settings are the judge eval's
@@ -70,7 +72,7 @@ def data_digest(tok, policy: PolicySFTConfig, judge: JudgeConfig, n: int = SAMPL
     examples = policy_examples("train", n, seed=policy.seed, flawed_fraction=policy.flawed_fraction,
                                miracle_fraction=policy.miracle_fraction, miracle_weights=tuple(policy.miracle_weights))
     pol = [sft_example_ids(tok, ex) for ex in examples]
-    jud = [encode_example(tok, *u) for u in judge_units(n, judge.sft.seed, judge.sft.mix)]
+    jud = [encode_example(tok, *u) for u in synthetic_units(n, judge.sft.seed, judge.sft.mix)]
     return json_digest({"policy": pol, "judge": jud})
 
 

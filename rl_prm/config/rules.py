@@ -1,10 +1,12 @@
-"""Recipe rules checked at load, after the schema's own types, choices and ranges (rl_prm.config).
+"""Recipe rules across keys, checked at load after each knob's own type, choices and range
+(rl_prm.config.recipe).
 
     check_data(cfg)               data files exist and fit the backend; local model dirs are HF model dirs
     check_inactive(cfg, explicit) a key set in the recipe that the rest of it switches off is an error
     backend_rules(cfg)            what the chosen backend cannot honour (knobs' `backends`, cross-key rules)
 
-Each raises ValueError with one line naming the key; `load_recipe` prefixes the recipe's name.
+Each raises ValueError with one line naming the key; `load_recipe` (rl_prm.config.load) prefixes the
+recipe's name.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from rl_prm.config import VERL_ONLY_ESTIMATORS, RecipeConfig, is_parquet
+from rl_prm.config.recipe import VERL_ONLY_ESTIMATORS, RecipeConfig, is_parquet
+from rl_prm.credit.modes import MODES
+from rl_prm.data.verl_schema import check_data_files
+from rl_prm.schema import knobs
 from rl_prm.tasks import TASKS, find_task
 
 
 def check_data(cfg: DictConfig) -> None:
-    from rl_prm.data.verl_schema import check_data_files
-
     for split in ("train", "test"):
         spec = cfg.data[split]
         if spec.endswith(".parquet") and not Path(spec).is_file():
@@ -72,8 +75,6 @@ def check_inactive(cfg: DictConfig, explicit: set[str]) -> None:
 
 def backend_rules(cfg: DictConfig) -> None:
     """Refuse what the chosen backend cannot honour (the knobs' `backends` and cross-key rules)."""
-    from rl_prm.schema import knobs
-
     backend = cfg.trainer.backend
     for k in knobs(RecipeConfig):
         allowed = k.meta.get("backends")
@@ -118,8 +119,6 @@ def gate_rules(cfg: DictConfig) -> None:
     reward: it needs the verifiable reward (what says wrong) and a credit mode whose return before the
     worst step is that step's reward (rl_prm.credit.modes: bounded_by_worst_step), without Delta (which
     turns equal step rewards into zeros). Why: docs/protocols.md, "Answer-gated judging"."""
-    from rl_prm.credit.modes import MODES
-
     gate, credit = cfg.reward.prm.gate, cfg.reward.credit
     if gate == "none":
         return

@@ -1,17 +1,12 @@
-"""Recipe schema: one dataclass per section (TRL style), every knob declared once with its help.
+"""The recipe's schema: one dataclass per section (TRL style), every knob declared once with its help.
 
-A recipe is a YAML file with the sections below, merged with omegaconf onto the defaults:
+    RecipeConfig            the whole recipe: run, model, data, rollout, reward, algorithm, optim, trainer, verl
+    describe(RecipeConfig)  every key, its type, default and help (`help_config`, rl-prm train --help-config)
 
-    cfg = load_recipe("recipes/tiny_cpu.yaml", ["rollout.n=8", "trainer.total_steps=50"])
-    cfg.rollout.n            # 8 (typed attribute access; an OmegaConf DictConfig in struct mode)
-    save_resolved(cfg, run_dir)   # writes run_dir/config.yaml (what actually ran)
-    print(describe(RecipeConfig))  # every key, its type, default and help (rl-prm train --help-config)
-
-`load_recipe` fails before anything starts, with one message naming the problem: a YAML syntax
-error (file, line, column), an unknown or mistyped key, a value outside its choices (registries:
-estimator, credit mode, score map, KL type, dataset, logger) or range, a key the chosen backend
-cannot honour (`knob(backends=...)` or the rules in rl_prm.recipe_rules), and a key set in the recipe
-that has no effect given the rest of it (e.g. `reward.prm.k` with `reward.prm.enabled: false`).
+A knob (rl_prm.schema.knob) carries its own checks: type, `choices` (a tuple, or a registry's names
+read when checked: estimator, credit mode, score map, KL type, dataset, gate, logger), numeric bounds
+and the `backends` that honour it. Checks across keys are in rl_prm.config.rules; loading is
+rl_prm.config.load.
 
 Sections whose knobs a stage owns are declared there and composed here: reward.prm extends
 rl_prm.score.types.ScoringOptions, reward.credit is rl_prm.credit.config.CreditConfig, optim is
@@ -21,18 +16,17 @@ same RecipeConfig; `verl` is a free-form mapping of extra hydra overrides (verl 
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Optional
 
-from omegaconf import MISSING, DictConfig, OmegaConf
-from omegaconf.errors import ConfigAttributeError, ConfigKeyError, OmegaConfBaseException, ValidationError
+from omegaconf import MISSING
 
 from rl_prm.credit.config import CreditConfig
-from rl_prm.schema import check_values, describe, knob
+from rl_prm.credit.estimators import ESTIMATORS
+from rl_prm.schema import describe, knob
 from rl_prm.score.gate import GATES
 from rl_prm.score.types import ScoringOptions
+from rl_prm.tasks import TASKS
 from rl_prm.update import LossConfig, OptimConfig
 
 BACKEND_NAMES = ("local", "verl")
@@ -40,14 +34,10 @@ VERL_ONLY_ESTIMATORS = ("gae",)  # verl's built-in per-token estimator (needs a 
 
 
 def _estimators() -> list[str]:
-    from rl_prm.credit.estimators import ESTIMATORS
-
     return ESTIMATORS.names() + list(VERL_ONLY_ESTIMATORS)
 
 
 def _datasets() -> list[str]:
-    from rl_prm.tasks import TASKS
-
     return TASKS.names()
 
 
@@ -202,119 +192,3 @@ class RecipeConfig:
 def help_config() -> str:
     """Every recipe key with its type, default and help (`rl-prm train --help-config`)."""
     return describe(RecipeConfig)
-
-
-# ------------------------------------------------------------------------------------------------ loading
-
-
-def _key_of(err: OmegaConfBaseException) -> str:
-    full = getattr(err, "full_key", None)
-    if full:
-        return str(full)
-    key = getattr(err, "key", None)
-    return str(key) if key is not None else "?"
-
-
-def _leaves(node: Any, prefix: str = "") -> list[str]:
-    """Dotted keys of the leaves of a mapping (the `verl` section counts as one key)."""
-    if isinstance(node, (DictConfig, dict)) and prefix != "verl":
-        out = []
-        for k in node.keys():
-            out += _leaves(node[k] if isinstance(node, dict) else node._get_node(k), f"{prefix}.{k}" if prefix else str(k))
-        return out
-    return [prefix]
-
-
-def _load_yaml(path: str | os.PathLike, src: str) -> DictConfig:
-    import yaml
-
-    if not Path(path).is_file():
-        raise ValueError(f"recipe {src}: file not found")
-    try:
-        file_cfg = OmegaConf.load(path)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise ValueError(f"recipe {src}: YAML syntax error{where}: {problem}") from None
-    except UnicodeDecodeError as e:
-        raise ValueError(f"recipe {src}: not UTF-8 text (byte {e.start})") from None
-    if not isinstance(file_cfg, DictConfig):
-        raise ValueError(f"recipe {src}: top level must be a mapping of sections")
-    return file_cfg
-
-
-def load_recipe(path: str | os.PathLike | None, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
-    """Schema <- YAML file <- `key=value` overrides; returns a typed, struct-mode DictConfig.
-
-    Every problem raises ValueError with one line naming it (see the module doc). `path` None =
-    schema defaults only (run.name must then come from an override).
-    """
-    src = str(path) if path is not None else "(defaults)"
-    schema = OmegaConf.structured(RecipeConfig)
-    explicit: set[str] = set()
-    try:
-        layers = [schema]
-        if path is not None:
-            file_cfg = _load_yaml(path, src)
-            explicit.update(_leaves(file_cfg))
-            layers.append(file_cfg)
-        merged = OmegaConf.merge(*layers)
-        for ov in overrides:
-            if "=" not in ov:
-                raise ValueError(f"override {ov!r}: expected key=value")
-            key = ov.split("=", 1)[0].strip().lstrip("+")
-            if key.split(".")[0] != "verl" and not _has_key(merged, key):
-                raise ValueError(f"recipe {src}: unknown key {key!r} (override {ov!r})")
-            explicit.add(key if key.split(".")[0] != "verl" else "verl")
-        if overrides:
-            merged = OmegaConf.merge(merged, OmegaConf.from_dotlist([o.lstrip("+") for o in overrides]))
-    except (ConfigKeyError, ConfigAttributeError) as e:
-        raise ValueError(f"recipe {src}: unknown key {_key_of(e)!r}") from None
-    except ValidationError as e:
-        raise ValueError(f"recipe {src}: bad value for key {_key_of(e)!r}: {str(getattr(e, 'msg', e)).splitlines()[0]}") from None
-    except OmegaConfBaseException as e:  # pragma: no cover - other omegaconf errors
-        raise ValueError(f"recipe {src}: {str(e).splitlines()[0]}") from None
-    if OmegaConf.is_missing(merged.run, "name"):
-        raise ValueError(f"recipe {src}: run.name is required (set it in the recipe or pass run.name=...)")
-    OmegaConf.set_struct(merged, True)
-    try:
-        from rl_prm import recipe_rules  # imports this module's schema
-
-        check_values(merged, RecipeConfig)
-        recipe_rules.check_data(merged)
-        recipe_rules.check_inactive(merged, explicit)
-        recipe_rules.backend_rules(merged)
-    except ValueError as e:
-        raise ValueError(f"recipe {src}: {e}") from None
-    return merged
-
-
-def _has_key(cfg: DictConfig, key: str) -> bool:
-    """`key` (dotted) exists in cfg, whatever its value (None and ??? included)."""
-    node: Any = cfg
-    for part in key.split("."):
-        if not isinstance(node, DictConfig) or part not in node.keys():
-            return False
-        node = node._get_node(part)
-    return True
-
-
-def to_dict(cfg: DictConfig) -> dict:
-    """Plain dict (for W&B config / JSON)."""
-    return OmegaConf.to_container(cfg, resolve=True)  # type: ignore[return-value]
-
-
-def run_dir_of(cfg: DictConfig) -> Path:
-    return Path(cfg.run.output_dir) / cfg.run.name
-
-
-def save_resolved(cfg: DictConfig, run_dir: str | os.PathLike) -> Path:
-    """Write the resolved recipe to run_dir/config.yaml (atomically) and return its path."""
-    run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    out = run_dir / "config.yaml"
-    tmp = out.with_suffix(".yaml.tmp")
-    tmp.write_text(OmegaConf.to_yaml(cfg, resolve=True))
-    os.replace(tmp, out)
-    return out
