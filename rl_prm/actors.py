@@ -66,6 +66,7 @@ class RestartingClient:
 
     def call(self, method: str, *args: Any, timeout: Optional[float] = None, **kwargs: Any) -> Any:
         """`handle.method(*args, **kwargs)` through Ray, restarted and retried as the module doc says."""
+        # ray: about a second to import; rl_prm.generate and rl_prm.score.worker import this module without it
         import ray
         from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
 
@@ -103,7 +104,7 @@ class RestartingClient:
 
     def _restart(self, kill: bool, why: str) -> None:
         """Wait for a fresh actor (killing this one first when `kill`), then `on_restart()`; one event."""
-        import ray
+        import ray  # about a second to import (see call)
         from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
 
         t0 = time.time()
@@ -140,7 +141,7 @@ class RestartingClient:
 
     def _actor_pid(self) -> Optional[int]:
         """The actor's process id, or None when it does not answer within a minute."""
-        import ray
+        import ray  # about a second to import (see call)
 
         try:
             return ray.get(self.handle.pid.remote(), timeout=60)

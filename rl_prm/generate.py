@@ -31,13 +31,16 @@ current weights back before the call is tried again (rl_prm.actors).
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import torch
 
-from rl_prm.actors import RestartingClient
+from rl_prm.actors import RestartingClient, engine_dead
+from rl_prm.logs import redirect_process
+from rl_prm.vllm_engine import engine_core_in_process, exit_when_engine_dies, in_ray_actor, make_llm, shutdown_llm
 
 Prompt = Sequence[int] | str | list[dict]  # token ids | raw text | chat messages
 
@@ -90,8 +93,6 @@ class _ComputedBufferFilter:
 
 
 def _quiet_reload(worker: Any) -> None:
-    import logging
-
     lg = logging.getLogger("vllm.model_executor.model_loader.reload.layerwise")
     if not any(isinstance(f, _ComputedBufferFilter) for f in lg.filters):
         lg.addFilter(_ComputedBufferFilter(worker.model_runner.get_model()))
@@ -129,23 +130,17 @@ class RolloutEngine:
                  kv_cache_gib: float = 1, gpu_memory_utilization: float = 0.4, llm: Any = None,
                  log_file: str | None = None):
         if log_file:
-            from rl_prm.logs import redirect_process
-
             redirect_process(log_file)
         os.environ.setdefault("VLLM_ALLOW_INSECURE_SERIALIZATION", "1")
         if llm is None:
             if model is None:
                 raise ValueError("RolloutEngine needs a model path or an llm")
-            from rl_prm.vllm_engine import engine_core_in_process, make_llm
-
             engine_core_in_process()
             llm = make_llm(model, max_model_len=max_model_len, seed=seed, kv_cache_gib=kv_cache_gib,
                            gpu_memory_utilization=gpu_memory_utilization, logprobs_mode="processed_logprobs")
         self.llm = llm
         self.tokenizer = llm.get_tokenizer()
         self.max_model_len = int(llm.llm_engine.model_config.max_model_len)
-        from rl_prm.vllm_engine import exit_when_engine_dies, in_ray_actor
-
         if in_ray_actor():  # a dead engine core ends the actor, so Ray restarts it (RolloutClient retries)
             exit_when_engine_dies(llm, "rollout engine")
 
@@ -163,7 +158,7 @@ class RolloutEngine:
     def _requests(self, prompts: Sequence[Prompt], n: int, temperature: float, top_p: float, max_tokens: int,
                   seed: int | None) -> tuple[list[list[int]], list[Any]]:
         """(prompt ids, SamplingParams) per prompt, checked (see `generate`)."""
-        from vllm import SamplingParams
+        from vllm import SamplingParams  # vllm: seconds to import; only a process holding an engine needs it
 
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
@@ -249,8 +244,6 @@ class RolloutEngine:
         return self.llm.collective_rpc(_fetch_fn(list(names)))[0]
 
     def shutdown(self) -> None:
-        from rl_prm.vllm_engine import shutdown_llm
-
         shutdown_llm(self.llm)
 
     def ready(self) -> bool:
@@ -264,7 +257,7 @@ def rollout_actor(num_cpus: float = 0, num_gpus: float = 0, max_restarts: int = 
     """RolloutEngine as a restartable Ray actor class (the local backend's rollout worker). No task
     retries: a call pending when the engine died is retried by `RolloutClient`, once the fresh
     engine holds the learner's weights (Ray's retry would sample from the start weights)."""
-    import ray
+    import ray  # ray: about a second to import; chat_prompt_ids and an in-process RolloutEngine do without it
 
     return ray.remote(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=max_restarts,
                       max_task_retries=0)(RolloutEngine)
@@ -291,10 +284,8 @@ class RolloutClient(RestartingClient):
         the stream fails (the actor or its engine died, or no group came within `timeout`), the
         prompts not yet returned come from one `generate` call, with its restarts and retries (same
         seeds, so the samples the stream would have returned) and an event saying so."""
-        import ray
+        import ray  # about a second to import (see rollout_actor)
         from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
-
-        from rl_prm.actors import engine_dead
 
         prompts, done = list(prompts), set()
         stream = self.handle.generate_stream.remote(prompts, **kwargs)
@@ -336,7 +327,7 @@ class RolloutClient(RestartingClient):
 
     def ready(self) -> bool:
         """Wait for the engine to start (no restarts: a start that fails raises, with the actor's error)."""
-        import ray
+        import ray  # about a second to import (see rollout_actor)
 
         return ray.get(self.handle.ready.remote())
 
@@ -344,7 +335,7 @@ class RolloutClient(RestartingClient):
         return self.call("pid", timeout=self.timeout)
 
     def on_restart(self) -> None:
-        import ray
+        import ray  # about a second to import (see rollout_actor)
 
         weights = list(self.weights()) if self.weights is not None else self._last
         if weights:  # a fresh actor holds the weights it was created from

@@ -12,6 +12,10 @@ progress bar; later uses ask the Hub for its newest revision and read the cached
 Hub falls back to the cached copy, with a note). HF_HUB_OFFLINE=1 reads the cache only; HF_ENDPOINT
 and HF_TOKEN are honoured. Fetched: what our stack loads. Skipped: other frameworks' files (flax, tf,
 onnx, gguf, ...) and, when the repo has safetensors, pickle weights (*.bin, *.pt, *.pth).
+
+huggingface_hub and tqdm are imported inside the functions that use them (about 0.1-0.3 s each): this
+module is imported to look up a built-in name (the world's plugin registers its models here) and by
+`rl-prm models` before it knows it will need the Hub.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from rl_prm.registry import Registry
+from rl_prm.tiny import judge_path, policy_path
 
 # name -> (kind -> model dir). Shipped in the package or built offline on first use (never downloaded).
 # Plugins add theirs (rl_prm.registry: the world's "world").
@@ -40,8 +45,6 @@ class ModelUnavailable(ValueError):
 @BUILT.register("tiny")
 def _tiny(kind: str) -> Path:
     """rl_prm.tiny: random plumbing models (the judge is overfit on synthetic critiques)."""
-    from rl_prm.tiny import judge_path, policy_path
-
     return judge_path() if kind == "judge" else policy_path()
 
 
@@ -55,7 +58,7 @@ def _oracle(kind: str) -> str:
 
 def is_hub_id(spec: str) -> bool:
     """A Hub repo id ("org/name" or a legacy "name"), not a built-in name or a path on this machine."""
-    from huggingface_hub.utils import HFValidationError, validate_repo_id
+    from huggingface_hub.utils import HFValidationError, validate_repo_id  # ~0.1 s (module doc)
 
     if spec in BUILT or spec.startswith(("/", "./", "../", "~")) or Path(spec).exists():
         return False
@@ -68,20 +71,20 @@ def is_hub_id(spec: str) -> bool:
 
 def hub_offline() -> bool:
     """HF_HUB_OFFLINE (or TRANSFORMERS_OFFLINE) is on: huggingface_hub's setting at import, or the env now."""
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # (module doc)
 
     env = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE") or ""
     return bool(constants.is_offline_mode()) or env.upper() in _TRUE
 
 
 def hub_cache() -> str:
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # (module doc)
 
     return constants.HF_HUB_CACHE
 
 
 def hub_endpoint() -> str:
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # (module doc)
 
     return constants.ENDPOINT
 
@@ -100,7 +103,7 @@ def dir_size(path: str | os.PathLike) -> int:
 
 
 def human_size(n: int) -> str:
-    from tqdm import tqdm
+    from tqdm import tqdm  # ~0.1 s (module doc)
 
     return tqdm.format_sizeof(n, suffix="B", divisor=1024)
 
@@ -113,7 +116,7 @@ def _first_line(e: BaseException) -> str:
 
 def cached_snapshot(repo_id: str) -> Optional[str]:
     """The complete cached snapshot dir of `repo_id` (its main revision), or None; never uses the network."""
-    from huggingface_hub import get_cached_repo_tree, snapshot_download
+    from huggingface_hub import get_cached_repo_tree, snapshot_download  # ~0.3 s (module doc)
 
     try:
         pats = ignore_patterns([f.path for f in get_cached_repo_tree(repo_id)])
@@ -128,6 +131,7 @@ def cached_snapshot(repo_id: str) -> Optional[str]:
 def _hub_files(repo_id: str, kind: str, files_metadata: bool = False) -> Any:
     """The Hub's model info of `repo_id` (siblings = its files); ModelUnavailable for a missing/gated repo.
     Other failures (Hub unreachable, 5xx) propagate."""
+    # ~0.3 s (module doc)
     from huggingface_hub import HfApi
     from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError, RevisionNotFoundError
 
@@ -149,7 +153,7 @@ def _not_cached(repo_id: str, kind: str, why: str) -> ModelUnavailable:
 def fetch_hub_model(repo_id: str, kind: str) -> str:
     """The snapshot dir of hub repo `repo_id`, downloading it (progress bar) when the cache lacks it or the
     Hub has a newer revision. ModelUnavailable (one line naming the id) when it cannot be had."""
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import snapshot_download  # ~0.3 s (module doc)
 
     cached = cached_snapshot(repo_id)
     if hub_offline():
@@ -174,7 +178,7 @@ def fetch_hub_model(repo_id: str, kind: str) -> str:
     if cached is None:
         print(f"model.{kind} {repo_id}: downloading from {hub_endpoint()} into {hub_cache()} (first use; "
               "HF_HUB_OFFLINE=1 keeps a run offline)", file=sys.stderr, flush=True)
-        from tqdm.auto import tqdm
+        from tqdm.auto import tqdm  # (module doc)
 
         bar["tqdm_class"] = tqdm  # a plain tqdm: the first download shows its bar even with HF bars off (quiet console)
     try:
@@ -227,7 +231,7 @@ def check_model(spec: str, kind: str) -> str:
 def plan_hub_model(repo_id: str, kind: str = "policy") -> dict[str, Any]:
     """What fetch_hub_model would do, without downloading: {"cached": dir | None, "files": n | None,
     "download_bytes": int | None, "total_bytes": int | None, "note": str}. ModelUnavailable for a missing repo."""
-    from huggingface_hub import snapshot_download
+    from huggingface_hub import snapshot_download  # ~0.3 s (module doc)
 
     cached = cached_snapshot(repo_id)
     out: dict[str, Any] = {"cached": cached, "files": None, "download_bytes": None, "total_bytes": None}

@@ -7,6 +7,9 @@ R-PRM and PURE split a policy solution into steps on blank lines ("\\n\\n"). Emp
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 STEP_SEPARATOR = "\n\n"
 _SEP_RE = re.compile(r"\n\s*\n")
@@ -40,10 +43,6 @@ def split_steps(text: str) -> list[str]:
 # Text is always decoded with skip_special_tokens=True (EOS/pad contribute no characters and never
 # end a step) and clean_up_tokenization_spaces=False (so offsets are stable); score the step texts
 # returned here (`StepSpans.texts`) so the scorer and the credit stage agree on the steps.
-
-from bisect import bisect_left
-from dataclasses import dataclass, field
-from typing import Any, Sequence
 
 
 @dataclass(frozen=True)
@@ -249,7 +248,7 @@ def batch_step_token_ends(
     max_steps: pad to at least this many steps (S = max(max_steps, most steps in the batch)).
     Returns (step_ends [B, S] long (0 where padded), step_mask [B, S] bool, spans list[StepSpans]).
     """
-    import torch
+    import torch  # torch: seconds to import; the rest of this module is pure Python (the scorer imports it)
 
     if truncated is None:
         truncated = [False] * len(responses)
@@ -269,7 +268,7 @@ def batch_step_token_ends(
 
 def batch_separator_mask(spans: Sequence[StepSpans], length: int):
     """Padded [B, length] bool separator-token mask from `StepSpans` (see separator_token_mask)."""
-    import torch
+    import torch  # seconds to import (see batch_step_ends)
 
     out = torch.zeros(len(spans), length, dtype=torch.bool)
     for b, sp in enumerate(spans):

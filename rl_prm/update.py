@@ -30,6 +30,7 @@ from dataclasses import dataclass, fields
 from typing import Any, Iterator, Optional, Sequence
 
 import torch
+from safetensors.torch import load_file
 
 from rl_prm.schema import knob
 
@@ -144,7 +145,7 @@ def resolve_device(device: str) -> torch.device:
 
 
 def _load_model(path: str | os.PathLike, device: torch.device):
-    from transformers import AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM  # seconds to import; the recipe imports this module for its configs
 
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     return AutoModelForCausalLM.from_pretrained(str(path), dtype=dtype).to(device)
@@ -176,6 +177,7 @@ class Learner:
     # ------------------------------------------------------------------ log-probs
     def _forward(self, model, mb: Batch, with_entropy: bool) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
         """Response-token log-probs [b, T] (and entropies) of `model` on micro-batch `mb`."""
+        # verl: seconds to import (ray, transformers, ...); the recipe imports this module for its configs
         from verl.utils.torch_functional import entropy_from_logits, logprobs_from_logits
 
         ids = mb.input_ids.to(self.device)
@@ -210,6 +212,7 @@ class Learner:
 
         The ratio's denominator is batch.old_logprobs where it is finite (the sampling policy's, for a
         batch sampled by older weights), else the learner's log-probs before this update."""
+        # verl: seconds to import (see _forward)
         from verl.trainer.ppo.core_algos import agg_loss, compute_policy_loss_vanilla, kl_penalty
 
         cfg = self.cfg
@@ -311,8 +314,6 @@ class Learner:
 
     def load_model_weights(self, model_dir: str | os.PathLike) -> None:
         """Load weights saved by save_model into the current policy (strict)."""
-        from safetensors.torch import load_file
-
         files = sorted(p for p in os.listdir(model_dir) if p.endswith(".safetensors"))
         if not files:
             raise FileNotFoundError(f"no .safetensors weights in {model_dir}")

@@ -11,18 +11,23 @@ GPU (vllm): the caller's dtype / gpu_memory_utilization apply. Weight reload int
 engine uses `collective_rpc`, which needs VLLM_ALLOW_INSECURE_SERIALIZATION=1.
 Console: inside a quiet `rl-prm` session the engine starts under rl_prm.logs.engine_output, so
 its start-up chatter and its engine-core subprocess write to LOGDIR/<log_name>.log.
+
+torch, vllm, ray, psutil and rl_prm.logs are imported inside the functions that use them: `rl-prm eval`
+imports this module before it parses its arguments, so `rl-prm eval --help` stays fast (torch, vllm and
+ray take seconds; psutil and rl_prm.logs' logging ~10 ms each).
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from typing import Any
 
 
 def on_cpu() -> bool:
     try:
-        import torch
+        import torch  # seconds to import (module doc)
 
         return not torch.cuda.is_available()
     except Exception:  # pragma: no cover
@@ -32,7 +37,7 @@ def on_cpu() -> bool:
 def native_bf16() -> bool:
     """True where this CPU computes bfloat16 natively (AVX512-BF16 or AMX tiles)."""
     try:
-        import torch
+        import torch  # seconds to import (module doc)
 
         return bool(torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     except Exception:  # noqa: BLE001 - an older torch without the probes: assume not
@@ -66,10 +71,10 @@ def make_llm(model: str | os.PathLike, *, max_model_len: int = 4096, seed: int =
         kwargs.setdefault("max_num_batched_tokens", max(8192, max_model_len))
     else:
         kwargs.setdefault("gpu_memory_utilization", gpu_memory_utilization)
-    from rl_prm import logs
+    from rl_prm import logs  # (module doc)
 
     with logs.engine_output(log_name or f"vllm-{os.path.basename(os.path.normpath(str(model)))}"):
-        from vllm import LLM
+        from vllm import LLM  # seconds to import (module doc); its import-time output goes to the log too
 
         return LLM(model=str(model), max_model_len=max_model_len, seed=seed,
                    enable_prefix_caching=enable_prefix_caching, **kwargs)
@@ -94,7 +99,7 @@ def engine_dead(llm: Any) -> bool:
 def in_ray_actor() -> bool:
     """True inside a Ray actor process (not the driver, not a plain process)."""
     try:
-        import ray
+        import ray  # about a second to import (module doc)
 
         return ray.is_initialized() and ray.get_runtime_context().get_actor_id() is not None
     except Exception:  # noqa: BLE001
@@ -119,7 +124,7 @@ def engine_core_in_process() -> None:
     if in_ray_actor() and on_cpu():
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         if os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0":
-            import torch
+            import torch  # seconds to import (module doc)
 
             n = engine_threads()
             os.environ["OMP_NUM_THREADS"] = str(n)
@@ -132,9 +137,7 @@ def exit_when_engine_dies(llm: Any, what: str, poll_s: float = 1.0) -> None:
     vLLM flags the death (engine_dead) but a call in flight can wait for it forever; ending the actor
     makes that call fail and Ray restart the actor (rl_prm.actors). The engine's subprocesses
     (engine core, workers; a worker outlives a kill -9'd core) are killed first, so none is orphaned."""
-    import threading
-
-    import psutil
+    import psutil  # (module doc)
 
     if os.environ.get("VLLM_ENABLE_V1_MULTIPROCESSING") == "0":
         return  # the engine core runs in this process (engine_core_in_process): nothing to watch

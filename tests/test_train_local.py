@@ -36,7 +36,7 @@ def test_tiny_arith_train_and_test_are_disjoint():
     assert len(train) == 300 and len(test) == 256
     assert not {r["problem"] for r in train} & {r["problem"] for r in test}
     assert load_data("tiny_arith", "train", 300, seed=0) == train  # fixed
-    with pytest.raises(ValueError, match="unknown dataset 'nope'"):
+    with pytest.raises(ValueError, match="unknown task 'nope'; known: .*tiny_arith, world"):
         load_data("nope", "train", None, seed=0)
 
 

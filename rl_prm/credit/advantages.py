@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
+import numpy as np
 import torch
 
 from rl_prm.credit.encoding import last_token_index
@@ -32,9 +33,7 @@ def group_index(index: Any, batch_size: int, device: torch.device | str | None =
     if isinstance(index, torch.Tensor):
         t = index.reshape(-1)
         gid = torch.unique(t, return_inverse=True)[1]
-    elif hasattr(index, "__array__") and hasattr(index, "dtype"):  # numpy array (numpy is present)
-        import numpy as np
-
+    elif hasattr(index, "__array__") and hasattr(index, "dtype"):  # numpy array
         arr = np.asarray(index).reshape(-1)
         if arr.dtype == object:
             arr = arr.astype(str)

@@ -32,8 +32,9 @@ from typing import Any, Optional, Sequence
 
 import torch
 
+from rl_prm.credit.advantages import group_index
 from rl_prm.credit.encoding import DecodedScores, decode_rm_scores, encode_rm_scores, last_token_index
-from rl_prm.credit.modes import assign_credit
+from rl_prm.credit.modes import assign_credit, check_step_inputs
 
 SCORE_GRID = 2.0**-16
 
@@ -121,8 +122,6 @@ class StepBatch:
                    d.outcome.float() if has_outcome else None, d.outcome_mask if has_outcome else None, gid)
 
     def check(self) -> None:
-        from rl_prm.credit.modes import check_step_inputs
-
         check_step_inputs(self.step_scores, self.step_mask, self.step_ends, self.response_mask)
 
     # ------------------------------------------------------------------------ views
@@ -159,7 +158,5 @@ class StepBatch:
 
 
 def _group_ids(group: Any) -> torch.Tensor:
-    from rl_prm.credit.advantages import group_index
-
     n = len(group) if not isinstance(group, torch.Tensor) else group.numel()
     return group_index(group, n)

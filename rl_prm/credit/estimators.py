@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Mapping
 
 import torch
+from omegaconf import OmegaConf
 
 from rl_prm.credit.advantages import (
     _finish,
@@ -55,8 +56,6 @@ class EstimatorOptions:
 
     @classmethod
     def from_recipe(cls, cfg: Any) -> "EstimatorOptions":
-        from omegaconf import OmegaConf
-
         credit = CreditConfig(**OmegaConf.to_container(cfg.reward.credit, resolve=True))  # type: ignore[arg-type]
         return cls(credit, bool(cfg.algorithm.whiten), bool(cfg.algorithm.zero_separator_adv),
                    bool(cfg.reward.verifiable.enabled), float(cfg.reward.verifiable.coef))

@@ -14,6 +14,7 @@ writes them). A row's "answer" is then a str or a list of acceptable answers.
 from __future__ import annotations
 
 import random
+import sys
 from pathlib import Path
 from typing import Any, Optional
 
@@ -22,9 +23,7 @@ from rl_prm.tasks import TASKS
 def _parquet(path: str, limit: Optional[int]) -> list[dict]:
     """A verl RL parquet file (rl_prm.data.verl_schema: `rl-prm data prep` output or any file in verl's
     schema); rows that cannot train are skipped and counted on stderr."""
-    import sys
-
-    from rl_prm.data.verl_schema import check_file, read_rows
+    from rl_prm.data.verl_schema import check_file, read_rows  # imports pyarrow (~0.2 s): only a .parquet spec needs it
 
     check_file(path)
     rows, skipped = read_rows(path, limit)
@@ -49,7 +48,7 @@ def load_data(spec: str, split: str, limit: Optional[int], seed: int) -> list[di
 
 
 def prompt_ids(tokenizer: Any, row: dict, instruction: str) -> list[int]:
-    from rl_prm.generate import chat_prompt_ids
+    from rl_prm.generate import chat_prompt_ids  # imports torch (seconds); the rest of this module does not need it
 
     if "prompt" in row:  # verl parquet: messages already carry the instruction
         ids = tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True)

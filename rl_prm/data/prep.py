@@ -14,7 +14,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from rl_prm.data.loaders import MATH_BENCHMARKS, load_benchmark
+from rl_prm.data.verl_schema import ARROW_SCHEMA
 
 INSTRUCTION = "Let's think step by step and output the final answer within \\boxed{}."
 
@@ -77,11 +81,6 @@ def verl_rows(dataset: str, split: str, limit: int | None = None, instruction: s
 
 def write_parquet(rows: list[dict], path: str | Path) -> None:
     """`rows` as a parquet file in verl's schema (rl_prm.data.verl_schema.ARROW_SCHEMA)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from rl_prm.data.verl_schema import ARROW_SCHEMA
-
     table = pa.Table.from_pylist(rows, schema=ARROW_SCHEMA)
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     pq.write_table(table, str(path))

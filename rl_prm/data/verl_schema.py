@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 ARROW_SCHEMA = pa.schema([
@@ -94,8 +95,6 @@ def schema_problem(schema: pa.Schema, backend: str = "local") -> Optional[str]:
 
 def check_file(path: str, backend: str = "local") -> None:
     """ValueError naming what is wrong with the parquet file at `path` for `backend` (reads the schema only)."""
-    import pyarrow.parquet as pq
-
     try:
         schema = pq.read_schema(path)
     except (OSError, pa.ArrowException) as e:
@@ -154,8 +153,6 @@ def to_row(r: dict) -> tuple[Optional[dict], str]:
 
 def read_rows(path: str, limit: Optional[int] = None, batch_size: int = 4096) -> tuple[list[dict], dict[str, int]]:
     """The first `limit` trainable rows of a verl parquet file (all when None), and {reason: rows skipped}."""
-    import pyarrow.parquet as pq
-
     f = pq.ParquetFile(path)
     cols = [c for c in COLUMNS if c in f.schema_arrow.names]
     rows: list[dict] = []

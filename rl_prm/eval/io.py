@@ -23,6 +23,8 @@ import time
 from pathlib import Path
 from typing import Any, Iterable
 
+from rl_prm.jsonl import InputError, read_objects
+
 RESULT_FILES = ("results.json", "scores.jsonl", "table.txt", "samples.jsonl", "search.jsonl")
 
 
@@ -84,8 +86,6 @@ def write_jsonl(path: str | os.PathLike, rows: Iterable[dict]) -> Path:
 
 def read_jsonl(path: str | os.PathLike) -> list[dict]:
     """The JSON objects of a JSONL file, blank lines skipped; InputError (PATH:LINE) at a bad line."""
-    from rl_prm.jsonl import read_objects
-
     return [row for _, row in read_objects(path)]
 
 
@@ -104,8 +104,6 @@ def read_scores(path: str | os.PathLike) -> dict[str, dict]:
     ``p_yes`` lets several K be evaluated from one file (mean of the first k samples); with only
     ``step_scores`` every K gets the same scores. A missing or mistyped field or a duplicate id
     raises InputError naming the file and line."""
-    from rl_prm.jsonl import InputError, read_objects
-
     out: dict[str, dict] = {}
     for n, row in read_objects(path):
         rid = row.get("id")
@@ -127,8 +125,6 @@ def read_scores(path: str | os.PathLike) -> dict[str, dict]:
 def read_samples(path: str | os.PathLike) -> dict[str, dict]:
     """Precomputed policy samples ``{"id": ..., "responses": ["...", ...]}`` per line, keyed by id;
     a missing or mistyped field or a duplicate id raises InputError naming the file and line."""
-    from rl_prm.jsonl import InputError, read_objects
-
     out: dict[str, dict] = {}
     for n, row in read_objects(path):
         rid = row.get("id")

@@ -18,8 +18,13 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, Sequence
 
+from tqdm.auto import tqdm
+
+from reward_fns.math_verify_reward import score_detail
+from rl_prm.data import MATH_BENCHMARKS, load_benchmark
 from rl_prm.eval.metrics import aggregate, best_of_n, majority_vote, normalize_answer, pass_at_k
 from rl_prm.eval.scoring import ScoreSource, step_scores_at_k
+from rl_prm.steps import split_steps
 
 PROMPT_SUFFIX = "Let's think step by step and output the final answer within \\boxed{}."
 DATASET_ALIASES = {"minerva": "minerva_math", "olympiad": "olympiadbench"}
@@ -27,8 +32,6 @@ DEFAULT_DATASETS = ("math500", "gsm8k", "aime24", "amc23", "minerva", "olympiadb
 
 
 def resolve_dataset(name: str) -> str:
-    from rl_prm.data import MATH_BENCHMARKS
-
     real = DATASET_ALIASES.get(name, name)
     if real not in MATH_BENCHMARKS:
         known = sorted([*MATH_BENCHMARKS, *DATASET_ALIASES])
@@ -38,8 +41,6 @@ def resolve_dataset(name: str) -> str:
 
 def math_items(datasets: Sequence[str], limit: int | None = None) -> list[dict]:
     """{"id", "dataset", "problem", "answer"} for the first ``limit`` test problems of each dataset."""
-    from rl_prm.data import load_benchmark
-
     out = []
     for name in datasets:
         real = resolve_dataset(name)
@@ -58,7 +59,7 @@ def sample_solutions(llm: Any, items: Sequence[dict], n: int, *, temperature: fl
                      max_tokens: int = 1024, seed: int = 0, progress: bool = True) -> list[dict]:
     """n sampled responses per item from an in-process vLLM engine (one request per item with ``n``;
     per-request seed = seed + item index, so a subset of items reproduces its samples)."""
-    from vllm import SamplingParams
+    from vllm import SamplingParams  # vllm: seconds to import; only sampling needs it (grading and scoring do not)
 
     tok = llm.get_tokenizer()
     prompts = [chat_prompt(tok, it["problem"]) for it in items]
@@ -73,8 +74,6 @@ def sample_solutions(llm: Any, items: Sequence[dict], n: int, *, temperature: fl
 def answers_equivalent(a: str, b: str) -> bool:
     """Two extracted answers are the same answer: equal normalised strings, or math_verify says so
     (b graded as gold against a boxed a, and vice versa)."""
-    from reward_fns.math_verify_reward import score_detail
-
     if normalize_answer(a) == normalize_answer(b):
         return True
     return (score_detail(f"\\boxed{{{a}}}", b)["score"] == 1.0 or score_detail(f"\\boxed{{{b}}}", a)["score"] == 1.0)
@@ -82,10 +81,6 @@ def answers_equivalent(a: str, b: str) -> bool:
 
 def grade_samples(items: Sequence[dict], samples: Sequence[dict], progress: bool = True) -> list[dict]:
     """Adds "correct" (list[bool]), "answers" (extracted, None when none) and "status" per response."""
-    from tqdm.auto import tqdm
-
-    from reward_fns.math_verify_reward import score_detail
-
     by_id = {it["id"]: it for it in items}
     out = []
     for s in tqdm(samples, desc="grading", unit="problem", disable=not progress):
@@ -100,8 +95,6 @@ def grade_samples(items: Sequence[dict], samples: Sequence[dict], progress: bool
 
 def sample_step_items(graded: Sequence[dict], problems: dict[str, str]) -> list[dict]:
     """Scorer items for every response with at least one step: id "<problem id>#<j>"."""
-    from rl_prm.steps import split_steps
-
     items = []
     for s in graded:
         for j, r in enumerate(s["responses"]):
@@ -115,8 +108,6 @@ def score_samples(source: ScoreSource, graded: Sequence[dict], problems: dict[st
                   progress: bool = True) -> tuple[list[dict], dict[str, dict]]:
     """Adds "step_scores" (list per response; [] for a response without steps) to each graded record.
     Returns (records, raw score records by "<id>#<j>")."""
-    from tqdm.auto import tqdm
-
     items = sample_step_items(graded, problems)
     recs: dict[str, dict] = {}
     bar = tqdm(total=len(items), desc="judge scoring", unit="solution", disable=not progress)

@@ -13,6 +13,8 @@ first k samples of each step (the same estimator as a separate K=k run with the 
 
 from __future__ import annotations
 
+import os
+import tempfile
 from typing import Iterable, Sequence
 
 from rl_prm.data import PROCESSBENCH_SPLITS, load_processbench
@@ -93,7 +95,7 @@ def processbench_results(items: Sequence[dict], records: dict[str, dict], ks: Se
 
 def plot_f1_vs_k(results: dict, path) -> None:
     """PNG of F1 against K (per split and average), the inference-time-scaling curve."""
-    import matplotlib
+    import matplotlib  # ~0.5 s to import: only the plot needs it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -112,9 +114,6 @@ def plot_f1_vs_k(results: dict, path) -> None:
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
-    import os
-    import tempfile
-
     fd, tmp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), suffix=".png")
     os.close(fd)
     try:

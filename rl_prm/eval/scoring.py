@@ -9,8 +9,11 @@ from __future__ import annotations
 
 from typing import Any, Protocol, Sequence
 
+from tqdm.auto import tqdm
+
 from rl_prm.eval.io import read_scores
 from rl_prm.eval.metrics import mean_first_k
+from rl_prm.score.scorer import RPRMScorer, ScoreConfig
 
 
 class ScoreSource(Protocol):
@@ -22,8 +25,6 @@ class ScoreSource(Protocol):
 def score_in_batches(source: ScoreSource, items: Sequence[dict], *, desc: str, batch_size: int = 32,
                      progress: bool = True) -> dict[str, dict]:
     """Scores of every item ({id: record}), `batch_size` items per source call, with a tqdm bar."""
-    from tqdm.auto import tqdm
-
     out: dict[str, dict] = {}
     bar = tqdm(total=len(items), desc=desc, unit="item", disable=not progress)
     for i in range(0, len(items), batch_size):
@@ -147,9 +148,7 @@ def max_samples(records: dict[str, dict]) -> int | None:
 def make_scorer(judge: str, k: int, *, temperature: float = 0.95, top_p: float = 0.95,
                 max_critique_tokens: int = 1024, seed: int = 0, kv_cache_gib: float = 1,
                 max_model_len: int = 4096, **config: Any):
-    """An in-process ``RPRMScorer`` for the judge at ``judge`` (import is lazy: vLLM loads only here)."""
-    from rl_prm.score.scorer import RPRMScorer, ScoreConfig
-
+    """An in-process ``RPRMScorer`` for the judge at ``judge`` (vLLM is imported only here)."""
     cfg = ScoreConfig(k=k, temperature=temperature, top_p=top_p, max_critique_tokens=max_critique_tokens,
                       seed=seed, **config)
     return RPRMScorer.from_path(judge, cfg, kv_cache_gib=kv_cache_gib, max_model_len=max_model_len)

@@ -17,6 +17,9 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from tqdm.auto import tqdm
+
+from reward_fns.math_verify_reward import score_detail
 from rl_prm.eval.math_eval import chat_prompt
 from rl_prm.eval.scoring import ScorerSource
 
@@ -37,8 +40,7 @@ def guided_search(policy_llm: Any, source: ScorerSource, items: Sequence[dict], 
                   seed: int = 0, progress: bool = True) -> list[dict]:
     """Runs the search; returns per item {"id", "response", "steps", "step_scores", "finished", "rounds"}
     (``finished``: "answer" | "eos" | "step_cap" | "no_candidate")."""
-    from tqdm.auto import tqdm
-    from vllm import SamplingParams
+    from vllm import SamplingParams  # vllm: seconds to import; only the search itself needs it (grading does not)
 
     tok = policy_llm.get_tokenizer()
     state = [{"id": it["id"], "question": it["problem"], "prompt": chat_prompt(tok, it["problem"]),
@@ -93,8 +95,6 @@ def guided_search(policy_llm: Any, source: ScorerSource, items: Sequence[dict], 
 
 def grade_search(items: Sequence[dict], results: Sequence[dict]) -> list[dict]:
     """Adds "correct" (bool) and "answer" to each search result (math_verify reward)."""
-    from reward_fns.math_verify_reward import score_detail
-
     gold = {it["id"]: it["answer"] for it in items}
     out = []
     for r in results:

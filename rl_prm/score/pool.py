@@ -15,11 +15,14 @@ Quiet sessions give worker i the log file LOGDIR/judge<i>.log.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional, Sequence
 
+from rl_prm.logs import log_file
 from rl_prm.metrics import judge_cost_metrics, no_judge_cost
 from rl_prm.score.gate import gated_scores
 from rl_prm.score.types import ItemScore, ScoreConfig
+from rl_prm.score.worker import RPRMClient, start_rprm_worker
 
 
 def engine_kwargs(prm: Any, seed: int) -> dict:
@@ -31,9 +34,6 @@ def engine_kwargs(prm: Any, seed: int) -> dict:
 class RPRMPool:
     def __init__(self, judge_path: str, config: ScoreConfig, *, num_workers: int = 1, timeout_s: float = 600.0,
                  num_gpus: float = 0.0, engine_kwargs: dict | None = None):
-        from rl_prm.logs import log_file
-        from rl_prm.score.worker import RPRMClient, start_rprm_worker
-
         self.config = config
         self.handles = [
             start_rprm_worker(judge_path, config, num_cpus=0, num_gpus=num_gpus / num_workers,
@@ -52,8 +52,6 @@ class RPRMPool:
     def score(self, items: list[dict]) -> list[ItemScore]:
         if len(self.clients) == 1 or len(items) < 2:
             return self.clients[0].score(items)
-        from concurrent.futures import ThreadPoolExecutor
-
         shards = [s for s in question_shards([it["question"] for it in items], len(self.clients)) if s]
         with ThreadPoolExecutor(len(shards)) as pool:
             parts = list(pool.map(lambda cs: cs[0].score([items[j] for j in cs[1]]), zip(self.clients, shards)))
@@ -99,7 +97,7 @@ class RPRMPool:
         return sum(c.n_retries for c in self.clients)
 
     def shutdown(self) -> None:
-        import ray
+        import ray  # ray: about a second to import; importing this module (rl_prm.score.oracle does) must not need it
 
         for h in self.handles:
             try:

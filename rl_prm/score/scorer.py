@@ -47,7 +47,7 @@ import zlib
 from dataclasses import asdict, dataclass, field
 from typing import Any, Mapping, Sequence
 
-from rl_prm.score.engines import GenParams, JudgeEngine, Sample, p_yes
+from rl_prm.score.engines import GenParams, JudgeEngine, Sample, VLLMJudgeEngine, p_yes
 from rl_prm.score.memo import JudgeMemo, unit_key
 from rl_prm.score.prompt import NO, VERDICT_QUESTION, YES, judge_prompt
 from rl_prm.score.schedule import Flow, Gen, Next, run
@@ -114,8 +114,6 @@ class RPRMScorer:
     @classmethod
     def from_path(cls, judge_path, config: ScoreConfig = ScoreConfig(), **engine_kwargs) -> "RPRMScorer":
         """An in-process vLLM engine for `judge_path` (kwargs go to rl_prm.vllm_engine.make_llm)."""
-        from rl_prm.score.engines import VLLMJudgeEngine
-
         return cls(VLLMJudgeEngine.from_path(str(judge_path), **engine_kwargs), config)
 
     @property

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from typing import Sequence
 
+from reward_fns.math_verify_reward import compute_score
+
 
 def verifiable_rewards(rows: Sequence[dict], texts: Sequence[str]) -> list[float]:
     """1.0 / 0.0 per response: rows[i]["answer"] is the gold answer of texts[i]."""
-    from reward_fns.math_verify_reward import compute_score
-
     return [float(compute_score(r.get("source", "tiny_arith"), t, r["answer"])) for r, t in zip(rows, texts)]

@@ -33,7 +33,9 @@ from dataclasses import asdict
 from typing import Any, Mapping, Sequence
 
 from rl_prm.actors import RestartingClient
+from rl_prm.logs import redirect_process
 from rl_prm.score.scorer import ItemScore, RPRMScorer, ScoreConfig
+from rl_prm.vllm_engine import engine_core_in_process, engine_dead, exit_when_engine_dies, in_ray_actor
 
 
 class RPRMWorker:
@@ -43,14 +45,10 @@ class RPRMWorker:
                  engine_kwargs: Mapping[str, Any] | None = None, batch_window_s: float = 0.005,
                  max_batch_items: int = 512, log_file: str | None = None):
         if log_file:  # an actor of a quiet session: everything it (and its engine) prints goes there
-            from rl_prm.logs import redirect_process
-
             redirect_process(log_file)
         if isinstance(config, Mapping):
             config = ScoreConfig(**config)
         self.config = config or ScoreConfig()
-        from rl_prm.vllm_engine import engine_core_in_process, exit_when_engine_dies, in_ray_actor
-
         engine_core_in_process()
         self.scorer = RPRMScorer.from_path(judge_path, self.config, **dict(engine_kwargs or {}))
 
@@ -69,11 +67,10 @@ class RPRMWorker:
         return self._run(list(items))
 
     def _run(self, items: list) -> list[ItemScore]:
-        from rl_prm.vllm_engine import engine_dead
-
         t0 = time.perf_counter()
         res = self.scorer.score(items)
         if engine_dead(getattr(self.scorer.engine, "llm", None)):  # the scorer turned it into "error" items
+            # vllm: seconds to import, so not at the top (loaded by now: the engine runs in this process)
             from vllm.v1.engine.exceptions import EngineDeadError
 
             raise EngineDeadError()
@@ -143,7 +140,7 @@ class RPRMWorker:
 
 
 def _ray():
-    import ray
+    import ray  # ray: about a second to import; RPRMWorker in-process (score_sync) and the pool's callers do without it
 
     return ray
 
