@@ -31,6 +31,9 @@ from pathlib import Path
 from rl_prm import argtypes
 from rl_prm.world import ship
 
+# `rl-prm world --help` imports this module (rl_prm.commands.world): the rest of the world (torch, numpy and
+# tqdm behind it, or tens of ms of plain modules) is imported inside the functions that run the command.
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -68,6 +71,7 @@ def card_eval(args: argparse.Namespace, recipe) -> dict | None:
     """The judge evaluation in the card of the world `ship.world_source()` points at, if it was measured
     with this command's settings (items, Ks, sampling temperature, the recipe's judge dtype and critique
     length, and the default recipe's reward.prm); else None (the command evaluates the judge itself)."""
+    # torch (rl_prm.config, .release), tqdm (.judge_eval): not for `--help` (module comment)
     from rl_prm.config import load_recipe
     from rl_prm.world.judge_eval import SAMPLED_TEMPERATURE
     from rl_prm.world.release import DEFAULT_RECIPE  # the recipe `rl-prm world build` evaluates the judge with
@@ -132,6 +136,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"rl-prm world: {e}", file=sys.stderr)
         return 2
     args.overrides = overrides
+    # torch (rl_prm.config), numpy and tqdm (the builders): not for `--help` (module comment)
     from rl_prm.config import load_recipe
     from rl_prm.world.cache import build_facts
     from rl_prm.world.judge import judge_path, sft_judge_path
@@ -156,7 +161,7 @@ def _run(args: argparse.Namespace) -> int:
         return value
 
     t0 = time.perf_counter()
-    from rl_prm.world.compare import JUDGE_ARMS
+    from rl_prm.world.compare import JUDGE_ARMS  # not for `--help` (module comment)
 
     arm_names = args.arms.split(",")
     need_judge = not args.skip_judge_eval or (not args.skip_rl and any(a in JUDGE_ARMS for a in arm_names))
@@ -176,7 +181,7 @@ def _run(args: argparse.Namespace) -> int:
     results: dict = {"policy": {"path": str(pol), "build": build_facts(pol)}}
     if need_judge:
         results["judge"] = {"path": str(jud), "build": build_facts(jud)}
-    if not args.skip_judge_eval:
+    if not args.skip_judge_eval:  # tqdm, the scorer: imported here, not for `--help` (module comment)
         from rl_prm.eval.processbench import plot_f1_vs_k
         from rl_prm.world.judge_eval import SAMPLED_TEMPERATURE, eval_summary, evaluate_judge
 
@@ -191,7 +196,7 @@ def _run(args: argparse.Namespace) -> int:
                                                            max_critique_tokens=prm.max_critique_tokens, dtype=prm.dtype))
             plot_f1_vs_k(r, out / "judge_f1_vs_k.png")
             results["judge"]["processbench"] = eval_summary(r, SAMPLED_TEMPERATURE, prm.dtype)
-    if not args.skip_rl:
+    if not args.skip_rl:  # imported here, not for `--help` (module comment)
         from rl_prm.world.compare import plot_curves, run_arms, summarize
 
         runs = stage("rl", lambda: run_arms(args.recipe, out, seeds=seeds, steps=args.steps, arms=arm_names,
@@ -209,14 +214,15 @@ def _run(args: argparse.Namespace) -> int:
                     titles=("judge: first wrong steps passed (on-policy, vs the checker)",
                             "judge: responses with a wrong step passed whole", "judge: right steps flagged",
                             "trace rate of the training rollouts"))
+        # numpy (rl_prm.metrics): not for `--help` (module comment)
         from dataclasses import asdict
 
         from rl_prm.metrics.watch import RULES
-        from rl_prm.world.monitors import fooled_rises, monitor_table, plot_monitors
+        from rl_prm.world.monitors import fooled_rises, monitor_keys, monitor_table, plot_monitors
 
         rises = fooled_rises(runs)
-        monitors = ({"table": monitor_table(runs), "rises": rises, "rules": [asdict(r) for r in RULES]}
-                    if rises else None)
+        monitors = ({"table": monitor_table(runs), "rises": rises, "rules": [asdict(r) for r in RULES],
+                     "monitors": monitor_keys(runs)} if rises else None)
         if monitors:
             plot_monitors(runs, out / "monitors.png")
         results["rl"] = {"monitors": monitors, "recipe": str(args.recipe), "overrides": list(args.overrides),
@@ -227,7 +233,7 @@ def _run(args: argparse.Namespace) -> int:
     timing["total"] = time.perf_counter() - t0
     results["timing_s"] = {k: round(v, 1) for k, v in timing.items()}
     results["load_avg"] = load
-    from rl_prm.world.report import report_json, report_md
+    from rl_prm.world.report import report_json, report_md  # not for `--help` (module comment)
 
     (out / "results.json").write_text(json.dumps(results, indent=1, default=str) + "\n")
     (out / "report.json").write_text(json.dumps(report_json(results), indent=1, default=str) + "\n")

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Callable
 
+import psutil
+
 from rl_prm.machine import library_versions, machine_facts
-from rl_prm.tiny.build import _cached, tiny_cache_dir
+from rl_prm.tiny.build import _cached, build_tokenizer, tiny_cache_dir
+from rl_prm.world.tasks import PROBLEM_SPEC
 
 WORLD_VERSION = "5"  # 5: the policy's SFT mix is half miracles, mostly misquotes (4: miracles in the mixes; judge SFT + DPO)
 
@@ -21,8 +25,6 @@ def cached(name: str, key_parts: tuple, build: Callable[[Path], dict | None]) ->
     """world_cache_dir()/<name>-<key>, built atomically if missing (rl_prm.tiny.build._cached);
     ``build(tmp)`` may return a dict of facts, stored with the build time, the library versions
     (``library_versions``) and the machine (``machine_facts``) in ``build.json``."""
-    from rl_prm.world.tasks import PROBLEM_SPEC
-
     return _cached(name, ("world", WORLD_VERSION, PROBLEM_SPEC, *key_parts),
                    lambda d: {**(build(d) or {}), "versions": library_versions(), "machine": machine_facts()},
                    root=world_cache_dir())
@@ -42,10 +44,6 @@ def build_threads() -> int:
 
 def busy_cores_of_others(interval: float = 0.5) -> float:
     """Cores kept busy by processes other than this one (its own threads excluded), over ``interval`` s."""
-    import time
-
-    import psutil
-
     procs = [p for p in psutil.process_iter() if p.pid != os.getpid()]
     for p in procs:
         try:
@@ -64,7 +62,7 @@ def busy_cores_of_others(interval: float = 0.5) -> float:
 
 def set_build_threads() -> None:
     """Builds run alone: torch uses ``build_threads()`` threads."""
-    import torch
+    import torch  # seconds to import: only when a build runs (rl_prm.world.__main__ reads build facts without it)
 
     torch.set_num_threads(build_threads())
 
@@ -79,6 +77,4 @@ def loaded_tokenizer(d: Path):
     """rl_prm.tiny's tokenizer as every loader sees it once saved (build_tokenizer already returns
     the AutoTokenizer reload: transformers 5 reloads it as Qwen2Tokenizer, which splits digits),
     saved into ``d``."""
-    from rl_prm.tiny.build import build_tokenizer
-
     return build_tokenizer(d)

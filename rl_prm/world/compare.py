@@ -17,6 +17,7 @@ evaluated once per seed (by its first arm) and summarize() gives that step-0 eva
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Iterable, Optional
@@ -64,8 +65,7 @@ def run_arms(recipe: str | Path, out_dir: str | Path, seeds: Iterable[int] = (0,
              vr_recipe: str | Path = VR_RECIPE) -> dict[tuple[str, int], Path]:
     """Train every (arm, seed) into out_dir/runs/<arm>_s<seed>; returns the run dirs. `overrides` apply to
     every arm."""
-    import os
-
+    # torch, Ray, vLLM (seconds): only a comparison needs them; the report and monitors import this module too
     from rl_prm.backends.local import Engines, train
     from rl_prm.config import load_recipe, run_dir_of
 
@@ -147,7 +147,7 @@ def _mean(xs) -> float:
 def plot_curves(arms: dict, path: str | Path, keys=("eval/sampled_accuracy", "eval/accuracy"),
                 titles=("held-out accuracy, sampled T=1 (mean@k)", "held-out accuracy, greedy")) -> None:
     """One panel per key (two per row): mean over seeds per arm against step, the seeds' min-max shaded."""
-    import matplotlib
+    import matplotlib  # about a second to import: only when plotting
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

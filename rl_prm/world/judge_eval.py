@@ -9,7 +9,11 @@ from __future__ import annotations
 import dataclasses
 import time
 
+from rl_prm.eval.processbench import processbench_results, score_processbench
+from rl_prm.eval.scoring import ScorerSource, step_scores_at_k
 from rl_prm.progress import heartbeat
+from rl_prm.score.scorer import RPRMScorer, ScoreConfig
+from rl_prm.world.tasks import eval_items, processbench
 
 # The world judge's critique temperature where K critiques per step are sampled (its F1-against-K curve,
 # DPO's samples): at 1.0 most of the tiny judge's sampled critiques miscompute (docs/world.md).
@@ -23,11 +27,6 @@ def evaluate_judge(path, n: int = 60, ks=(1, 2, 4, 8), seed: int = 0, threshold:
     pass at K = max(ks) (critiques sampled at ``temperature``, engine ``dtype`` as reward.prm.dtype), each K
     averages the first K samples of each step; then one greedy critique per step (``r["greedy"]``: F1,
     step_accuracy). The engine is stopped before returning."""
-    from rl_prm.eval.processbench import processbench_results, score_processbench
-    from rl_prm.eval.scoring import ScorerSource
-    from rl_prm.score.scorer import RPRMScorer, ScoreConfig
-    from rl_prm.world.tasks import eval_items, processbench
-
     items = eval_items(processbench("test", n, seed=seed))
     t0 = time.perf_counter()
     cfg = ScoreConfig(k=max(ks), temperature=temperature, top_p=1.0, max_critique_tokens=max_critique_tokens, seed=seed)
@@ -69,8 +68,6 @@ def step_accuracy(items: list[dict], records: dict[str, dict], k: int, threshold
     """What an RL reward sees, step by step: the share of correct steps (before the first error)
     scored above ``threshold`` and the share of first-error steps scored at or below it, using the
     first ``k`` critiques of each step; with their counts."""
-    from rl_prm.eval.scoring import step_scores_at_k
-
     ok = bad = n_ok = n_bad = 0
     for it in items:
         scores = step_scores_at_k(records[it["id"]], k)

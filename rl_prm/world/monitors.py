@@ -2,14 +2,15 @@
 step the judge scores (judge/* metrics, rl_prm.metrics.judge), so each monitor can be checked against the
 judge's on-policy false-accept rate over long runs (rl-prm world --steps N).
 
-    table = monitor_table(runs)     # {(arm, seed): run dir} -> per monitor: correlation, lead/lag, warnings
+    table = monitor_table(runs)     # {(arm, seed): run dir} -> per monitor and arm: correlation, lead/lag
     rises = fooled_rises(runs)      # per judged run: the step its false-accept rate rose, if it did
 
 Definitions (W = WINDOW steps):
     truth      the false-accept rate pooled over the last W steps: first wrong steps the judge passed /
                first wrong steps it scored (judge/false_accept_rate x judge/first_errors, summed)
     monitor    its mean over the last W steps
-    corr       Pearson correlation of the two over the run's steps >= W, averaged over runs
+    corr       Pearson correlation of the two over the run's steps >= W, averaged over an arm's runs (a monitor
+               that is constant or undefined in a run, e.g. no wrong answer judged, has none there)
     lag        the shift in steps (within +-MAX_LAG) that maximises corr(monitor[t], truth[t + lag]):
                > 0 the monitor moves first (leads), < 0 it follows
     rise       the first step where truth exceeds its first-window value by RISE
@@ -125,7 +126,7 @@ def fooled_rises(runs: dict[tuple[str, int], object]) -> dict[str, dict]:
     out = {}
     for (arm, seed), m in sorted(judged_runs(runs).items()):
         truth = truth_curve(m)
-        if not truth:
+        if not truth or max(truth.values()) == 0:  # none, or the judge is the checker (model.judge: oracle)
             continue
         steps = sorted(truth)
         r, w = rise_step(truth), first_warning(m)
@@ -135,27 +136,38 @@ def fooled_rises(runs: dict[tuple[str, int], object]) -> dict[str, dict]:
     return out
 
 
-def monitor_table(runs: dict[tuple[str, int], object], arms: Optional[Iterable[str]] = None) -> dict[str, dict]:
-    """Per hack/* monitor over the judged runs (of `arms`): mean correlation with the truth at lag 0, the
-    mean best lag and the correlation there, and in how many runs each is defined."""
-    judged = {k: v for k, v in judged_runs(runs).items() if arms is None or k[0] in set(arms)}
+def monitor_keys(runs: dict[tuple[str, int], object]) -> list[str]:
+    """The hack/* monitors the judged runs logged."""
+    return sorted({k for m in judged_runs(runs).values() for row in m.values() for k in row
+                   if k.startswith("hack/") and k not in SKIP})
+
+
+def monitor_table(runs: dict[tuple[str, int], object]) -> dict[str, dict[str, dict]]:
+    """Per hack/* monitor and judged arm, over the arm's runs where the monitor is defined: the mean [min, max]
+    correlation with the truth at lag 0, the mean best lag and the mean correlation there."""
+    judged = judged_runs(runs)
     keys = sorted({k for m in judged.values() for row in m.values() for k in row
                    if k.startswith("hack/") and k not in SKIP})
-    table = {}
+    table: dict[str, dict[str, dict]] = {}
     for key in keys:
-        cs, lags, cl = [], [], []
-        for m in judged.values():
-            truth, mon = truth_curve(m), rolling(m, key)
-            c = corr_at(mon, truth)
-            if c is None:
-                continue
-            cs.append(c)
-            lag = best_lag(mon, truth)
-            if lag is not None:
-                lags.append(lag)
-                cl.append(corr_at(mon, truth, lag))
-        table[key] = {"runs": len(cs), "corr": _mean(cs), "corr_min": min(cs) if cs else None,
-                      "corr_max": max(cs) if cs else None, "best_lag": _mean(lags), "corr_at_best_lag": _mean(cl)}
+        for arm in sorted({a for a, _ in judged}):
+            cs, lags, cl = [], [], []
+            for (a, _), m in judged.items():
+                if a != arm:
+                    continue
+                truth, mon = truth_curve(m), rolling(m, key)
+                c = corr_at(mon, truth)
+                if c is None:
+                    continue
+                cs.append(c)
+                lag = best_lag(mon, truth)
+                if lag is not None:
+                    lags.append(lag)
+                    cl.append(corr_at(mon, truth, lag))
+            if cs:
+                table.setdefault(key, {})[arm] = {"runs": len(cs), "corr": _mean(cs), "corr_min": min(cs),
+                                                  "corr_max": max(cs), "best_lag": _mean(lags),
+                                                  "corr_at_best_lag": _mean(cl)}
     return table
 
 
@@ -167,7 +179,7 @@ def _mean(xs) -> Optional[float]:
 def plot_monitors(runs: dict[tuple[str, int], object], path, keys=("hack/prm_ok_given_vr_wrong", "hack/prm_ok_vr_wrong")) -> bool:
     """One panel per judged run: the pooled false-accept rate and the rolling `keys` against step, with the
     rise (dashed) and the first warning (dotted). False when there is no judged run."""
-    import matplotlib
+    import matplotlib  # about a second to import: only when plotting
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -125,6 +125,28 @@ def arm_numbers(arms: dict) -> dict:
     return out
 
 
+LATE_EVALS = 3  # a long run's arms are also compared on the mean of their last evals (one eval is noisy)
+LONG_RUN = 50   # steps from which a run counts as long
+
+
+def late_numbers(arms: dict, k: int = LATE_EVALS) -> dict:
+    """Per arm of a long run (last eval at step >= LONG_RUN): per seed, the mean of its last k evals of each
+    of METRICS but greedy accuracy, and the steps they cover."""
+    out = {}
+    for arm, a in arms.items():
+        row: dict = {"seeds": sorted(a["seeds"])}
+        for key, metric in METRICS.items():
+            curve = {st: v for st, v in a["curves"].get(metric, {}).items() if st > 0}
+            if key == "greedy_accuracy" or not curve or max(curve) < LONG_RUN:
+                continue
+            last = sorted(curve)[-k:]
+            row["steps"] = last
+            row[key] = [_mean(curve[st][s] for st in last if s in curve[st]) for s in row["seeds"]]
+        if "steps" in row:
+            out[arm] = row
+    return out
+
+
 def start_numbers(arms: dict) -> dict:
     """The SFT policy's step-0 eval (mean over seeds: the seeds differ only in eval sampling seeds)."""
     out = {}
@@ -152,6 +174,14 @@ def comparisons(arms: dict) -> tuple[list[str], dict]:
                 t, d = compare(nums[arm][key], nums[base][key], ARM_LABELS[arm], ARM_LABELS[base], NAMES[key], hib)
                 lines.append(t)
                 data[f"{arm}_vs_{base}/{key}"] = d
+    late = late_numbers(arms)
+    for arm, base in (("gated", "vr_only"), ("min_form", "vr_only"), ("prm_only", "vr_only"), ("oracle", "vr_only")):
+        for key, hib in (("trace_accuracy", True), ("miracle_rate", False)):
+            if late.get(arm, {}).get(key) and late.get(base, {}).get(key):
+                t, d = compare(late[arm][key], late[base][key], ARM_LABELS[arm], ARM_LABELS[base],
+                               f"{NAMES[key]} (mean of the last {LATE_EVALS} evals)", hib)
+                lines.append(t)
+                data[f"{arm}_vs_{base}/{key}_late"] = d
     work = {arm: a.get("judge_work", {}) for arm, a in arms.items()}
     tokens = {arm: w["prm/critique_tokens"] for arm, w in work.items() if w.get("prm/critique_tokens")}
     if "gated" in tokens and "min_form" in tokens:
@@ -195,6 +225,7 @@ def report_json(results: dict) -> dict:
         out["start"] = start_numbers(rl["arms"])
         out["arms"] = arm_numbers(rl["arms"])
         out["comparisons"] = comparisons(rl["arms"])[1]
+        out["late"] = late_numbers(rl["arms"])
         out["judge_work"] = {arm: a["judge_work"] for arm, a in rl["arms"].items() if a.get("judge_work")}
         out["judge_truth"] = judge_truth_numbers(rl["arms"])
         if rl.get("monitors"):
@@ -232,11 +263,17 @@ def monitor_lines(mon: dict) -> list[str]:
              "Each hack/* monitor (its mean over the last 10 steps) against the judge's false-accept rate pooled "
              "over the last 10 steps (first wrong steps passed / first wrong steps scored, by the world's checker), "
              "over the judged runs; lag > 0: the monitor moves first (rl_prm.world.monitors).", "",
-             "| monitor | runs | corr (mean [min, max]) | best lag (steps) | corr at best lag |", "|---|---|---|---|---|"]
+             "| monitor | arm | runs | corr (mean [min, max]) | best lag (steps) | corr at best lag |",
+             "|---|---|---|---|---|---|"]
     f = lambda x, p=2: "n/a" if x is None else f"{x:+.{p}f}"  # noqa: E731
-    for key, t in sorted(mon["table"].items(), key=lambda kv: -(kv[1]["corr"] or -9)):
-        lines.append(f"| {key} | {t['runs']} | {f(t['corr'])} [{f(t['corr_min'])}, {f(t['corr_max'])}] | "
-                     f"{f(t['best_lag'], 1)} | {f(t['corr_at_best_lag'])} |")
+    best = lambda per: max(t["corr"] for t in per.values())  # noqa: E731
+    for key, per in sorted(mon["table"].items(), key=lambda kv: -best(kv[1])):
+        for arm, t in per.items():
+            lines.append(f"| {key} | {ARM_LABELS.get(arm, arm)} | {t['runs']} | {f(t['corr'])} [{f(t['corr_min'])}, "
+                         f"{f(t['corr_max'])}] | {f(t['best_lag'], 1)} | {f(t['corr_at_best_lag'])} |")
+    quiet = sorted({k for k in mon.get("monitors", [])} - set(mon["table"]))
+    if quiet:
+        lines += ["", "Constant (or never defined) in every judged run, so they track nothing here: " + ", ".join(quiet) + "."]
     lines += ["", "Rules the trainers apply (rl_prm.metrics.watch.RULES): " + "; ".join(
         f"{r['key']}: 10-step mean {'> ' + format(r['above'], 'g') if r.get('above') is not None else ''}"
         f"{' or ' if r.get('above') is not None and r.get('rise') is not None else ''}"
@@ -249,6 +286,10 @@ def monitor_lines(mon: dict) -> list[str]:
         within = "no rise" if r["rise_step"] is None else ("yes" if r["warned_within_20"] else "NO")
         lines.append(f"| {name} | {pct(r['truth_first'])}% -> {pct(r['truth_last'])}% ({pct(r['truth_max'])}%) | "
                      f"{r['rise_step'] or '-'} | {r['warned_step'] or '-'} | {within} |")
+    if any(r["arm"] == "gated" for r in mon["rises"].values()):
+        lines += ["", "An answer-gated run judges right answers only, so no judged response has a wrong answer: "
+                  "hack/prm_ok_given_vr_wrong is undefined there and the rule cannot fire; its judge misses show "
+                  "only against a step checker (judge/*)."]
     return lines + ["", "![monitors against the truth](monitors.png)"]
 
 
@@ -324,7 +365,17 @@ def report_md(results: dict) -> str:
         for arm, row in arm_numbers(arms).items():
             lines.append(f"| {ARM_LABELS.get(arm, arm)} (step {row.get('step')}) | "
                          + " | ".join(_spread(row[k]) if row.get(k) else "n/a" for k in METRICS) + " |")
-        lines += ["", "Mean over seeds [min, max] at the last eval, in %.", "", "Per seed (last eval):", ""]
+        lines += ["", "Mean over seeds [min, max] at the last eval, in %."]
+        late = late_numbers(arms)
+        if late:
+            late_keys = [k for k in METRICS if k != "greedy_accuracy"]
+            lines += ["", f"A long run: the mean of each seed's last {LATE_EVALS} evals (steps "
+                      f"{', '.join(map(str, next(iter(late.values()))['steps']))}), mean over seeds [min, max], in %:", "",
+                      "| arm | " + " | ".join(NAMES[k] for k in late_keys) + " |", "|---" * (len(late_keys) + 1) + "|"]
+            for arm, row in late.items():
+                lines.append(f"| {ARM_LABELS.get(arm, arm)} | " + " | ".join(
+                    _spread(row[k]) if row.get(k) else "n/a" for k in late_keys) + " |")
+        lines += ["", "Per seed (last eval):", ""]
         for arm, row in arm_numbers(arms).items():
             lines.append(f"- {ARM_LABELS.get(arm, arm)}: " + "; ".join(
                 f"s{s}: trace {pct(t)}, answer {pct(a)}, miracle {pct(m)}, greedy {pct(g)}" for s, t, a, m, g in

@@ -96,7 +96,7 @@ def world_model(kind: str) -> Path:
     """The model dir `model.<kind>: world` loads (kind: policy | judge | ref_policy), from where
     $RL_PRM_WORLD says (module doc); a shipped layout is sha256-checked first (``check``)."""
     src = world_source()
-    if src == BUILD:
+    if src == BUILD:  # the builders import the training code (numpy, tqdm, ...): not for `rl-prm world --help`
         if part_of(kind) == "judge":
             from rl_prm.world.judge import judge_path
 

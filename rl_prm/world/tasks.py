@@ -41,7 +41,9 @@ import random
 import re
 from dataclasses import dataclass
 
+from rl_prm.eval.processbench import scored_prefix
 from rl_prm.tiny.arith import _OPS, Problem, Step, _apply
+from rl_prm.tiny.arith import make_problem as arith_problem
 
 ERROR_KINDS = ("slip", "wrong_op", "wrong_number", "dropped")
 MIRACLE_KINDS = ("misquote", "jump", "cancel")
@@ -86,9 +88,7 @@ def _step_text(name: str, item: str, i: int, op: str, a: int, b: int, result: in
 
 def make_problem(rng: random.Random) -> Problem:
     """One gold world problem (PROBLEM_SPEC's difficulty)."""
-    from rl_prm.tiny.arith import make_problem as draw
-
-    base = draw(rng, **PROBLEM_SPEC)  # the chain of operations; the text is the world's own
+    base = arith_problem(rng, **PROBLEM_SPEC)  # the chain of operations; the text is the world's own
     name, item = base.meta["name"], base.meta["item"]
     ops = [s for s in base.steps if s.op in _OPS]
     clauses = " ".join(f"{ORDINALS[i]}, {name} {_CLAUSE_TEXT[s.op].format(n=s.operand)}." for i, s in enumerate(ops))
@@ -298,8 +298,6 @@ def processbench(split: str, n: int, seed: int = 0, error_fraction: float = 0.5,
 
 def eval_items(records: list[dict]) -> list[dict]:
     """``rl_prm.eval.processbench`` items (scored prefix, n_steps) from mini-ProcessBench records."""
-    from rl_prm.eval.processbench import scored_prefix
-
     return [{"id": r["id"], "split": r["split"], "question": r["problem"], "steps": scored_prefix(r["steps"], r["label"]),
              "n_steps": len(r["steps"]), "label": int(r["label"])} for r in records]
 
