@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     module.add_arguments(parser)
     parser.add_argument("--verbose", action="store_true", help="engine / library output on the console, not in log files")
     args = parser.parse_args(rest)
-    from rl_prm import logs
+    from rl_prm import logs  # logging's handlers (~15 ms): not before `--help` or a bad argument
 
     with logs.session(name.replace(" ", "-"), verbose_flag=verbose):  # runs/logs/world-build-<time>/
         rc = module.run(args)

@@ -23,7 +23,12 @@ import random
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Optional, Sequence
 
+from rl_prm.data import load_benchmark
+from rl_prm.metrics import truth_row
 from rl_prm.registry import Registry
+from rl_prm.score.oracle import OracleScorer
+from rl_prm.steps import split_steps
+from rl_prm.tiny.arith import make_problem
 
 @dataclass(frozen=True)
 class Task:
@@ -50,8 +55,6 @@ class Task:
 
     def oracle_scorer(self, fallback_score: float = 0.5) -> Any:
         """The checker as the step scorer (rl_prm.score.oracle.OracleScorer)."""
-        from rl_prm.score.oracle import OracleScorer
-
         return OracleScorer(self.step_verdicts, fallback_score=fallback_score)
 
     def _checker(self) -> Callable[[str, Sequence[str]], int]:
@@ -93,8 +96,6 @@ def truth_rows(task: Optional[Task], questions: Sequence[str], steps: Sequence[S
     """One rl_prm.metrics.truth_row per response when ``task`` has a checker, else []: its process flags and
     the judge's step scores (P(Yes); None = no judge) against the checker. judged[i] False: response i's
     scores are not the judge's (reward.prm.gate)."""
-    from rl_prm.metrics import truth_row
-
     if task is None or not task.has_checker:
         return []
     B = len(questions)
@@ -107,8 +108,6 @@ def process_metrics(task: Optional[Task], questions: Sequence[str], texts: Seque
                     answer_correct: Sequence[float], prefix: str = "eval/") -> dict[str, float]:
     """Over solutions of a task with a checker: <prefix>trace_accuracy (answer and every step right),
     answer_accuracy, miracle_rate (answer right, a step wrong; answer = trace + miracle). {} otherwise."""
-    from rl_prm.steps import split_steps
-
     rows = truth_rows(task, questions, [split_steps(t) for t in texts], answer_correct)
     if not rows:
         return {}
@@ -126,8 +125,6 @@ TINY_ARITH_SIZE = {"train": 1024, "test": 256}
 def _tiny_arith(split: str, limit: Optional[int], seed: int) -> list[dict]:
     """Synthetic arithmetic word problems (rl_prm.tiny.arith); train and test questions are disjoint
     (fixed generator seeds; test questions are removed from train)."""
-    from rl_prm.tiny.arith import make_problem
-
     def gen(rng_seed: int, n: int, exclude: set[str]) -> list[dict]:
         rng, out, seen = random.Random(rng_seed), [], set(exclude)
         while len(out) < n:
@@ -147,8 +144,6 @@ def _tiny_arith(split: str, limit: Optional[int], seed: int) -> list[dict]:
 
 def _benchmark(name: str) -> Callable[[str, Optional[int], int], list[dict]]:
     def rows(split: str, limit: Optional[int], seed: int) -> list[dict]:
-        from rl_prm.data import load_benchmark
-
         out = load_benchmark(name, split)
         return out[:limit] if limit else out
 

@@ -16,8 +16,11 @@ import os
 import signal
 from typing import Any
 
+import ray
 import torch
 
+from rl_prm import logs
+from rl_prm.generate import rollout_actor
 from rl_prm.score.oracle import ORACLE
 from rl_prm.score.pool import RPRMPool, engine_kwargs
 from rl_prm.score.types import ScoreConfig
@@ -33,10 +36,6 @@ def ray_init() -> None:
     turns every later `subprocess` exit code here into 0; the driver's SIGCHLD is reset to the default
     so exit codes stay true. In a quiet session actors' output is not echoed here
     (log_to_driver=False; they write their own log files) and vLLM logs at INFO into those files."""
-    import ray
-
-    from rl_prm import logs
-
     if ray.is_initialized():
         return
     env = {k: os.environ[k] for k in ("WANDB_MODE", "RL_PRM_CACHE", "VLLM_CPU_KVCACHE_SPACE", "HF_HOME",
@@ -69,8 +68,6 @@ def device_gpus(cfg: Any) -> int:
 
 
 def kill(actor: Any) -> None:
-    import ray
-
     try:
         ray.get(actor.shutdown.remote(), timeout=30)
     except Exception:  # noqa: BLE001
@@ -90,15 +87,12 @@ class Engines:
 
     def rollout(self, cfg: Any, weights: str) -> Any:
         """The policy engine's actor handle (wrap it in rl_prm.generate.RolloutClient to call it)."""
-        from rl_prm.generate import rollout_actor
-        from rl_prm.logs import log_file
-
         key = (cfg.data.max_prompt_tokens + cfg.rollout.max_tokens, cfg.rollout.kv_cache_gib,
                cfg.rollout.gpu_memory_utilization, device_gpus(cfg))
         if key not in self._rollouts:
             self._rollouts[key] = rollout_actor(num_gpus=0.4 if key[-1] else 0).remote(
                 weights, max_model_len=key[0], seed=cfg.run.seed, kv_cache_gib=key[1], gpu_memory_utilization=key[2],
-                log_file=log_file("rollout"))
+                log_file=logs.log_file("rollout"))
         return self._rollouts[key]
 
     def prm(self, cfg: Any, judge_path: str) -> RPRMPool:

@@ -45,12 +45,15 @@ import time
 from pathlib import Path
 from typing import Any
 
+from omegaconf import OmegaConf
+
 from rl_prm.backends.verl_common import (CRITIC_ESTIMATORS, PREPPED, REPO_ROOT, flatten_keys,  # noqa: F401
                                          hydra_value, model_path, verl_env)
 from rl_prm.backends.verl_cpu import (cpu_overrides, generated_data_file, logical_gpus, on_cpu,  # noqa: F401
                                       wandb_run_id, with_generated_data, write_generated_data)
 from rl_prm.backends.verl_run import check_cpu_stack, check_model, die_with_parent, preflight, run_cpu  # noqa: F401
 from rl_prm.backends import RunResult
+from rl_prm.config import load_recipe, run_dir_of, save_resolved
 from rl_prm.credit import ESTIMATORS, EstimatorOptions
 
 MATH_VERIFY_REWARD = REPO_ROOT / "reward_fns" / "math_verify_reward.py"
@@ -77,8 +80,6 @@ def data_file(spec: str, split: str) -> str:
 
 def verl_overrides(cfg: Any) -> list[str]:
     """Hydra overrides (`key=value`, `+key=value` for keys verl's schema lacks) for a recipe."""
-    from omegaconf import OmegaConf
-
     r, a, o, t, prm = cfg.rollout, cfg.algorithm, cfg.optim, cfg.trainer, cfg.reward.prm
     est = a.estimator
     policy = model_path(cfg.model.policy, "policy")
@@ -130,7 +131,7 @@ def verl_overrides(cfg: Any) -> list[str]:
         add("critic.optim.lr", o.lr)
         add("critic.ppo_micro_batch_size_per_gpu", o.micro_batch_size)
     # rewards: our `rprm` manager writes every response's StepBatch row; options from the recipe
-    from rl_prm.verl_ext.reward_manager import RewardManagerOptions
+    from rl_prm.verl_ext.reward_manager import RewardManagerOptions  # imports verl (seconds, and its plugins)
 
     add("reward.custom_reward_function.path", str(MATH_VERIFY_REWARD))
     add("reward.custom_reward_function.name", "compute_score")
@@ -213,8 +214,6 @@ def train(cfg: Any) -> RunResult:
     A recipe verl cannot run (unknown verl key, missing model, CPU recipe without the CPU stack)
     fails here with one line and exit code 2, before any process starts.
     """
-    from rl_prm.config import run_dir_of, save_resolved
-
     t0, run_dir = time.time(), run_dir_of(cfg)
     try:  # issue #13: checks before any worker starts
         if on_cpu(cfg) and "wandb" in cfg.trainer.logger:
@@ -251,8 +250,6 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--backend", action="store_true", help="print the recipe's trainer.backend and exit")
     p.add_argument("--python", default="python3", help="python in the printed command (default python3)")
     args = p.parse_args(argv)
-    from rl_prm.config import load_recipe
-
     try:
         cfg = load_recipe(args.recipe, args.overrides)
         if args.backend:

@@ -8,6 +8,8 @@ import re
 from pathlib import Path
 from typing import Any, Iterable
 
+from rl_prm.models import BUILT, is_hub_id, resolve_model
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 CRITIC_ESTIMATORS = ("gae",)  # estimators that need verl's critic
 PREPPED = ("gsm8k", "math")  # data specs read from `rl-prm data prep` parquet files on verl (others: generated)
@@ -17,8 +19,6 @@ def model_path(spec: str, which: str, fetch: bool = False) -> str:
     """What verl loads for a recipe model spec: tiny / world -> the dir built here (rl_prm.models, as the
     local backend); a hub id -> the id (verl's workers resolve it on each node, as transformers does), or
     with `fetch` its snapshot dir in this machine's HF cache (downloaded on first use); a local dir as given."""
-    from rl_prm.models import BUILT, is_hub_id, resolve_model
-
     if spec in BUILT or (fetch and is_hub_id(spec)):
         return resolve_model(spec, which)
     return spec

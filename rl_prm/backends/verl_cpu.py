@@ -6,13 +6,21 @@ Nothing for the user to set."""
 
 from __future__ import annotations
 
+import json
 import math
 import os
+import struct
+import uuid
 from pathlib import Path
 from typing import Any, Optional
 
+from omegaconf import OmegaConf
+
 from rl_prm.backends.verl_common import (CRITIC_ESTIMATORS, PREPPED, REPO_ROOT, flatten_keys, hydra_str,
                                          hydra_value, model_path)
+from rl_prm.data.prep import make_prompt, write_parquet
+from rl_prm.tasks import TASKS
+from rl_prm.vllm_engine import judge_dtype
 
 CPU_PLATFORM = "cpu"
 # The judge on CPU: its own resource pool of ONE logical GPU (one vLLM replica), as the GPU recipes
@@ -34,8 +42,6 @@ def generated_data_file(cfg: Any, spec: str, split: str) -> str:
 def is_generated(spec: str) -> bool:
     """A data spec the verl backend writes as parquet into <run dir>/data: a task (rl_prm.tasks) other than
     the benchmarks `rl-prm data prep` writes (PREPPED)."""
-    from rl_prm.tasks import TASKS
-
     return spec not in PREPPED and not spec.endswith(".parquet") and spec in TASKS
 
 
@@ -44,8 +50,6 @@ def with_generated_data(cfg: Any) -> Any:
     write_generated_data writes."""
     if not is_generated(cfg.data.train) and not is_generated(cfg.data.test):
         return cfg
-    from omegaconf import OmegaConf
-
     out = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
     for key, split in (("train", "train"), ("test", "test")):
         if is_generated(cfg.data[key]):
@@ -57,9 +61,6 @@ def task_rows(spec: str, split: str, limit: Optional[int], seed: int, instructio
     """A task's rows (the local backend's data.train/test of the same name) as verl rows (rl_prm.data.prep
     schema: data_source = the task's name, prompt messages, reward_model.ground_truth, extra_info with the
     question the task's step checker reads)."""
-    from rl_prm.data.prep import make_prompt
-    from rl_prm.tasks import TASKS
-
     rows = []
     for i, r in enumerate(TASKS.get(spec).rows(split, limit, seed)):
         gold = str(r["answer"])
@@ -76,8 +77,6 @@ def task_rows(spec: str, split: str, limit: Optional[int], seed: int, instructio
 
 def write_generated_data(cfg: Any) -> dict[str, int]:
     """Write the parquet files of generated data specs (tasks in data.train/test); returns path -> rows."""
-    from rl_prm.data.prep import write_parquet
-
     written = {}
     for key, split, limit in (("train", "train", cfg.data.train_limit), ("test", "test", cfg.data.test_limit)):
         spec = cfg.data[key]
@@ -92,9 +91,6 @@ def write_generated_data(cfg: Any) -> dict[str, int]:
 
 def _largest_tensor_bytes(model_dir: str) -> int:
     """Bytes of the model's largest tensor in fp32 (from the safetensors headers; 0 if unknown)."""
-    import json
-    import struct
-
     best = 0
     for f in Path(model_dir).glob("*.safetensors"):
         try:
@@ -143,8 +139,6 @@ def logical_gpus(cfg: Any) -> int:
 
 def _recipe_verl_block(cfg: Any) -> dict[str, Any]:
     """The recipe's `verl:` block as {dotted key without '+': value}."""
-    from omegaconf import OmegaConf
-
     extra = OmegaConf.to_container(cfg.verl, resolve=True) if cfg.get("verl") else {}
     return {k.lstrip("+"): v for k, v in flatten_keys(extra)}
 
@@ -188,8 +182,6 @@ def wandb_run_id(run_dir: Path, create: bool = False) -> Optional[str]:
         return f.read_text().strip()
     if not create:
         return None
-    import uuid
-
     rid = uuid.uuid4().hex[:12]
     f.parent.mkdir(parents=True, exist_ok=True)
     f.write_text(rid + "\n")
@@ -199,8 +191,6 @@ def wandb_run_id(run_dir: Path, create: bool = False) -> Optional[str]:
 def cpu_overrides(cfg: Any) -> list[str]:
     """verl keys for a CPU run (after the generic ones, before the recipe's `verl:` block). Each is the
     answer to a measured CPU blocker (docs/verl_cpu.md)."""
-    from rl_prm.vllm_engine import judge_dtype
-
     r, prm = cfg.rollout, cfg.reward.prm
     policy = model_path(cfg.model.policy, "policy", fetch=True)  # one node: its safetensors are read here
     seq = int(cfg.data.max_prompt_tokens) + int(r.max_tokens)

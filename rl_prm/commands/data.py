@@ -38,7 +38,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if args.action == "list":
-        from rl_prm.data import list_benchmarks, load_benchmark
+        from rl_prm.data import list_benchmarks, load_benchmark  # not for `--help` (module comment)
 
         total = 0
         print(f"{'benchmark':<16} {'split':<46} {'rows':>6}")
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"{'total':<16} {'':<46} {total:>6}")
         return 0
     if args.action == "prep":
-        from rl_prm.data.prep import prep
+        from rl_prm.data.prep import prep  # pyarrow (a fifth of a second): not for `--help` (module comment)
 
         datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
         out = Path(args.out)
@@ -68,12 +68,12 @@ def run(args: argparse.Namespace) -> int:
             return 2
         return 0
     if args.action == "ship":
-        from rl_prm.data.ship import BENCH_DIR, ship
+        from rl_prm.data.ship import BENCH_DIR, ship  # not for `--help` (module comment)
 
         ship(args.src, args.dst or BENCH_DIR)
         return 0
     if args.action == "verify":
-        from rl_prm.data.ship import verify_shipped
+        from rl_prm.data.ship import verify_shipped  # not for `--help` (module comment)
 
         problems = verify_shipped()
         for p in problems:

@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 from rl_prm import argtypes
 from rl_prm.registry import Registry
-from rl_prm.vllm_engine import shutdown_llm
+from rl_prm.vllm_engine import make_llm, shutdown_llm
 
 # What only running the command needs is imported inside the functions: rl_prm.cli imports this module
 # to build the parser, so `--help` and a bad argument answer without it (start-up time of the CLI).
@@ -48,13 +48,13 @@ def _fmt(x: Any) -> str:
 
 
 def _console():
-    from rich.console import Console
+    from rich.console import Console  # rich (tens of ms): not for `--help` (module comment)
 
     return Console(record=True, width=200)
 
 
 def _finish(console, out: Path, results: dict) -> None:
-    from rl_prm.eval.io import atomic_write_text, write_json
+    from rl_prm.eval.io import atomic_write_text, write_json  # not for `--help` (module comment)
 
     write_json(out / "results.json", results)
     atomic_write_text(out / "table.txt", console.export_text())
@@ -62,6 +62,7 @@ def _finish(console, out: Path, results: dict) -> None:
 
 
 def _judge_source(judge: str | None, scores: str | None, k: int, args: Any = None):
+    # tqdm, the scorer (rl_prm.eval.scoring): not for `--help` (module comment)
     from rl_prm.eval.scoring import PrecomputedSource, ScorerSource, make_scorer
 
     if scores:
@@ -93,6 +94,7 @@ def run_processbench(source, *, ks: Sequence[int] = (1,), splits: Sequence[str] 
                      limit: int | None = None, threshold: float = 0.5, out: str | Path | None = None,
                      overwrite: bool = False, progress: bool = True, batch_size: int = 32,
                      meta: dict | None = None) -> dict:
+    # tqdm, the scorer, matplotlib when plotting (rl_prm.eval.processbench): not for `--help` (module comment)
     from rl_prm.data import PROCESSBENCH_SPLITS
     from rl_prm.eval.io import prepare_out_dir, write_jsonl
     from rl_prm.eval.processbench import SWEEP, plot_f1_vs_k, processbench_items, processbench_results, score_processbench
@@ -114,7 +116,7 @@ def run_processbench(source, *, ks: Sequence[int] = (1,), splits: Sequence[str] 
     res.update({"benchmark": "processbench", "source": getattr(source, "name", "?"), "limit": limit, **(meta or {})})
 
     con = _console()
-    from rich.table import Table
+    from rich.table import Table  # rich: as in _console
 
     t = Table(title=f"ProcessBench (threshold {threshold}; {res['scored_steps']})")
     t.add_column("K")
@@ -166,6 +168,7 @@ def _cmd_processbench(args: argparse.Namespace) -> int:
 def run_prmbench(source, *, k: int | None = None, split: str | None = None, limit: int | None = None,
                  threshold: float = 0.5, out: str | Path | None = None, overwrite: bool = False,
                  progress: bool = True, batch_size: int = 32, meta: dict | None = None) -> dict:
+    # rich, tqdm, the scorer: not for `--help` (module comment)
     from rich.table import Table
 
     from rl_prm.eval.io import prepare_out_dir, write_jsonl
@@ -227,10 +230,12 @@ def run_math(*, datasets: Sequence[str], n: int, policy_llm=None, policy: str | 
              judge_args: dict | None = None) -> dict:
     """Sample (or read ``samples_file``), grade, judge-score and search. Engines are made here only
     when not given: the policy engine is shut down before the judge starts unless ``search`` needs both."""
+    # rich, tqdm, the scorer, math_verify (seconds, reward_fns): not for `--help` (module comment)
     from rich.table import Table
 
     from rl_prm.eval.io import prepare_out_dir, read_samples, write_jsonl
     from rl_prm.eval.math_eval import grade_samples, math_items, math_results, sample_solutions, score_samples
+    from rl_prm.eval.scoring import ScorerSource, make_scorer
     from rl_prm.eval.search import grade_search, guided_search
 
     from reward_fns.math_verify_reward import get_stats, reset_stats
@@ -251,8 +256,6 @@ def run_math(*, datasets: Sequence[str], n: int, policy_llm=None, policy: str | 
         if policy_llm is None:
             if not policy:
                 raise SystemExit("rl-prm eval math: give --policy PATH or --samples FILE")
-            from rl_prm.vllm_engine import make_llm
-
             policy_llm = make_llm(policy, max_model_len=max_model_len, seed=seed, kv_cache_gib=kv_cache_gib)
             owned.append(policy_llm)
         samples = sample_solutions(policy_llm, items, n, temperature=temperature, top_p=top_p,
@@ -262,8 +265,6 @@ def run_math(*, datasets: Sequence[str], n: int, policy_llm=None, policy: str | 
         shutdown_llm(owned.pop())
         policy_llm = None
     if source is None and judge:
-        from rl_prm.eval.scoring import ScorerSource, make_scorer
-
         source = ScorerSource(make_scorer(judge, judge_k, kv_cache_gib=kv_cache_gib, **(judge_args or {})), name=judge)
     searched = None
     if source is not None:
@@ -328,7 +329,7 @@ def _add_math(p: argparse.ArgumentParser) -> None:
 
 @EVALS.register("math")
 def _cmd_math(args: argparse.Namespace) -> int:
-    from rl_prm.eval.scoring import PrecomputedSource
+    from rl_prm.eval.scoring import PrecomputedSource  # tqdm, the scorer: not for `--help` (module comment)
 
     if args.search and not args.judge:
         raise SystemExit("rl-prm eval math: --search needs --judge")
@@ -360,6 +361,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     """The output dir is made first (engine logs of a quiet session go to OUT/logs); a bad file, value or
     directory exits 2 with one line (files name their line: rl_prm.eval.io), leaving no empty OUT behind."""
+    # not for `--help` (module comment)
     from rl_prm import logs
     from rl_prm.eval.io import prepare_out_dir
 

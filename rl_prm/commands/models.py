@@ -28,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def _line(kind: str, spec: str, dry_run: bool) -> str:
     """One model: where it went (or would go) and its size."""
+    # rl_prm.models (the registry's entry points, the tiny builders: tens of ms): not for `--help`
     from rl_prm.models import BUILT, dir_size, human_size, is_hub_id, plan_hub_model, resolve_model
 
     if spec in BUILT:
@@ -46,6 +47,7 @@ def _line(kind: str, spec: str, dry_run: bool) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    # torch (rl_prm.config, seconds), rl_prm.models (tens of ms): not for `--help`
     from rl_prm.config import load_recipe
     from rl_prm.models import hub_cache, hub_endpoint, hub_offline, recipe_models
 

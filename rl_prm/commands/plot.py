@@ -119,7 +119,7 @@ def _load_warning_steps(path: Path) -> list[int]:
 
 def render(run_dir: str | Path, out: str | Path | None = None) -> tuple[list[Path], dict[str, str]]:
     """Write every panel that has data; returns (written PNG paths, {skipped panel: reason})."""
-    import matplotlib
+    import matplotlib  # about a second with pyplot: not for `--help` (rl_prm.cli imports this module first)
 
     matplotlib.use("Agg")
     run_dir = Path(run_dir)
@@ -140,7 +140,7 @@ def render(run_dir: str | Path, out: str | Path | None = None) -> tuple[list[Pat
     ctx = {"warning_steps": _load_warning_steps(base / "warnings.jsonl"), "title": base.name}
     written: list[Path] = []
     skipped: dict[str, str] = {}
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after matplotlib.use("Agg")
 
     for name in PANEL_ORDER:
         fig = PANELS.get(name)(hist, ctx)
@@ -169,7 +169,7 @@ def _panel(name: str):
 
 def _grid(hist: History, title: str, groups: list[tuple[str, list[str]]], ncols: int = 3):
     """One subplot per group with data; a group's keys share an axis. None if nothing to draw."""
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # imported by render() after matplotlib.use("Agg")
 
     groups = [(t, [k for k in keys if hist.has(k)]) for t, keys in groups]
     groups = [(t, keys) for t, keys in groups if keys]
@@ -197,7 +197,7 @@ def _grid(hist: History, title: str, groups: list[tuple[str, list[str]]], ncols:
 
 @_panel("reward")
 def _reward(hist: History, ctx: dict):
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # imported by render() after matplotlib.use("Agg")
 
     keys = [k for k in hist.matching(r"^reward/") if not re.search(r"/(std|max|min|group_std_mean|frac_groups_zero_std)$", k)]
     if not keys:
@@ -297,7 +297,7 @@ def _step_index_keys(hist: History) -> list[tuple[int, str]]:
 
 @_panel("prm_by_step")
 def _prm_by_step(hist: History, ctx: dict):
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # imported by render() after matplotlib.use("Agg")
 
     idx = _step_index_keys(hist)
     if not idx:

@@ -51,7 +51,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def read_items(path: str, limit: int | None = None) -> list[tuple[int, Any, str | None]]:
     """(line number, item, error) for each of the first `limit` lines, blank ones included; an
     unusable line has item None and an error naming the line (rl_prm.jsonl)."""
-    from rl_prm.jsonl import read_lines
+    from rl_prm.jsonl import read_lines  # not for `--help` (module comment)
 
     return [(ln.lineno, ln.value, None if ln.error is None else f"line {ln.lineno}: {ln.error}")
             for ln in read_lines(path, limit=limit)]
@@ -60,6 +60,7 @@ def read_items(path: str, limit: int | None = None) -> list[tuple[int, Any, str 
 def score_items(scorer: Any, rows: list[tuple[int, Any, str | None]], batch_size: int = 64,
                 progress: bool = True) -> list[dict[str, Any]]:
     """One output record per row, in order: unusable lines get "bad_input", the rest the scorer's result."""
+    # tqdm, the scorer's modules: not for `--help` (module comment)
     from tqdm.auto import tqdm
 
     from rl_prm.score.scorer import ItemScore
@@ -106,7 +107,7 @@ def _record(lineno: int, item: Any, res: Any) -> dict[str, Any]:
 
 
 def write_jsonl_atomic(path: str | os.PathLike, records: list[dict[str, Any]]) -> None:
-    from rl_prm.jsonl import dumps_line
+    from rl_prm.jsonl import dumps_line  # not for `--help` (module comment)
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -145,6 +146,8 @@ def _invocation_error(args: argparse.Namespace) -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # not for `--help` (module comment)
+    from rl_prm.score.engines import HTTPJudgeEngine
     from rl_prm.score.scorer import RPRMScorer, ScoreConfig
 
     problem = _invocation_error(args)
@@ -160,8 +163,6 @@ def run(args: argparse.Namespace) -> int:
         print(f"rl-prm score: {problem}", file=sys.stderr)
         return 2
     if args.server:
-        from rl_prm.score.engines import HTTPJudgeEngine
-
         scorer = RPRMScorer(HTTPJudgeEngine(args.server, args.judge), cfg)
     else:
         scorer = RPRMScorer.from_path(args.judge, cfg, max_model_len=args.max_model_len)

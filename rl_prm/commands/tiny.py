@@ -10,7 +10,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from rl_prm.tiny import judge_path, policy_path
+    from rl_prm.tiny import judge_path, policy_path  # the builders (tens of ms, torch to build): not for `--help`
 
     if args.which in ("policy", "all"):
         print(f"policy {policy_path()}")

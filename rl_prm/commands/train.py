@@ -25,6 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # omegaconf, torch (rl_prm.config): seconds, not for `--help` or a bad argument
     from omegaconf import OmegaConf
 
     from rl_prm.backends import get_backend

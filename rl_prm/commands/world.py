@@ -10,12 +10,13 @@ SUBCOMMANDS = {"build": ("rl_prm.commands.world_build",
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    # not when `rl-prm world build` only reads SUBCOMMANDS here (tens of ms)
     from rl_prm.world.__main__ import add_arguments as world_arguments
 
     world_arguments(p)
 
 
 def run(args: argparse.Namespace) -> int:
-    from rl_prm.world.__main__ import run as world_run
+    from rl_prm.world.__main__ import run as world_run  # as in add_arguments
 
     return world_run(args)

@@ -35,6 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # torch (rl_prm.config, the world's builders): not for `--help` (module comment)
     from rl_prm.config import load_recipe
     from rl_prm.world.release import DEFAULT_RECIPE, build_world, check_out
     from rl_prm.world.ship import SHIPPED_DIR

@@ -1,4 +1,8 @@
-"""Builders behind rl_prm.tiny (see its docstring)."""
+"""Builders behind rl_prm.tiny (see its docstring).
+
+torch, transformers and tokenizers are imported inside the functions that build a model or the tokenizer:
+seconds to import, which importing rl_prm.tiny for its paths and constants (rl_prm.models does) must not pay.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,9 @@ from pathlib import Path
 from typing import Callable
 
 from rl_prm.digest import json_digest
+from rl_prm.score.prompt import FIRST_STEP_PREVIOUS, SYSTEM_PROMPT, template
+from rl_prm.tiny.arith import corrupt, critique, make_problem
+from rl_prm.tiny.judge_sft import train_judge
 
 BUILD_VERSION = "2"  # 2: models trained with the tokenizer exactly as AutoTokenizer/vLLM reload it
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
@@ -64,9 +71,6 @@ def _cached(name: str, key_parts: tuple, build: Callable[[Path], dict | None], r
 
 
 def _corpus() -> list[str]:
-    from rl_prm.score.prompt import FIRST_STEP_PREVIOUS, SYSTEM_PROMPT, template
-    from rl_prm.tiny.arith import corrupt, critique, make_problem
-
     rng = random.Random(1234)
     lines = [template(), SYSTEM_PROMPT, FIRST_STEP_PREVIOUS]
     for _ in range(600):
@@ -80,7 +84,7 @@ def _corpus() -> list[str]:
 
 def build_tokenizer(out_dir: Path | None = None):
     """Byte-level BPE (vocab 2048) trained on fixed synthetic math text + the R-PRM template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # seconds to import (module doc)
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
@@ -118,7 +122,7 @@ def _as_reloaded(hf):
     pre-tokenizer splits digits, unlike the in-memory byte-level BPE. Models must be trained with
     the tokenizer inference will use, so we save, reload and return that one.
     """
-    from transformers import AutoTokenizer, Qwen2Config
+    from transformers import AutoTokenizer, Qwen2Config  # seconds to import (module doc)
 
     with tempfile.TemporaryDirectory() as d:
         hf.save_pretrained(d)
@@ -144,7 +148,7 @@ def model_config_args(tok, arch: dict) -> dict:
 
 
 def _save_model(out_dir: Path, tok, arch: dict, seed: int, train: Callable | None = None) -> None:
-    import torch
+    import torch  # seconds to import (module doc)
     from transformers import GenerationConfig, Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(seed)
@@ -173,8 +177,6 @@ def judge_path() -> Path:
     """Directory of the tiny R-PRM judge, overfit on synthetic R-PRM critiques (builds on first call)."""
 
     def build(d: Path) -> None:
-        from rl_prm.tiny.judge_sft import train_judge
-
         _save_model(d, build_tokenizer(), JUDGE_CONFIG, seed=1, train=lambda m, t: train_judge(m, t, **JUDGE_TRAIN))
 
     return _cached("judge", (VOCAB_SIZE, JUDGE_CONFIG, JUDGE_TRAIN), build)

@@ -2,20 +2,24 @@
 
 Loss on the assistant tokens only (the critique and the closing <|im_end|>), so the judge learns
 to write the R-PRM critique format and end it with the verdict line.
+
+torch is imported inside the functions that train: seconds to import, which importing this module for its
+examples and helpers (rl_prm.world.judge, .dpo and .policy do, for their configs) must not pay.
 """
 
 from __future__ import annotations
 
+import copy
 import random
+import time
 
 from rl_prm.progress import step_lines
+from rl_prm.score.prompt import judge_prompt
+from rl_prm.tiny.arith import corrupt, critique, make_problem
 
 
 def judge_examples(tok, n: int, seed: int) -> list[tuple[list[int], int]]:
     """(token ids, index where the assistant answer starts) for n judge samples, ~half verdict No."""
-    from rl_prm.score.prompt import judge_prompt
-    from rl_prm.tiny.arith import corrupt, critique, make_problem
-
     rng = random.Random(seed)
     out = []
     while len(out) < n:
@@ -48,7 +52,7 @@ def train_judge(model, tok, *, samples: int, steps: int, batch_size: int, lr: fl
 def optimizer_step(model, opt, sched, loss=None) -> None:
     """One AdamW step: backward of ``loss`` (None: the gradients are already accumulated), gradients
     clipped to norm 1, then the schedule's step."""
-    import torch
+    import torch  # seconds to import (module doc)
 
     if loss is not None:
         opt.zero_grad()
@@ -61,7 +65,7 @@ def optimizer_step(model, opt, sched, loss=None) -> None:
 def pad_batch(batch: list[tuple], pad_id: int, prefix_len: int):
     """(input_ids [B, T], attention mask [B, prefix_len + T], labels [B, T] with -100 outside the answers)
     of right-padded (ids, answer start[, ...]) rows that follow a shared ``prefix_len``-token KV cache."""
-    import torch
+    import torch  # seconds to import (module doc)
 
     T = max(len(row[0]) for row in batch)
     input_ids = torch.full((len(batch), T), pad_id, dtype=torch.long)
@@ -79,9 +83,7 @@ def _loss_sums(model, batch, pad_id: int, prefix_len: int, cache):
     """Summed next-token cross-entropy of ``batch``'s answer tokens and of its key tokens (the model's
     hidden states go through the LM head only at the positions that predict them): (answer CE sum,
     key CE sum). ``cache``: the shared ``prefix_len``-token prefix's KV cache (None without one), repeated per row."""
-    import copy
-
-    import torch
+    import torch  # seconds to import (module doc)
     import torch.nn.functional as F
 
     input_ids, attn, labels = pad_batch(batch, pad_id, prefix_len)
@@ -115,9 +117,7 @@ def sft(model, tok, data: list[tuple], *, steps: int, batch_size: int, lr: float
     gradients add up to the whole batch's (the sums are divided by the batch's token counts), so a
     short row is padded only to its group's longest, not the batch's.
     """
-    import time
-
-    import torch
+    import torch  # seconds to import (module doc)
 
     torch.manual_seed(seed)
     P = min(_common_prefix_len([d[0] for d in data]), min(d[1] for d in data)) - 1 if shared_prefix else 0

@@ -20,17 +20,20 @@ from typing import Any, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+# verl and hydra are imported inside the functions: verl takes seconds (and loads its plugins, rl_prm's among
+# them) and the verl backend's driver imports this module to check a command; hydra-core is optional (module doc).
+
 _SENTINEL = object()
 
 
 def verl_config_dir() -> Path:
-    import verl
+    import verl  # seconds to import (module comment)
 
     return Path(verl.__file__).parent / "trainer" / "config"
 
 
 def hydra_usable() -> bool:
-    try:
+    try:  # optional: an old or missing hydra-core (module doc)
         import hydra  # noqa: F401
         from hydra import compose as _c  # noqa: F401  (hydra >= 1.1)
     except Exception:  # noqa: BLE001 - old/broken hydra
@@ -77,7 +80,7 @@ def compose(overrides: Sequence[str], use_hydra: bool | None = None) -> DictConf
     overrides = [o for o in overrides if not o.startswith("hydra.")]
     if use_hydra is None:
         use_hydra = hydra_usable()
-    if use_hydra:
+    if use_hydra:  # hydra-core is optional (module doc)
         from hydra import compose as hydra_compose
         from hydra import initialize_config_dir
 
@@ -124,7 +127,7 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
     builds from this config (actor, rollout, critic when used, the judge's rollout, algorithm
     without our `rprm` block), the reward manager class and the custom reward function.
     """
-    import verl.utils.config as vcfg
+    import verl.utils.config as vcfg  # seconds to import (module comment)
     from verl.trainer.ppo.utils import need_critic, need_reference_policy
 
     orig = vcfg.omega_conf_to_dataclass
@@ -144,7 +147,7 @@ def validate(cfg: DictConfig) -> dict[str, Any]:
         "rollout": instantiate(cfg.actor_rollout_ref.rollout),
     }
     # verl keeps cfg.reward a DictConfig (RewardConfig is never instantiated); check what it resolves:
-    from verl.trainer.ppo.reward import get_custom_reward_fn, resolve_reward_manager_cls
+    from verl.trainer.ppo.reward import get_custom_reward_fn, resolve_reward_manager_cls  # verl: module comment
 
     out["reward_manager"] = resolve_reward_manager_cls(cfg)
     out["custom_reward_fn"] = get_custom_reward_fn(cfg)

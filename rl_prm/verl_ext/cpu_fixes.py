@@ -9,6 +9,9 @@ env), set by rl_prm.backends.verl_cpu.cpu_overrides / rl_prm.backends.verl_cpu.c
 
     apply()                 all patches (idempotent)
     cleanup_shm()           remove orphaned /dev/shm weight buckets and vLLM shm segments
+
+torch is imported inside the patches that use it: the verl backend's launcher imports this module for
+cleanup_shm, and needs no torch.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ import importlib.metadata
 import logging
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -46,7 +50,7 @@ def dedupe_backend(backend: Any) -> Any:
 
 
 def _patch_process_group() -> None:
-    import torch.distributed as dist
+    import torch.distributed as dist  # seconds to import (module doc)
 
     orig = dist.init_process_group
     if getattr(orig, "_rl_prm_cpu", False):
@@ -118,7 +122,7 @@ def _plain_cpu_gemm(orig):
         weight = getattr(layer, "weight", None)
         if weight is None or getattr(weight, "ndim", 0) != 2 or weight.is_meta:
             return orig(layer, remove_weight)
-        import torch.nn.functional as F
+        import torch.nn.functional as F  # seconds to import (module doc)
 
         layer.cpu_linear = lambda x, w, bias: F.linear(x, w, bias)
 
@@ -150,7 +154,7 @@ FSDP_ENGINE_MODULE = "verl.workers.engine.fsdp.transformer_impl"
 
 
 def unpinned_offload_policy_cls():
-    from torch.distributed.fsdp import CPUOffloadPolicy
+    from torch.distributed.fsdp import CPUOffloadPolicy  # seconds to import (module doc)
 
     class UnpinnedCPUOffloadPolicy(CPUOffloadPolicy):
         """CPUOffloadPolicy that never pins (isinstance checks in FSDP2 still see a CPUOffloadPolicy)."""
@@ -234,8 +238,6 @@ def _in_use(paths: set[str]) -> set[str]:
 def cleanup_shm(prefixes: Iterable[str] = SHM_PREFIXES, shm_dir: Path = SHM_DIR, min_age_s: float = 60.0) -> list[str]:
     """Remove orphaned shared-memory files with these prefixes (untouched for min_age_s, and no live
     process has them open or mapped: a segment being set up is never taken); returns the removed paths."""
-    import time
-
     prefixes = tuple(prefixes)
     if not shm_dir.is_dir():
         return []

@@ -30,6 +30,7 @@ import types
 from contextlib import contextmanager
 from typing import Any, Optional
 
+import psutil
 import torch
 
 PLATFORM_NAME = "cpu"
@@ -38,15 +39,9 @@ ROLLOUT_ENV_KEYS = ("VLLM_CPU_KVCACHE_SPACE", "VLLM_CPU_OMP_THREADS_BIND", "VLLM
                     "OMP_NUM_THREADS", "VLLM_ALLOW_INSECURE_SERIALIZATION", "VLLM_LOGGING_LEVEL")
 
 
-def _psutil():
-    import psutil
-
-    return psutil
-
-
 def _rss() -> int:
     try:
-        return int(_psutil().Process().memory_info().rss)
+        return int(psutil.Process().memory_info().rss)
     except Exception:  # noqa: BLE001 - memory figures are informative only
         return 0
 
@@ -54,7 +49,7 @@ def _rss() -> int:
 def _mem_get_info(device: Any = None) -> tuple[int, int]:
     """(free, total) bytes of host memory (the CPU 'device')."""
     try:
-        vm = _psutil().virtual_memory()
+        vm = psutil.virtual_memory()
         return int(vm.available), int(vm.total)
     except Exception:  # noqa: BLE001
         return 0, 0

@@ -41,11 +41,14 @@ from dataclasses import dataclass
 from typing import Any, Optional, Protocol, Sequence
 
 import torch
+from omegaconf import OmegaConf
 
 from rl_prm.credit import CreditConfig, StepBatch
 from rl_prm.metrics import no_judge_cost, response_row
+from rl_prm.score.engines import HTTPJudgeEngine
 from rl_prm.score.gate import GATES, gated_scores, judged_mask
 from rl_prm.score.memo import JudgeMemo
+from rl_prm.score.scorer import RPRMScorer, ScoreConfig
 from rl_prm.score.types import ScoringOptions
 from rl_prm.steps import StepSpans, step_token_ends
 from rl_prm.tasks import find_task, first_wrong
@@ -78,8 +81,6 @@ class RewardManagerOptions:
 
     @classmethod
     def from_recipe(cls, cfg: Any) -> "RewardManagerOptions":
-        from omegaconf import OmegaConf
-
         est = cfg.algorithm.estimator
         prm = None
         if cfg.reward.prm.enabled:
@@ -220,9 +221,6 @@ class RouterStepScorer:
     """
 
     def __init__(self, router_address: str, tokenizer: Any, opts: RewardManagerOptions):
-        from rl_prm.score.engines import HTTPJudgeEngine
-        from rl_prm.score.scorer import RPRMScorer, ScoreConfig
-
         url = router_address if router_address.startswith("http") else f"http://{router_address}"
         self.engine = HTTPJudgeEngine(url, tokenizer, timeout=opts.timeout_s)
         self.scorer = RPRMScorer(self.engine, ScoreConfig.from_options(opts.prm, seed=opts.seed), memo=JudgeMemo())

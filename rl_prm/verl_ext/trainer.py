@@ -22,8 +22,11 @@ from __future__ import annotations
 import math
 from typing import Any, Iterable
 
+from omegaconf import open_dict
+
 from rl_prm.metrics import (HACK_ROW_KEYS, JUDGE_COST, PRM_ROW_KEYS, PROCESS_FLAGS, TRUTH_COUNTS, HackWatch,
                             response_metrics)
+from rl_prm.verl_ext.hooks import on_import
 
 TRAINER_MODE = "rprm_sync"
 PREFIX = "rprm/"
@@ -59,7 +62,7 @@ def reward_extra_metrics(infos: Iterable[Any]) -> dict[str, float]:
 
 
 def _register(_module: Any = None) -> None:
-    from omegaconf import open_dict
+    # verl's v1 trainer: imported once verl imports it (install), not by the plugin in every verl process
     from verl.trainer.ppo.v1.trainer_base import TRAINER_REGISTRY, register_trainer
     from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
@@ -89,7 +92,7 @@ def _register(_module: Any = None) -> None:
 
 def batch_reward_extra_metrics(batch: Any) -> dict[str, float]:
     """reward_extra_info of a v1 batch (KVBatchMeta) read back from the TransferQueue -> rprm/* metrics."""
-    import transfer_queue as tq
+    import transfer_queue as tq  # verl's v1 trainer's store: installed with it (pyproject: cpu extra / verl[vllm])
 
     data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
     extra = data.pop("extra_fields")
@@ -102,8 +105,6 @@ def batch_reward_extra_metrics(batch: Any) -> dict[str, float]:
 
 def install() -> None:
     """Register `rprm_sync` once verl's v1 trainer package is imported (now, if it already is)."""
-    from rl_prm.verl_ext.hooks import on_import
-
     on_import("verl.trainer.ppo.v1", _register)
 
 

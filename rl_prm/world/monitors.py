@@ -20,7 +20,7 @@ Definitions (W = WINDOW steps):
 from __future__ import annotations
 
 import math
-from typing import Iterable, Optional
+from typing import Optional
 
 from rl_prm.metrics.watch import RULES, HackWatch
 from rl_prm.world.compare import read_metrics
