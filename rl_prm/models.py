@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional
 
 from rl_prm.registry import Registry
+from rl_prm.score.oracle import ORACLE
 from rl_prm.tiny import judge_path, policy_path
 
 # name -> (kind -> model dir). Shipped in the package or built offline on first use (never downloaded).
@@ -48,12 +49,11 @@ def _tiny(kind: str) -> Path:
     return judge_path() if kind == "judge" else policy_path()
 
 
-@BUILT.register("oracle")
-def _oracle(kind: str) -> str:
-    """model.judge only: the train task's step checker as the step scorer (rl_prm.score.oracle; no model)."""
-    if kind != "judge":
-        raise ModelUnavailable(f"model.{kind} 'oracle': the oracle is a judge (model.judge), not a policy")
-    return "oracle"
+def _not_the_oracle(spec: str, kind: str) -> None:
+    """`model.judge: oracle` is a scorer (rl_prm.score.oracle: the train task's step checker), not a model."""
+    if spec == ORACLE:
+        raise ModelUnavailable(f"model.{kind} 'oracle' is not a model: the oracle judge scores steps with the train "
+                               "task's step checker (model.judge only, local backend)")
 
 
 def is_hub_id(spec: str) -> bool:
@@ -191,6 +191,7 @@ def fetch_hub_model(repo_id: str, kind: str) -> str:
 def resolve_model(spec: str, kind: str) -> str:
     """A local model dir for a recipe model spec: a BUILT name (shipped, or built/cached offline), a local HF model dir
     as given, or a hub id (fetch_hub_model). `kind`: policy | judge | ref_policy."""
+    _not_the_oracle(spec, kind)
     if spec in BUILT:
         return str(BUILT.get(spec)(kind))
     if is_hub_id(spec):
@@ -207,6 +208,7 @@ def check_model(spec: str, kind: str) -> str:
     """For a run whose workers load `spec` themselves (verl on a cluster: each node resolves hub ids into its
     own HF cache): a one-line note of what will happen, without downloading. ModelUnavailable when it cannot
     work: a bad local dir; offline and not cached; no such repo on the Hub."""
+    _not_the_oracle(spec, kind)
     if spec in BUILT:
         return f"model.{kind} {spec}: built-in ({resolve_model(spec, kind)})"
     if not is_hub_id(spec):
@@ -257,10 +259,10 @@ def plan_hub_model(repo_id: str, kind: str = "policy") -> dict[str, Any]:
 
 
 def recipe_models(cfg: Any) -> list[tuple[str, str]]:
-    """(kind, spec) of every model a recipe loads: the policy, the judge when reward.prm.enabled, the
-    reference policy when set."""
+    """(kind, spec) of every model a recipe loads: the policy, the judge when reward.prm.enabled (and not the
+    oracle, which is no model), the reference policy when set."""
     out = [("policy", cfg.model.policy)]
-    if cfg.reward.prm.enabled:
+    if cfg.reward.prm.enabled and cfg.model.judge != ORACLE:
         out.append(("judge", cfg.model.judge))
     if cfg.model.get("ref_policy"):
         out.append(("ref_policy", cfg.model.ref_policy))

@@ -108,8 +108,9 @@ def test_oracle_judge_needs_a_task_with_a_checker_and_the_local_backend():
     from rl_prm.score.oracle import OracleScorer
 
     cfg = load_recipe("recipes/tiny_cpu.yaml", ["model.judge=oracle"])
-    assert resolve_model(cfg.model.judge, "judge") == "oracle"
-    assert isinstance(Engines().prm(cfg, "oracle"), OracleScorer)  # no engine is started
+    assert isinstance(Engines().prm(cfg, None), OracleScorer)  # a scorer, not a model: no engine is started
+    with pytest.raises(ValueError, match="'oracle' is not a model"):
+        resolve_model(cfg.model.judge, "judge")
     with pytest.raises(ValueError, match="model.judge=oracle .* data.train='tiny_arith' has none .*world"):
         load_recipe("recipes/tiny_cpu.yaml", ["model.judge=oracle", "data.train=tiny_arith"])
     with pytest.raises(ValueError, match="oracle"):

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import signal
-from typing import Any
+from typing import Any, Optional
 
 import ray
 import torch
@@ -95,9 +95,11 @@ class Engines:
                 log_file=logs.log_file("rollout"))
         return self._rollouts[key]
 
-    def prm(self, cfg: Any, judge_path: str) -> RPRMPool:
+    def prm(self, cfg: Any, judge_path: Optional[str]) -> Any:
+        """The recipe's step scorer: the R-PRM judge at judge_path on its engine pool (one per settings, kept
+        across runs), or for model.judge: oracle (judge_path None) the train task's step checker (no engine)."""
         p = cfg.reward.prm
-        if judge_path == ORACLE:  # model.judge: oracle, the train task's step checker (no engine)
+        if cfg.model.judge == ORACLE:
             return TASKS.get(cfg.data.train).oracle_scorer(p.fallback_score)
         scoring = ScoreConfig.from_options(p, seed=None)  # the seed is set per run
         kw = engine_kwargs(p, 0)

@@ -42,6 +42,7 @@ from rl_prm.metrics import (HackWatch, SpikeDetector, prm_histograms, prm_positi
                             response_row, rl_metrics)
 from rl_prm.models import resolve_model
 from rl_prm.score.gate import judged_mask
+from rl_prm.score.oracle import ORACLE
 from rl_prm.score.verifiable import verifiable_rewards
 from rl_prm.tasks import first_wrong, task_of
 from rl_prm.timing import marked_timer
@@ -86,7 +87,8 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
     with marked_timer("startup_models", startup):  # a build (tiny, RL_PRM_WORLD=build) or a download happens here
         policy_path = resolve_model(cfg.model.policy, "policy")
         ref_path = resolve_model(cfg.model.ref_policy, "ref_policy") if cfg.model.ref_policy else policy_path
-        judge_path = resolve_model(cfg.model.judge, "judge") if cfg.reward.prm.enabled else None
+        judge_path = (resolve_model(cfg.model.judge, "judge")  # None: no judge, or the oracle (no model)
+                      if cfg.reward.prm.enabled and cfg.model.judge != ORACLE else None)
     start_weights = str(resume_from / "model") if resume_from is not None else policy_path
     tokenizer = AutoTokenizer.from_pretrained(policy_path)
     pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -122,7 +124,7 @@ def train(cfg: Any, on_step: Optional[Callable[[int, dict], None]] = None,
             rollouts.client.ready()
             if not own:  # a shared engine holds the previous run's weights
                 rollouts.client.load_weights(learner.named_weights())
-        if judge_path is not None:
+        if cfg.reward.prm.enabled:
             with marked_timer("startup_prm_engine", startup):
                 prm = rollouts.prm = engines.prm(cfg, judge_path)  # streamed rollouts hand responses to it
         startup["timing/startup_total"] = time.time() - t_start
