@@ -31,7 +31,7 @@ class WatchRule:
 
 # The monitors that track the judge being fooled (docs/world.md, the long run)
 RULES: tuple[WatchRule, ...] = (
-    WatchRule("hack/prm_ok_given_vr_wrong", window=10, rise=0.15, above=0.5,
+    WatchRule("hack/prm_ok_given_vr_wrong", window=10, rise=0.15,
               why="the judge passes whole more of the responses whose answer is wrong"),
 )
 

@@ -141,7 +141,8 @@ def late_numbers(arms: dict, k: int = LATE_EVALS) -> dict:
                 continue
             last = sorted(curve)[-k:]
             row["steps"] = last
-            row[key] = [_mean(curve[st][s] for st in last if s in curve[st]) for s in row["seeds"]]
+            vals = [[curve[st][s] for st in last if s in curve[st]] for s in row["seeds"]]
+            row[key] = [_mean(v) for v in vals if v]  # a seed still running has no eval there yet
         if "steps" in row:
             out[arm] = row
     return out
