@@ -44,8 +44,10 @@ class Registry(Generic[T]):
         try:
             return self._items[name]
         except KeyError:
+            hint = (f" (plugins register through the {PLUGIN_GROUP!r} entry points: after updating rl-prm, "
+                    "reinstall it, e.g. `pip install -e .`)" if self._plugins else "")
             raise ValueError(
-                f"unknown {self.kind} {name!r}; known: {', '.join(sorted(self._items)) or '(none)'}"
+                f"unknown {self.kind} {name!r}; known: {', '.join(sorted(self._items)) or '(none)'}{hint}"
             ) from None
 
     def names(self) -> list[str]:
