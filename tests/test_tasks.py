@@ -9,6 +9,7 @@ import random
 import pytest
 
 from rl_prm.metrics import judge_truth_metrics, process_flags, truth_row
+from rl_prm.metrics.judge import RATE_COUNT, pooled_rate
 from rl_prm.steps import split_steps
 from rl_prm.tasks import TASKS, find_task, first_wrong, process_metrics, task_of, truth_rows
 from rl_prm.world.tasks import corrupt, miracle, problems
@@ -74,6 +75,12 @@ def test_the_judge_is_scored_against_the_checker_on_its_own_verdicts():
     assert m == {"process/trace_rate": 1.0, "process/answer_rate": 1.0, "process/miracle_rate": 0.0,
                  "judge/first_errors": 0.0, "judge/right_steps": 0.0, "judge/flawed_responses": 0.0, "judge/miracles": 0.0}
     assert truth_row(2, True, [0.9, float("nan"), 0.2], True)["truth_first_errors"] == 1.0
+    # a rate over several steps pools their counts: the steps' metrics give the rate of all their rows together
+    rows = truth_rows(WORLD, [p.question] * 3, steps, [1.0, 1.0, 0.0], yes)
+    per_step = [judge_truth_metrics(rows[:1]), judge_truth_metrics(rows[1:])]
+    for rate in RATE_COUNT:
+        assert pooled_rate(per_step, rate) == pytest.approx(judge_truth_metrics(rows)[rate])
+    assert pooled_rate([{"judge/first_errors": 0.0}], "judge/false_accept_rate") is None
     assert judge_truth_metrics([]) == {} and truth_rows(None, [p.question], steps[:1], [1.0]) == []
 
 

@@ -3,12 +3,13 @@
     judge_cost_metrics(rows)      prm/judge_prompts, prm/critique_tokens, ... from one row per response
     truth_row(first_wrong, answer_correct, scores, judged)   one response's process flags and judge-vs-checker counts
     judge_truth_metrics(rows)     process/* rates and judge/* on-policy error rates of a step
+    pooled_rate(steps, "judge/false_accept_rate")   a judge/* rate over several steps' metrics, by its counts
 """
 
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Iterable, Optional, Sequence
 
 # per-response row (rl_prm.score.types.ItemScore.judge_cost; verl: each response's reward_extra_info)
 #   -> the step's prm/* total, and its mean over the step's responses as prm/*_per_response
@@ -113,10 +114,24 @@ def judge_truth_metrics(rows: Sequence[dict]) -> dict[str, float]:
            "process/miracle_rate": tot["miracle"] / n,
            "judge/first_errors": tot["truth_first_errors"], "judge/right_steps": tot["truth_right_steps"],
            "judge/flawed_responses": tot["truth_flawed"], "judge/miracles": tot["truth_miracles"]}
-    for key, num, den in (("false_accept_rate", "truth_first_errors_passed", "truth_first_errors"),
+    for key, num, den in (("false_accept_rate", "truth_first_errors_passed", "truth_first_errors"),  # RATE_COUNT
                           ("false_reject_rate", "truth_right_steps_flagged", "truth_right_steps"),
                           ("flawed_passed_rate", "truth_flawed_passed", "truth_flawed"),
                           ("miracles_passed_rate", "truth_miracles_passed", "truth_miracles")):
         if tot[den]:
             out[f"judge/{key}"] = tot[num] / tot[den]
     return out
+
+
+# each judge/* rate of judge_truth_metrics -> the count it is a share of
+RATE_COUNT = {"judge/false_accept_rate": "judge/first_errors", "judge/false_reject_rate": "judge/right_steps",
+              "judge/flawed_passed_rate": "judge/flawed_responses", "judge/miracles_passed_rate": "judge/miracles"}
+
+
+def pooled_rate(steps: Iterable[dict], rate: str) -> Optional[float]:
+    """A judge/* rate over several training steps' metrics, each step weighted by its count (RATE_COUNT):
+    sum(rate x count) / sum(count), what the rate is over the steps' responses together. None: nothing counted."""
+    count = RATE_COUNT[rate]
+    rows = [m for m in steps if m.get(count)]
+    den = sum(m[count] for m in rows)
+    return sum(m.get(rate, 0.0) * m[count] for m in rows) / den if den else None

@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Iterable, Optional
 
+from rl_prm.metrics.judge import RATE_COUNT
+
 # arm -> recipe overrides on the R-PRM recipe; the VR-only arm runs the VR-only baseline recipe itself
 # (the same estimator and options with the process reward removed: recipes/tiny_cpu_vr_only.yaml)
 VR_ONLY = "vr_only"
@@ -47,8 +49,8 @@ EVAL_KEYS = ("eval/trace_accuracy", "eval/answer_accuracy", "eval/miracle_rate",
 JUDGE_WORK_KEYS = ("prm/judge_prompts", "prm/judge_prompts_distinct", "prm/dedup_frac", "prm/gated_responses",
                    "prm/critiques", "prm/critique_tokens", "prm/prompt_tokens_computed", "timing/score")
 # the judge's on-policy errors against the world's checker and the training rollouts' process rates
-JUDGE_TRUTH_KEYS = ("judge/false_accept_rate", "judge/false_reject_rate", "judge/flawed_passed_rate",
-                    "judge/miracles_passed_rate", "process/trace_rate", "process/answer_rate", "process/miracle_rate")
+JUDGE_TRUTH_KEYS = (*RATE_COUNT, *RATE_COUNT.values(), "process/trace_rate", "process/answer_rate",
+                    "process/miracle_rate")
 CURVE_KEYS = EVAL_KEYS + ("eval/steps_per_response", "hack/steps_per_response", "reward/vr_mean",
                           "timing/step") + JUDGE_WORK_KEYS + JUDGE_TRUTH_KEYS
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import math
 from typing import Optional
 
+from rl_prm.metrics.judge import pooled_rate
 from rl_prm.metrics.watch import RULES, HackWatch
 from rl_prm.world.compare import read_metrics
 
@@ -51,11 +52,9 @@ def truth_curve(m: dict[int, dict], window: int = WINDOW) -> dict[int, float]:
     for i, s in enumerate(steps):
         if i + 1 < window:
             continue
-        last = steps[i + 1 - window: i + 1]
-        den = sum(m[t]["judge/first_errors"] for t in last)
-        num = sum(m[t].get(TRUTH, 0.0) * m[t]["judge/first_errors"] for t in last)
-        if den:
-            out[s] = num / den
+        rate = pooled_rate((m[t] for t in steps[i + 1 - window: i + 1]), TRUTH)
+        if rate is not None:
+            out[s] = rate
     return out
 
 

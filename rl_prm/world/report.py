@@ -18,6 +18,7 @@ from __future__ import annotations
 import os
 from typing import Optional, Sequence
 
+from rl_prm.metrics.judge import RATE_COUNT, pooled_rate
 from rl_prm.world.compare import ARM_LABELS, JUDGE_ARMS, _mean
 
 # report.json key -> eval metric (sampled solutions, except greedy accuracy)
@@ -239,19 +240,22 @@ TRUTH_KEYS = {"judge/false_accept_rate": "first wrong steps passed", "judge/flaw
 
 
 def judge_truth_numbers(arms: dict, window: int = 10) -> dict:
-    """Per judged arm and TRUTH_KEYS key: the mean of the per-step rate over the first and the last `window`
-    training steps (all seeds), and the number of steps."""
+    """Per judged arm and TRUTH_KEYS key: the rate pooled over the first and over the last `window` training
+    steps of all seeds (rl_prm.metrics.judge.pooled_rate: weighted by the steps' counts), and those steps."""
     out = {}
     for arm, a in arms.items():
         row = {}
         for key in TRUTH_KEYS:
-            curve = {s: v for s, v in a["curves"].get(key, {}).items() if s > 0}
-            if not curve:
+            counts = {s: v for s, v in a["curves"].get(RATE_COUNT[key], {}).items() if s > 0}
+            if not counts:
                 continue
-            steps = sorted(curve)
+            rates = a["curves"].get(key, {})
+            steps = sorted(counts)
             first, last = steps[:window], steps[-window:]
-            row[key] = {"first": _mean(v for s in first for v in curve[s].values()),
-                        "last": _mean(v for s in last for v in curve[s].values()),
+            metrics = lambda window_steps: [  # noqa: E731  one metrics row per (step, seed)
+                {RATE_COUNT[key]: n, **({key: rates[s][seed]} if seed in rates.get(s, {}) else {})}
+                for s in window_steps for seed, n in counts[s].items()]
+            row[key] = {"first": pooled_rate(metrics(first), key), "last": pooled_rate(metrics(last), key),
                         "first_steps": [first[0], first[-1]], "last_steps": [last[0], last[-1]]}
         if row:
             out[arm] = row
@@ -395,7 +399,7 @@ def report_md(results: dict) -> str:
         truth = judge_truth_numbers(arms)
         if truth:
             lines += ["", "The judge on the training rollouts against the world's checker (judge/* metrics, free: no "
-                      "extra judge call; mean of the per-step rates over the first and the last 10 steps, all seeds):",
+                      "extra judge call; over the first and the last 10 steps of all seeds together):",
                       "", "| arm | " + " | ".join(TRUTH_KEYS.values()) + " |", "|---" * (len(TRUTH_KEYS) + 1) + "|"]
             for arm, row in truth.items():
                 lines.append(f"| {ARM_LABELS.get(arm, arm)} | " + " | ".join(
