@@ -30,6 +30,7 @@ from rl_prm.score.oracle import OracleScorer
 from rl_prm.steps import split_steps
 from rl_prm.tiny.arith import make_problem
 
+
 @dataclass(frozen=True)
 class Task:
     """A task: its rows per split, and optionally a step checker.

@@ -7,8 +7,9 @@ import re
 
 import pytest
 
+from rl_prm.world.plugin import TASK
 from rl_prm.world.tasks import (ERROR_KINDS, MIRACLE_KINDS, corrupt, eval_items, final_answer, first_wrong_step,
-                                miracle, policy_examples, problems, processbench, question_ops, step_verdicts)
+                                miracle, policy_examples, problems, processbench, question_ops)
 
 _STEP = re.compile(r"has (-?\d+) ([+*-]) (-?\d+) = (-?\d+) ")
 
@@ -166,7 +167,7 @@ def test_each_miracle_has_a_wrong_step_and_the_right_answer(kind):
         assert final_answer(q) == p.answer and compute_score("world", q.solution, str(p.answer)) == 1.0
         assert first_wrong_step(q.question, q.step_texts) == q.label
         assert q.step_texts[: q.label] == p.step_texts[: q.label]
-        assert step_verdicts(q.question, q.step_texts) == [i < q.label for i in range(len(q.steps))]
+        assert TASK.step_verdicts(q.question, q.step_texts) == [i < q.label for i in range(len(q.steps))]
         if kind == "misquote":  # the stated amount is off, the arithmetic is the gold one
             assert _STEP.search(q.step_texts[q.label]).groups() == _STEP.search(p.step_texts[q.label]).groups()
         elif kind == "cancel":  # two wrong calculations, the amount after them is the gold one again
@@ -180,5 +181,5 @@ def test_each_miracle_has_a_wrong_step_and_the_right_answer(kind):
 
 def test_step_verdicts_of_gold_and_of_an_early_end():
     p = problems("test", 1, seed=5)[0]
-    assert step_verdicts(p.question, p.step_texts) == [True] * len(p.steps)
-    assert step_verdicts(p.question, p.step_texts[:-2]) == [True] * (len(p.steps) - 3) + [False]
+    assert TASK.step_verdicts(p.question, p.step_texts) == [True] * len(p.steps)
+    assert TASK.step_verdicts(p.question, p.step_texts[:-2]) == [True] * (len(p.steps) - 3) + [False]

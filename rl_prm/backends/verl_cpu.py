@@ -18,7 +18,7 @@ from omegaconf import OmegaConf
 
 from rl_prm.backends.verl_common import (CRITIC_ESTIMATORS, PREPPED, REPO_ROOT, flatten_keys, hydra_str,
                                          hydra_value, model_path)
-from rl_prm.data.prep import make_prompt, write_parquet
+from rl_prm.data.prep import verl_row, write_parquet
 from rl_prm.tasks import TASKS
 from rl_prm.vllm_engine import judge_dtype
 
@@ -61,18 +61,8 @@ def task_rows(spec: str, split: str, limit: Optional[int], seed: int, instructio
     """A task's rows (the local backend's data.train/test of the same name) as verl rows (rl_prm.data.prep
     schema: data_source = the task's name, prompt messages, reward_model.ground_truth, extra_info with the
     question the task's step checker reads)."""
-    rows = []
-    for i, r in enumerate(TASKS.get(spec).rows(split, limit, seed)):
-        gold = str(r["answer"])
-        rows.append({
-            "data_source": spec,
-            "prompt": make_prompt(r["problem"], instruction),
-            "ability": "math",
-            "reward_model": {"style": "rule", "ground_truth": gold},
-            "extra_info": {"split": split, "index": i, "id": f"{spec}/{split}/{i}", "source": spec,
-                           "answer": gold, "question": r["problem"]},
-        })
-    return rows
+    return [verl_row(spec, r["problem"], str(r["answer"]), split, i, f"{spec}/{split}/{i}", spec, instruction)
+            for i, r in enumerate(TASKS.get(spec).rows(split, limit, seed))]
 
 
 def write_generated_data(cfg: Any) -> dict[str, int]:

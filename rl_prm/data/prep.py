@@ -45,6 +45,19 @@ def make_prompt(problem: str, instruction: str = INSTRUCTION) -> list[dict[str, 
     return [{"role": "user", "content": f"{problem.strip()} {instruction}".strip()}]
 
 
+def verl_row(data_source: str, problem: str, gold: str, split: str, index: int, row_id: str, source: str,
+             instruction: str = INSTRUCTION) -> dict:
+    """One verl RL row (the schema above)."""
+    return {
+        "data_source": data_source,
+        "prompt": make_prompt(problem, instruction),
+        "ability": "math",
+        "reward_model": {"style": "rule", "ground_truth": gold},
+        "extra_info": {"split": split, "index": index, "id": row_id, "source": source, "answer": gold,
+                       "question": problem},
+    }
+
+
 def verl_rows(dataset: str, split: str, limit: int | None = None, instruction: str = INSTRUCTION) -> tuple[list[dict], int]:
     """verl rows for one dataset split; returns (rows, number of records skipped for an empty gold)."""
     if dataset not in PREP:
@@ -60,22 +73,7 @@ def verl_rows(dataset: str, split: str, limit: int | None = None, instruction: s
         if not gold:  # 4 DeepScaleR MATH-train rows have no answer
             skipped += 1
             continue
-        rows.append(
-            {
-                "data_source": data_source,
-                "prompt": make_prompt(rec["problem"], instruction),
-                "ability": "math",
-                "reward_model": {"style": "rule", "ground_truth": gold},
-                "extra_info": {
-                    "split": split,
-                    "index": len(rows),
-                    "id": rec["id"],
-                    "source": rec["source"],
-                    "answer": gold,
-                    "question": rec["problem"],
-                },
-            }
-        )
+        rows.append(verl_row(data_source, rec["problem"], gold, split, len(rows), rec["id"], rec["source"], instruction))
     return rows, skipped
 
 

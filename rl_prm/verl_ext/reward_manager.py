@@ -296,9 +296,11 @@ if RewardManagerBase is not None:
             nt = item.non_tensor_batch
             spans = await self.loop.run_in_executor(None, lambda: step_token_ends(ids, self.tokenizer, truncated))
 
-            graded = None  # the graded answer; the outcome reward when reward.verifiable is on (the monitors
+            # the graded answer: the outcome reward when reward.verifiable is on; graded either way, since the
+            # monitors and the task's checker compare with it (as on the local backend)
+            graded = None
             gt = (nt.get("reward_model") or {}).get("ground_truth") if isinstance(nt.get("reward_model"), dict) else None
-            if gt is not None:  # compare with it either way, as the local backend's)
+            if gt is not None:
                 result = await self.loop.run_in_executor(
                     None, lambda: self.compute_score(data_source=nt.get("data_source"), solution_str=spans.text,
                                                      ground_truth=gt, extra_info=nt.get("extra_info") or {}))

@@ -212,13 +212,6 @@ def corrupt(problem: Problem, rng: random.Random, at: int | None = None, kind: s
     raise RuntimeError(f"corrupt: no detectable {kind or 'error'} at step {at} of {problem.question!r}")
 
 
-def step_verdicts(question: str, steps: list[str]) -> list[bool]:
-    """Per step, right in the ProcessBench sense: True before the first wrong step
-    (``first_wrong_step``), False from it on. What a perfect judge says (the oracle)."""
-    w = first_wrong_step(question, steps)
-    return [w < 0 or i < w for i in range(len(steps))]
-
-
 def _answer_step(value: int) -> Step:
     return Step(f"The answer is \\boxed{{{value}}}.", value, "answer", value, value)
 
