@@ -195,3 +195,34 @@ def test_engine_core_death_in_a_live_actor_restarts_it(ray_worker):
     assert client.restarts == 1 and client.pid() != pid
     assert any("died" in e and "restarted it" in e for e in client.pop_events())
     assert not _alive(core.pid)
+
+
+def test_the_engine_is_built_and_always_called_on_one_thread(monkeypatch):
+    """On CPU an engine called from another thread than the one that built it computes with a slower OpenMP
+    team (docs/performance.md): the worker builds it and runs every batch, plain or async, on one thread."""
+    import asyncio
+
+    from rl_prm.score import worker as worker_mod
+
+    seen = []
+
+    class Scorer:
+        engine = None
+
+        def __init__(self):
+            seen.append(("build", threading.get_ident()))
+
+        def score(self, items):
+            seen.append(("score", threading.get_ident()))
+            return [ItemScore("ok", [], None, 0, 0, 0.0) for _ in items]
+
+    monkeypatch.setattr(worker_mod.RPRMScorer, "from_path", classmethod(lambda cls, *a, **k: Scorer()))
+    w = worker_mod.RPRMWorker("unused", ScoreConfig(k=1))
+    w.score_sync(ITEMS[:1])
+
+    async def two_callers():
+        return await asyncio.gather(w.score(ITEMS[:1]), w.score(ITEMS[1:2]))
+
+    asyncio.run(two_callers())
+    assert [k for k, _ in seen][:2] == ["build", "score"] and len(seen) >= 3
+    assert len({t for _, t in seen}) == 1

@@ -11,8 +11,10 @@ share of the engine batch it was scored in; `stats()` has totals).
 
 Batching: the actor is async; concurrent `score` calls are queued and merged by one batching
 loop (requests arriving within `batch_window_s` of each other, up to `max_batch_items` items, go
-into one `RPRMScorer.score` call, i.e. a few engine calls). The engine runs in a thread so the
-actor keeps accepting requests meanwhile.
+into one `RPRMScorer.score` call, i.e. a few engine calls). The engine is built and run on one
+thread of its own (`engine_thread`), so the actor keeps accepting requests meanwhile: on CPU an
+engine run from another thread than the one that built it computes with a slower OpenMP team
+(docs/performance.md).
 
 Faults (rl_prm.actors): the actor is created with `max_restarts` and no task retries. A call
 whose actor died, whose engine core died or that ran past `timeout` gets the actor restarted (a
@@ -29,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any, Mapping, Sequence
 
@@ -49,8 +52,9 @@ class RPRMWorker:
         if isinstance(config, Mapping):
             config = ScoreConfig(**config)
         self.config = config or ScoreConfig()
-        engine_core_in_process()
-        self.scorer = RPRMScorer.from_path(judge_path, self.config, **dict(engine_kwargs or {}))
+        # every engine call on the thread that built the engine (module doc)
+        self.engine_thread = ThreadPoolExecutor(1, thread_name_prefix="rl-prm-judge")
+        self.scorer = self.engine_thread.submit(self._build, judge_path, dict(engine_kwargs or {})).result()
 
         if in_ray_actor():  # a dead engine core ends the actor, so Ray restarts it (RPRMClient retries)
             exit_when_engine_dies(self.scorer.engine.llm, "R-PRM worker")
@@ -61,10 +65,14 @@ class RPRMWorker:
         self._stats = {"requests": 0, "items": 0, "engine_batches": 0, "generated_tokens": 0, "prompt_tokens": 0,
                        "engine_seconds": 0.0, "started": time.time()}
 
+    def _build(self, judge_path: str, engine_kwargs: dict) -> RPRMScorer:
+        engine_core_in_process()  # torch threads are set per thread: on the engine's own
+        return RPRMScorer.from_path(judge_path, self.config, **engine_kwargs)
+
     # -- plain use --------------------------------------------------------------------------------
 
     def score_sync(self, items: Sequence[Mapping]) -> list[ItemScore]:
-        return self._run(list(items))
+        return self.engine_thread.submit(self._run, list(items)).result()
 
     def _run(self, items: list) -> list[ItemScore]:
         t0 = time.perf_counter()
@@ -112,7 +120,7 @@ class RPRMWorker:
                 n += len(nxt[0])
             merged = [it for items, _ in batch for it in items]
             try:
-                res = await loop.run_in_executor(None, self._run, merged)
+                res = await loop.run_in_executor(self.engine_thread, self._run, merged)
             except BaseException as e:  # engine died: fail these requests (the actor restarts if its process died)
                 for _, fut in batch:
                     if not fut.done():
