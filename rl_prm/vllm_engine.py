@@ -106,27 +106,28 @@ def in_ray_actor() -> bool:
         return False
 
 
-def engine_threads() -> int:
+def engine_threads(share: int = 1) -> int:
     """Torch/OpenMP threads of an engine running in a Ray actor's own process on CPU: $RL_PRM_ENGINE_THREADS,
-    else every core (the local backend's stages run one after another, so the engine working has the cores
-    to itself). Ray starts its workers with OMP_NUM_THREADS=1, and vLLM sets threads only for the
-    worker processes it starts itself."""
-    return max(1, int(os.environ.get("RL_PRM_ENGINE_THREADS") or os.cpu_count() or 1))
+    else every core divided among the `share` engines that work at the same time (the local backend's stages
+    run one after another, so the engines of one stage have the cores to themselves). Ray starts its workers
+    with OMP_NUM_THREADS=1, and vLLM sets threads only for the worker processes it starts itself."""
+    return max(1, int(os.environ.get("RL_PRM_ENGINE_THREADS") or (os.cpu_count() or 1) // max(1, share)))
 
 
-def engine_core_in_process() -> None:
+def engine_core_in_process(share: int = 1) -> None:
     """In a Ray actor on CPU: run vLLM's engine core and its worker in the actor's own process
     (VLLM_ENABLE_V1_MULTIPROCESSING=0, unless the environment sets it) instead of two processes next to
     the actor: less memory and a faster start per engine (docs/performance.md), with ``engine_threads()``
     torch threads. A crash of the engine then ends or fails the actor itself, which Ray restarts.
     VLLM_ENABLE_V1_MULTIPROCESSING=1 keeps vLLM's processes (then exit_when_engine_dies watches the
-    engine core, and vLLM binds its worker's threads). Call before the engine starts."""
+    engine core, and vLLM binds its worker's threads). Call before the engine starts, on the thread that will
+    call it (OpenMP thread counts are per thread). ``share``: engines working at the same time (engine_threads)."""
     if in_ray_actor() and on_cpu():
         os.environ.setdefault("VLLM_ENABLE_V1_MULTIPROCESSING", "0")
         if os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0":
             import torch  # seconds to import (module doc)
 
-            n = engine_threads()
+            n = engine_threads(share)
             os.environ["OMP_NUM_THREADS"] = str(n)
             torch.set_num_threads(n)
 

@@ -380,3 +380,18 @@ def test_judge_workers_get_whole_questions():
     for q in set(qs):
         assert sum(any(qs[j] == q for j in s) for s in shards) == 1, q
     assert max(map(len, shards)) - min(map(len, shards)) <= 2 and all(s == sorted(s) for s in shards)
+
+
+def test_judge_workers_get_even_judge_work_not_even_item_counts():
+    """Four rollouts that agree on every step are three judge prompts, not twelve: shards are evened out on the
+    distinct judge prompts each worker will judge."""
+    from rl_prm.score.pool import distinct_judge_prompts, question_shards
+
+    same = {"question": "A", "steps": ["a1", "a2", "a3"]}
+    items = [same] * 4 + [{"question": "B", "steps": [f"b{i}{k}" for k in range(3)]} for i in range(2)] + \
+        [{"question": "C", "steps": ["c1", "c2"]}]
+    work = distinct_judge_prompts(items)
+    assert work == {"A": 3, "B": 6, "C": 2}
+    shards = question_shards([it["question"] for it in items], 2, list(work.values()))
+    load = [sum(work[q] for q in {items[j]["question"] for j in s}) for s in shards]
+    assert sorted(load) == [5, 6]  # by item count it would be A (4 items, 3 prompts) against B + C (8 prompts)

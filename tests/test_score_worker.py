@@ -226,3 +226,15 @@ def test_the_engine_is_built_and_always_called_on_one_thread(monkeypatch):
     asyncio.run(two_callers())
     assert [k for k, _ in seen][:2] == ["build", "score"] and len(seen) >= 3
     assert len({t for _, t in seen}) == 1
+
+
+def test_judge_workers_on_cpu_split_the_cores(monkeypatch):
+    """reward.prm.num_workers engines score at the same time: each gets its share of the cores, not all of them
+    (two engines with every core each would fight over them); RL_PRM_ENGINE_THREADS still decides when set."""
+    from rl_prm.vllm_engine import engine_threads
+
+    monkeypatch.delenv("RL_PRM_ENGINE_THREADS", raising=False)
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)
+    assert [engine_threads(), engine_threads(2), engine_threads(3), engine_threads(16)] == [8, 4, 2, 1]
+    monkeypatch.setenv("RL_PRM_ENGINE_THREADS", "3")
+    assert engine_threads(2) == 3

@@ -115,7 +115,7 @@ def test_prompt_and_ground_truth_shapes(tmp_path):
     common = ["model.policy=tiny", "model.judge=tiny", f"data.train={path}", f"data.test={path}"]
     assert load_recipe(ROOT / "recipes" / "tiny_cpu.yaml", common).data.train == str(path)
     with pytest.raises(ValueError, match=r"data.train .*mixed.parquet: column 'prompt' holds plain strings"):
-        load_recipe(ROOT / "recipes" / "tiny_cpu.yaml", common + ["trainer.backend=verl"])
+        load_recipe(ROOT / "recipes" / "tiny_cpu.yaml", common + ["trainer.backend=verl", "reward.prm.num_workers=1"])
 
 
 def test_rows_that_cannot_train_are_skipped_and_counted(tmp_path, capsys):

@@ -35,12 +35,16 @@ class RPRMPool:
     def __init__(self, judge_path: str, config: ScoreConfig, *, num_workers: int = 1, timeout_s: float = 600.0,
                  num_gpus: float = 0.0, engine_kwargs: dict | None = None):
         self.config = config
-        self.handles = [
+        import ray  # ray: about a second to import (see shutdown)
+
+        ready_timeout = max(600.0, float(timeout_s))
+        self.handles = [  # the engines start side by side; workers on CPU split the cores (they score together)
             start_rprm_worker(judge_path, config, num_cpus=0, num_gpus=num_gpus / num_workers,
-                              engine_kwargs=engine_kwargs or {}, ready_timeout=max(600.0, float(timeout_s)),
-                              log_file=log_file(f"judge{i}"))
+                              engine_kwargs=engine_kwargs or {}, ready_timeout=ready_timeout, wait_ready=False,
+                              log_file=log_file(f"judge{i}"), share=num_workers)
             for i in range(num_workers)
         ]
+        ray.get([h.ready.remote() for h in self.handles], timeout=ready_timeout)
         self.clients = [RPRMClient(h, timeout=float(timeout_s)) for h in self.handles]
 
     @classmethod
@@ -52,7 +56,9 @@ class RPRMPool:
     def score(self, items: list[dict]) -> list[ItemScore]:
         if len(self.clients) == 1 or len(items) < 2:
             return self.clients[0].score(items)
-        shards = [s for s in question_shards([it["question"] for it in items], len(self.clients)) if s]
+        work = distinct_judge_prompts(items)  # shards even in judge work, a question's items in one of them
+        shards = [s for s in question_shards([it["question"] for it in items], len(self.clients), list(work.values()))
+                  if s]
         with ThreadPoolExecutor(len(shards)) as pool:
             parts = list(pool.map(lambda cs: cs[0].score([items[j] for j in cs[1]]), zip(self.clients, shards)))
         out: list[Optional[ItemScore]] = [None] * len(items)
@@ -106,16 +112,31 @@ class RPRMPool:
                 pass
 
 
-def question_shards(questions: Sequence[str], n: int) -> list[list[int]]:
+def question_shards(questions: Sequence[str], n: int, work: Optional[Sequence[int]] = None) -> list[list[int]]:
     """Item indices in `n` shards: a question's items together (they share judge prompts), the shards'
-    sizes as even as whole questions allow, each shard in item order."""
+    work as even as whole questions allow (`work`: per distinct question in order of first appearance, e.g.
+    its distinct judge prompts; default its number of items), each shard in item order."""
     groups: dict[str, list[int]] = {}
     for j, q in enumerate(questions):
         groups.setdefault(q, []).append(j)
+    weight = dict(zip(groups, work)) if work is not None else {q: len(g) for q, g in groups.items()}
     shards: list[list[int]] = [[] for _ in range(n)]
-    for g in sorted(groups.values(), key=len, reverse=True):
-        min(shards, key=len).extend(g)
+    load = [0] * n
+    for q in sorted(groups, key=lambda q: (weight[q], len(groups[q])), reverse=True):
+        k = min(range(n), key=lambda i: (load[i], len(shards[i])))
+        shards[k].extend(groups[q])
+        load[k] += weight[q]
     return [sorted(s) for s in shards]
+
+
+def distinct_judge_prompts(items: Sequence[dict]) -> dict[str, int]:
+    """Per question (in order of first appearance), the judge prompts of its items the scorer judges: a step
+    prefix two of them share counts once (rl_prm.score.memo)."""
+    seen: dict[str, set] = {}
+    for it in items:
+        steps = it.get("steps") or ()
+        seen.setdefault(it["question"], set()).update(tuple(steps[: k + 1]) for k in range(len(steps)))
+    return {q: len(v) for q, v in seen.items()}
 
 
 def score_spans(score: Callable[[list[dict]], list[ItemScore]], questions: Sequence[str], spans: Sequence[Any],

@@ -46,7 +46,7 @@ class RPRMWorker:
 
     def __init__(self, judge_path: str, config: ScoreConfig | Mapping | None = None,
                  engine_kwargs: Mapping[str, Any] | None = None, batch_window_s: float = 0.005,
-                 max_batch_items: int = 512, log_file: str | None = None):
+                 max_batch_items: int = 512, log_file: str | None = None, share: int = 1):
         if log_file:  # an actor of a quiet session: everything it (and its engine) prints goes there
             redirect_process(log_file)
         if isinstance(config, Mapping):
@@ -54,7 +54,7 @@ class RPRMWorker:
         self.config = config or ScoreConfig()
         # every engine call on the thread that built the engine (module doc)
         self.engine_thread = ThreadPoolExecutor(1, thread_name_prefix="rl-prm-judge")
-        self.scorer = self.engine_thread.submit(self._build, judge_path, dict(engine_kwargs or {})).result()
+        self.scorer = self.engine_thread.submit(self._build, judge_path, dict(engine_kwargs or {}), share).result()
 
         if in_ray_actor():  # a dead engine core ends the actor, so Ray restarts it (RPRMClient retries)
             exit_when_engine_dies(self.scorer.engine.llm, "R-PRM worker")
@@ -65,8 +65,8 @@ class RPRMWorker:
         self._stats = {"requests": 0, "items": 0, "engine_batches": 0, "generated_tokens": 0, "prompt_tokens": 0,
                        "engine_seconds": 0.0, "started": time.time()}
 
-    def _build(self, judge_path: str, engine_kwargs: dict) -> RPRMScorer:
-        engine_core_in_process()  # torch threads are set per thread: on the engine's own
+    def _build(self, judge_path: str, engine_kwargs: dict, share: int) -> RPRMScorer:
+        engine_core_in_process(share)  # torch threads are set per thread: on the engine's own
         return RPRMScorer.from_path(judge_path, self.config, **engine_kwargs)
 
     # -- plain use --------------------------------------------------------------------------------
@@ -175,11 +175,13 @@ RPRMWorkerActor: Any = _LazyActor()
 def start_rprm_worker(judge_path: str, config: ScoreConfig | None = None, *, num_cpus: float = 1, num_gpus: float = 0,
                       name: str | None = None, max_restarts: int = 3, max_task_retries: int = 0,
                       engine_kwargs: Mapping[str, Any] | None = None, batch_window_s: float = 0.005,
-                      wait_ready: bool = True, ready_timeout: float = 600.0, log_file: str | None = None):
+                      wait_ready: bool = True, ready_timeout: float = 600.0, log_file: str | None = None,
+                      share: int = 1):
     """Create the R-PRM worker actor (restartable; `RPRMClient` retries a call after a crash, once
     the fresh actor has the run's seed: Ray's own task retries would run it with the start seed).
 
     The engine starts in the actor's constructor; with `wait_ready` this blocks until it is up.
+    share: judge workers scoring at the same time (on CPU they split the cores: rl_prm.vllm_engine.engine_threads).
     """
     ray = _ray()
     opts: dict[str, Any] = dict(num_cpus=num_cpus, num_gpus=num_gpus, max_restarts=max_restarts,
@@ -187,7 +189,7 @@ def start_rprm_worker(judge_path: str, config: ScoreConfig | None = None, *, num
     if name:
         opts["name"] = name
     handle = RPRMWorkerActor.options(**opts).remote(str(judge_path), config, dict(engine_kwargs or {}), batch_window_s,
-                                                  512, log_file)
+                                                  512, log_file, share)
     if wait_ready:
         ray.get(handle.ready.remote(), timeout=ready_timeout)
     return handle
