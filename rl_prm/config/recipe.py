@@ -104,8 +104,9 @@ class PRMConfig(ScoringOptions):
 
     enabled: bool = knob(True, "false = verifiable reward only (no judge engine is started)")
     timeout_s: int = knob(600, "seconds one scoring call may take; then it fails with a TimeoutError naming it", gt=0)
-    num_workers: int = knob(1, "R-PRM worker actors, each with its own judge engine (verl: the judge replicas are "
-                            "placed by reward.reward_model.* in the verl: section)", gt=0, backends=("local",))
+    num_workers: int = knob(1, "R-PRM worker actors, each with its own judge engine, scoring whole questions side by "
+                            "side (on CPU each gets cores/num_workers threads); verl: the judge replicas are placed by "
+                            "reward.reward_model.* in the verl: section", gt=0, backends=("local",))
     stream: bool = knob(False, "score each prompt's responses as soon as its n samples finish generating, while the "
                         "rest of the batch still generates (same scores as scoring the whole batch after it)",
                         backends=("local",))
