@@ -42,7 +42,10 @@ from rl_prm.vllm_engine import engine_core_in_process, engine_dead, exit_when_en
 
 
 class RPRMWorker:
-    """Holds one judge engine; scores batches of {question, steps} / {question, response}."""
+    """Holds one judge engine; scores batches of {question, steps} / {question, response}.
+
+    share: the judge workers that score at the same time (on CPU each engine gets its share of the cores:
+    rl_prm.vllm_engine.engine_threads)."""
 
     def __init__(self, judge_path: str, config: ScoreConfig | Mapping | None = None,
                  engine_kwargs: Mapping[str, Any] | None = None, batch_window_s: float = 0.005,
