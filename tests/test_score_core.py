@@ -392,6 +392,6 @@ def test_judge_workers_get_even_judge_work_not_even_item_counts():
         [{"question": "C", "steps": ["c1", "c2"]}]
     work = distinct_judge_prompts(items)
     assert work == {"A": 3, "B": 6, "C": 2}
-    shards = question_shards([it["question"] for it in items], 2, list(work.values()))
+    shards = question_shards([it["question"] for it in items], 2, work)
     load = [sum(work[q] for q in {items[j]["question"] for j in s}) for s in shards]
     assert sorted(load) == [5, 6]  # by item count it would be A (4 items, 3 prompts) against B + C (8 prompts)

@@ -16,7 +16,7 @@ Quiet sessions give worker i the log file LOGDIR/judge<i>.log.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Mapping, Optional, Sequence
 
 from rl_prm.logs import log_file
 from rl_prm.metrics import judge_cost_metrics, no_judge_cost
@@ -57,8 +57,7 @@ class RPRMPool:
         if len(self.clients) == 1 or len(items) < 2:
             return self.clients[0].score(items)
         work = distinct_judge_prompts(items)  # shards even in judge work, a question's items in one of them
-        shards = [s for s in question_shards([it["question"] for it in items], len(self.clients), list(work.values()))
-                  if s]
+        shards = [s for s in question_shards([it["question"] for it in items], len(self.clients), work) if s]
         with ThreadPoolExecutor(len(shards)) as pool:
             parts = list(pool.map(lambda cs: cs[0].score([items[j] for j in cs[1]]), zip(self.clients, shards)))
         out: list[Optional[ItemScore]] = [None] * len(items)
@@ -112,14 +111,14 @@ class RPRMPool:
                 pass
 
 
-def question_shards(questions: Sequence[str], n: int, work: Optional[Sequence[int]] = None) -> list[list[int]]:
+def question_shards(questions: Sequence[str], n: int, work: Optional[Mapping[str, int]] = None) -> list[list[int]]:
     """Item indices in `n` shards: a question's items together (they share judge prompts), the shards'
-    work as even as whole questions allow (`work`: per distinct question in order of first appearance, e.g.
-    its distinct judge prompts; default its number of items), each shard in item order."""
+    work as even as whole questions allow (`work`: question -> its work, e.g. its distinct judge prompts;
+    default its number of items), each shard in item order."""
     groups: dict[str, list[int]] = {}
     for j, q in enumerate(questions):
         groups.setdefault(q, []).append(j)
-    weight = dict(zip(groups, work)) if work is not None else {q: len(g) for q, g in groups.items()}
+    weight = work if work is not None else {q: len(g) for q, g in groups.items()}
     shards: list[list[int]] = [[] for _ in range(n)]
     load = [0] * n
     for q in sorted(groups, key=lambda q: (weight[q], len(groups[q])), reverse=True):
@@ -130,8 +129,8 @@ def question_shards(questions: Sequence[str], n: int, work: Optional[Sequence[in
 
 
 def distinct_judge_prompts(items: Sequence[dict]) -> dict[str, int]:
-    """Per question (in order of first appearance), the judge prompts of its items the scorer judges: a step
-    prefix two of them share counts once (rl_prm.score.memo)."""
+    """Per question, the judge prompts of its items the scorer judges: a step prefix two of them share counts
+    once (rl_prm.score.memo)."""
     seen: dict[str, set] = {}
     for it in items:
         steps = it.get("steps") or ()
